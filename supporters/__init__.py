@@ -1,0 +1,106 @@
+"""supporters: a self-hosted reader-supporter membership backend for independent newsrooms."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from supporters import config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+log = logging.getLogger(__name__)
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application: settings, extensions, blueprints, error handlers, commands.
+
+    :raises supporters.config.ConfigError: a required production setting is missing or unsafe.
+    """
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        instance_path=os.environ.get("SUPPORTERS_INSTANCE_PATH") or None,
+    )
+    app.config.from_mapping(config.load(app.instance_path, test_config))
+    config.validate(app.config)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    if app.config["PROXY_COUNT"]:
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count
+        )
+
+    _init_extensions(app)
+    _register_blueprints(app)
+
+    from supporters import web
+
+    web.init_app(app)
+
+    from supporters import demo
+    from supporters.members import cli as members_cli
+
+    app.cli.add_command(members_cli.create_staff)
+    app.cli.add_command(demo.seed_demo)
+
+    if app.config["IS_PRODUCTION"] and app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
+        log.warning(
+            "Rate limits are kept in memory: with several workers each counts alone. "
+            "Set SUPPORTERS_RATELIMIT_STORAGE_URL=redis://… to share them."
+        )
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from supporters import db as db_module
+    from supporters.extensions import babel, csrf, db, limiter, login_manager, migrate
+    from supporters.members.auth import init_login
+
+    db_module.configure_engine_options(app.config)
+    db.init_app(app)
+    migrate.init_app(
+        app,
+        db,
+        directory=str(ROOT / "migrations"),
+        render_as_batch=True,  # SQLite alters tables by copying them
+        compare_type=True,
+        render_item=db_module.render_migration_item,
+    )
+    csrf.init_app(app)
+    limiter.init_app(app)
+    init_login(app, login_manager)
+
+    from supporters.i18n import select_locale, select_timezone
+
+    babel.init_app(
+        app,
+        locale_selector=select_locale,
+        timezone_selector=select_timezone,
+        default_translation_directories=str(Path(__file__).parent / "translations"),
+    )
+    # Import every feature's models so the metadata (migrations, create_all in tests) is whole.
+    import supporters.audit
+    import supporters.billing.models
+    import supporters.members.models
+    import supporters.voting.models  # noqa: F401
+
+
+def _register_blueprints(app: Flask) -> None:
+    from supporters.billing.views import bp as billing_bp
+    from supporters.members.views import bp as members_bp
+    from supporters.staff.views import bp as staff_bp
+    from supporters.voting.views import bp as voting_bp
+
+    app.register_blueprint(members_bp)
+    app.register_blueprint(billing_bp)
+    app.register_blueprint(voting_bp)
+    app.register_blueprint(staff_bp)

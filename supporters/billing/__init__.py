@@ -1,0 +1,1 @@
+"""Recurring support through Stripe: tiers, subscriptions, payments, webhooks."""

@@ -1,0 +1,238 @@
+"""Tiers, Stripe customers, subscriptions, payments, received Stripe events and funding goals.
+
+Amounts are integers in the currency's minor unit; the currency is an ISO 4217 code stored in
+upper case. Subscription statuses are Stripe's own strings, so a fetched subscription maps 1:1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from supporters.db import enum_column, utcnow
+from supporters.extensions import db
+from supporters.members.models import Member
+
+
+class Interval(enum.StrEnum):
+    """How often a subscription renews (Stripe's ``recurring.interval``)."""
+
+    MONTH = "month"
+    YEAR = "year"
+
+
+class SubscriptionStatus(enum.StrEnum):
+    """Stripe's subscription statuses, spelled exactly as the API sends them."""
+
+    INCOMPLETE = "incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired"
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    CANCELED = "canceled"
+    UNPAID = "unpaid"
+    PAUSED = "paused"
+
+
+class PaymentKind(enum.StrEnum):
+    SUBSCRIPTION = "subscription"
+    ONE_TIME = "one_time"
+
+
+class PaymentStatus(enum.StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    FAILED = "failed"
+
+
+class GoalMeasure(enum.StrEnum):
+    """What a funding goal counts: recurring revenue per month, or active patrons."""
+
+    MONTHLY_REVENUE = "monthly_revenue"
+    PATRONS = "patrons"
+
+
+def _currency_check() -> sa.CheckConstraint:
+    return sa.CheckConstraint("length(currency) = 3 AND currency = upper(currency)", name="currency_iso")
+
+
+class Tier(db.Model):
+    """A level of support staff define: a name, what it gives, and its monthly and yearly price."""
+
+    __tablename__ = "tiers"
+    __table_args__ = (
+        sa.CheckConstraint("monthly_amount > 0", name="monthly_amount_positive"),
+        sa.CheckConstraint("yearly_amount > 0", name="yearly_amount_positive"),
+        _currency_check(),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(80))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    monthly_amount: Mapped[int]
+    yearly_amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    position: Mapped[int] = mapped_column(default=0)
+    stripe_product_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    stripe_monthly_price_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    stripe_yearly_price_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    def amount_for(self, interval: Interval) -> int:
+        """The price of one period of the given interval, in minor units."""
+        return self.monthly_amount if interval is Interval.MONTH else self.yearly_amount
+
+
+class Customer(db.Model):
+    """The one Stripe customer of a member: a second one is refused by the database."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("members.id", ondelete="CASCADE"), unique=True
+    )
+    stripe_customer_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    member: Mapped[Member] = relationship()
+
+
+class Subscription(db.Model):
+    """A member's recurring support, mirroring one Stripe subscription."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        _currency_check(),
+        sa.Index("ix_subscriptions_status_tier", "status", "tier_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("members.id", ondelete="CASCADE"), index=True
+    )
+    # NULL: a custom amount rather than one of the tiers.
+    tier_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("tiers.id", ondelete="RESTRICT"), index=True
+    )
+    interval: Mapped[Interval] = mapped_column(enum_column(Interval, "billing_interval"))
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    status: Mapped[SubscriptionStatus] = mapped_column(
+        enum_column(SubscriptionStatus, "subscription_status"),
+        default=SubscriptionStatus.INCOMPLETE,
+    )
+    stripe_subscription_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    stripe_customer_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    stripe_price_id: Mapped[str | None] = mapped_column(sa.String(255))
+    current_period_end: Mapped[dt.datetime | None]
+    cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
+    cancel_reason: Mapped[str] = mapped_column(sa.String(500), default="")
+    started_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    canceled_at: Mapped[dt.datetime | None]
+    ended_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    member: Mapped[Member] = relationship()
+    tier: Mapped[Tier | None] = relationship()
+
+    @property
+    def monthly_amount(self) -> int:
+        """Recurring revenue per month in minor units: a yearly plan counts as a twelfth."""
+        return self.amount if self.interval is Interval.MONTH else self.amount // 12
+
+
+class Payment(db.Model):
+    """Money that moved or tried to: one row per Stripe invoice (or charge, for one-time gifts)."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        sa.CheckConstraint("amount >= 0", name="amount_non_negative"),
+        sa.CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= amount", name="refund_within_amount"
+        ),
+        sa.CheckConstraint(
+            "stripe_invoice_id IS NOT NULL OR stripe_charge_id IS NOT NULL", name="has_stripe_id"
+        ),
+        _currency_check(),
+        sa.Index("ix_payments_status_paid_at", "status", "paid_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Kept (SET NULL) when a member's data is deleted: the ledger must still add up.
+    member_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("members.id", ondelete="SET NULL"), index=True
+    )
+    subscription_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("subscriptions.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[PaymentKind] = mapped_column(
+        enum_column(PaymentKind, "payment_kind"), default=PaymentKind.SUBSCRIPTION
+    )
+    stripe_invoice_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    status: Mapped[PaymentStatus] = mapped_column(
+        enum_column(PaymentStatus, "payment_status"), default=PaymentStatus.PENDING
+    )
+    refunded_amount: Mapped[int] = mapped_column(default=0)
+    failure_message: Mapped[str] = mapped_column(sa.String(500), default="")
+    receipt_url: Mapped[str] = mapped_column(sa.String(500), default="")
+    paid_at: Mapped[dt.datetime | None]
+    failed_at: Mapped[dt.datetime | None]
+    disputed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+    member: Mapped[Member | None] = relationship()
+    subscription: Mapped[Subscription | None] = relationship()
+
+
+class StripeEvent(db.Model):
+    """A webhook event, recorded once by its Stripe id before anything acts on it."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_event_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    type: Mapped[str] = mapped_column(sa.String(100), index=True)
+    api_version: Mapped[str] = mapped_column(sa.String(64), default="")
+    livemode: Mapped[bool] = mapped_column(default=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class FundingGoal(db.Model):
+    """A public target ("€5,000 a month lets us hire a reporter") with progress shown to readers."""
+
+    __tablename__ = "funding_goals"
+    __table_args__ = (
+        sa.CheckConstraint("target > 0", name="target_positive"),
+        sa.CheckConstraint(
+            "measure <> 'monthly_revenue' OR currency IS NOT NULL", name="revenue_has_currency"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(120))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    measure: Mapped[GoalMeasure] = mapped_column(enum_column(GoalMeasure, "goal_measure"))
+    # Minor units of `currency` per month for revenue goals; a head count for patron goals.
+    target: Mapped[int]
+    currency: Mapped[str | None] = mapped_column(sa.String(3))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    position: Mapped[int] = mapped_column(default=0)
+    reached_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

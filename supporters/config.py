@@ -1,0 +1,181 @@
+"""Configuration: defaults, then ``SUPPORTERS_*`` environment variables, then a test mapping.
+
+Every setting a newsroom may change is listed in :data:`SETTINGS` with its type, so the README's
+table, the environment parser and the start-up validation speak of the same names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "SUPPORTERS_"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; raised by :func:`validate` at start-up."""
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {value!r}")
+
+
+def _list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable value: its Flask config key, parser, default and meaning."""
+
+    key: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("ENV", str, "development", "`production` turns on the strict start-up checks."),
+    Setting("SECRET_KEY", str, None, "Signs sessions and hashes sign-in codes. Required in production."),
+    Setting("DATABASE_URL", str, None, "SQLAlchemy URL; default: a SQLite file in the instance folder."),
+    Setting("SITE_NAME", str, "Supporters", "The newsroom's name, shown in pages and emails."),
+    Setting("BASE_URL", str, "http://127.0.0.1:5000", "Public URL used in emails; HTTPS in production."),
+    Setting("CURRENCY", str, "EUR", "Default ISO 4217 currency of tiers and amounts."),
+    Setting("DEFAULT_LOCALE", str, "en", "Locale when the browser asks for none we speak."),
+    Setting("MAIL_FROM", str, "Supporters <no-reply@localhost>", "From header of every message."),
+    Setting("SMTP_HOST", str, "", "SMTP server; empty: messages are printed to the console."),
+    Setting("SMTP_PORT", int, 587, "SMTP port."),
+    Setting("SMTP_USERNAME", str, "", "SMTP user name, if the server wants one."),
+    Setting("SMTP_PASSWORD", str, "", "SMTP password."),
+    Setting("SMTP_SECURITY", str, "starttls", "`starttls`, `ssl` or `none`."),
+    Setting("SMTP_TIMEOUT", int, 10, "Seconds to wait for the SMTP server."),
+    Setting("STRIPE_SECRET_KEY", str, "", "Stripe secret key (sk_test_… or sk_live_…)."),
+    Setting("STRIPE_PUBLISHABLE_KEY", str, "", "Stripe publishable key."),
+    Setting("STRIPE_WEBHOOK_SECRET", _list, [], "Webhook signing secrets, comma-separated during a rotation."),
+    Setting("STRIPE_API_BASE", str, "", "Point the Stripe SDK at another server (tests, staging)."),
+    Setting("RATELIMIT_STORAGE_URL", str, "memory://", "Rate-limit storage; `redis://…` in production."),
+    Setting("PROXY_COUNT", int, 0, "Reverse proxies in front of the app whose X-Forwarded-* to trust."),
+)
+
+_SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
+
+
+def defaults() -> dict[str, Any]:
+    """Return the built-in defaults as Flask config keys."""
+    values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
+    values.update(
+        # Flask and extension settings derived from ours, overridable by the test mapping.
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        SQLALCHEMY_ENGINE_OPTIONS={},
+        BABEL_DEFAULT_LOCALE="en",
+        BABEL_DEFAULT_TIMEZONE="UTC",
+        LANGUAGES=["en"],
+        SIGN_IN_TTL_SECONDS=15 * 60,
+        SIGN_IN_CODE_ATTEMPTS=5,
+        SIGN_IN_LIMIT_PER_EMAIL="5 per 15 minutes; 20 per day",
+        SIGN_IN_LIMIT_PER_IP="30 per hour",
+        SIGN_IN_ATTEMPT_LIMIT_PER_IP="60 per hour",
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+    return values
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Parse every ``SUPPORTERS_*`` variable that names a known setting.
+
+    :raises ConfigError: a variable is set to a value its setting cannot parse.
+    """
+    values: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        setting = _SETTINGS_BY_KEY.get(name[len(ENV_PREFIX) :])
+        if setting is None:
+            continue
+        try:
+            values[setting.key] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from exc
+    return values
+
+
+def load(instance_path: str, test_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge defaults, the instance's ``supporters.cfg`` (if any), the environment and tests."""
+    values = defaults()
+    instance_file = os.path.join(instance_path, "supporters.cfg")
+    if os.path.exists(instance_file):
+        scope: dict[str, Any] = {}
+        with open(instance_file, encoding="utf-8") as fh:
+            exec(compile(fh.read(), instance_file, "exec"), scope)  # noqa: S102 - operator's own file
+        values.update({k: v for k, v in scope.items() if k.isupper()})
+    values.update(from_environ(os.environ))
+    if test_config:
+        values.update(test_config)
+    return _derive(values, instance_path)
+
+
+def _derive(values: dict[str, Any], instance_path: str) -> dict[str, Any]:
+    """Fill settings that follow from others (database URL, cookie security, secret key)."""
+    values["IS_PRODUCTION"] = values["ENV"] == "production"
+    if not values.get("SQLALCHEMY_DATABASE_URI"):
+        url = values.get("DATABASE_URL") or "sqlite:///" + os.path.join(
+            instance_path, "supporters.sqlite3"
+        )
+        # Heroku-style URLs name the scheme "postgres://"; SQLAlchemy wants psycopg spelled out.
+        if url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url[len("postgres://") :]
+        elif url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        values["SQLALCHEMY_DATABASE_URI"] = url
+    if values["IS_PRODUCTION"]:
+        values.setdefault("SESSION_COOKIE_SECURE", True)
+        values.setdefault("REMEMBER_COOKIE_SECURE", True)
+        values.setdefault("PREFERRED_URL_SCHEME", "https")
+    elif not values.get("SECRET_KEY"):
+        # Development only: a fixed, loudly named key keeps sessions across restarts.
+        values["SECRET_KEY"] = "development-only-not-secret"
+    values["RATELIMIT_STORAGE_URI"] = values["RATELIMIT_STORAGE_URL"]
+    values["CURRENCY"] = str(values["CURRENCY"]).upper()
+    values["BASE_URL"] = str(values["BASE_URL"]).rstrip("/")
+    return values
+
+
+def validate(values: Mapping[str, Any]) -> None:
+    """Refuse to start with settings that would be insecure or broken.
+
+    :raises ConfigError: with one line per problem, naming the variable to set.
+    """
+    problems: list[str] = []
+    if values["ENV"] not in {"development", "production"}:
+        problems.append(f"{ENV_PREFIX}ENV must be 'development' or 'production', not {values['ENV']!r}.")
+    base = urlsplit(values["BASE_URL"])
+    if base.scheme not in {"http", "https"} or not base.netloc:
+        problems.append(f"{ENV_PREFIX}BASE_URL must be an absolute http(s) URL.")
+    if len(values["CURRENCY"]) != 3 or not values["CURRENCY"].isalpha():
+        problems.append(f"{ENV_PREFIX}CURRENCY must be a three-letter ISO 4217 code.")
+    if values["SMTP_SECURITY"] not in {"starttls", "ssl", "none"}:
+        problems.append(f"{ENV_PREFIX}SMTP_SECURITY must be starttls, ssl or none.")
+    if values["IS_PRODUCTION"]:
+        secret = values.get("SECRET_KEY") or ""
+        if len(secret) < 32:
+            problems.append(
+                f"{ENV_PREFIX}SECRET_KEY must be set to a random value of at least 32 characters "
+                "in production (python -c 'import secrets; print(secrets.token_urlsafe(48))')."
+            )
+        if base.scheme != "https":
+            problems.append(f"{ENV_PREFIX}BASE_URL must use https:// in production.")
+    if problems:
+        raise ConfigError("Cannot start supporters:\n  " + "\n  ".join(problems))

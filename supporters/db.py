@@ -1,0 +1,136 @@
+"""The declarative base every model shares: constraint names, UTC datetimes, ``utcnow()``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, registry
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    """Return the current time as a timezone-aware UTC datetime."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp that goes in and comes out timezone-aware in UTC, on every database.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores naive text, so the zone is put back on read.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use supporters.db.utcnow() or an aware value")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Typed declarative base with named constraints and aware datetimes."""
+
+    registry = registry(
+        metadata=sa.MetaData(naming_convention=NAMING_CONVENTION),
+        type_annotation_map={dt.datetime: UTCDateTime()},
+    )
+
+
+def enum_column(enum_cls: type, name: str) -> sa.Enum:
+    """A portable enum column stored as its string values, checked by a named CHECK constraint."""
+    return sa.Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=max(len(m.value) for m in enum_cls),  # type: ignore[attr-defined]
+        values_callable=lambda cls: [m.value for m in cls],
+        validate_strings=True,
+    )
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def configure_engine_options(config: dict[str, Any]) -> None:
+    """Tune the engine for the configured database before Flask-SQLAlchemy creates it.
+
+    SQLite runs in WAL mode (readers never block the writer) with a busy timeout, so concurrent
+    writers wait for each other instead of failing with "database is locked"; its foreign keys
+    are switched on, as PostgreSQL's always are.
+    """
+    options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    if is_sqlite(config["SQLALCHEMY_DATABASE_URI"]):
+        connect_args = dict(options.get("connect_args") or {})
+        connect_args.setdefault("timeout", 30)
+        options["connect_args"] = connect_args
+    else:
+        options.setdefault("pool_pre_ping", True)
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+@sa.event.listens_for(sa.Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    import sqlite3
+
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def insert_ignoring_conflicts(model: type[Base], values: dict[str, Any]) -> bool:
+    """INSERT a row unless it would break a unique constraint; True when a row was written.
+
+    Lets the database, not a read-then-write in Python, decide races between concurrent requests
+    (two confirmations of the same sign-up, the same webhook twice, the same vote from two tabs).
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from supporters.extensions import db
+
+    dialect = db.session.get_bind().dialect.name
+    table = model.__table__
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    else:  # pragma: no cover - only the two supported databases reach here
+        raise NotImplementedError(f"no conflict-free insert for {dialect}")
+    result = db.session.execute(statement)
+    return bool(result.rowcount)
+
+
+def render_migration_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """Write our column types into migrations as plain SQLAlchemy types.
+
+    Migrations must not import application code that will change after they are written.
+    """
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False

@@ -1,0 +1,1 @@
+"""Member accounts: passwordless sign-in, sessions, profile, staff roles."""

@@ -1,0 +1,93 @@
+"""Flask-Login wiring: the session cookie names a session row, and role checks for views."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, abort, session
+from flask_babel import lazy_gettext as _l
+from flask_login import LoginManager, current_user, login_user, logout_user
+
+from supporters.members import services
+from supporters.members.models import Member
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class SessionUser:
+    """The signed-in member as Flask-Login sees it: identified by the session row, not the id."""
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def __init__(self, member: Member, session_id: str) -> None:
+        self.member = member
+        self.session_id = session_id
+
+    def get_id(self) -> str:
+        return self.session_id
+
+    def __getattr__(self, name: str) -> Any:
+        # Templates and views read `current_user.email`, `current_user.is_staff` and so on.
+        return getattr(self.member, name)
+
+
+def init_login(app: Flask, manager: LoginManager) -> None:
+    manager.init_app(app)
+    manager.login_view = "members.sign_in"
+    manager.login_message = _l("Sign in to open this page.")
+    manager.login_message_category = "info"
+
+    @manager.user_loader
+    def load_user(session_id: str) -> SessionUser | None:
+        member = services.load_session_member(session_id)
+        return SessionUser(member, session_id) if member else None
+
+
+def sign_in(member: Member, *, user_agent: str) -> None:
+    """Start a fresh session for the member in this browser (the caller commits)."""
+    row = services.start_session(member, user_agent=user_agent)
+    # A new cookie from scratch: nothing from before sign-in (a fixated session) carries over.
+    session.clear()
+    session.permanent = True
+    login_user(SessionUser(member, row.id))
+
+
+def sign_out() -> None:
+    """Revoke this browser's session row and clear its cookie (the caller commits)."""
+    if current_user.is_authenticated:
+        services.end_session(current_user.session_id)
+    logout_user()
+    session.clear()
+
+
+def current_member() -> Member:
+    """The signed-in member; only call from views that require sign-in."""
+    return current_user.member  # type: ignore[no-any-return]
+
+
+def staff_required(view: F) -> F:
+    """Anonymous visitors go to sign in; members who are not staff get 403."""
+    return _role_required(view, admin=False)
+
+
+def admin_required(view: F) -> F:
+    return _role_required(view, admin=True)
+
+
+def _role_required(view: F, *, admin: bool) -> F:
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        from supporters.extensions import login_manager
+
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        member = current_member()
+        if not (member.is_admin if admin else member.is_staff):
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]

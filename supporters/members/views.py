@@ -1,0 +1,291 @@
+"""Sign-up, sign-in by emailed link or code, sign-out, and the member's account page."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, logout_user
+from werkzeug.wrappers import Response
+
+from supporters.extensions import db, limiter
+from supporters.mail import MailError
+from supporters.members import auth, emails, services
+from supporters.members.forms import (
+    ChangeEmailForm,
+    CodeForm,
+    EmptyForm,
+    ProfileForm,
+    SignInForm,
+    SignUpForm,
+)
+from supporters.members.models import SignInPurpose, SignInRequest
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("members", __name__)
+
+# The browser that asked for a code remembers which request it belongs to.
+PENDING_KEY = "sign_in_request_id"
+PENDING_EMAIL_KEY = "sign_in_email"
+
+
+def _email_key() -> str:
+    """Rate-limit key for the address typed into a form, however it is capitalised."""
+    return "email:" + (request.form.get("email") or "").strip().lower()[:254]
+
+
+def _pending_key() -> str:
+    return f"request:{session.get(PENDING_KEY, 'none')}"
+
+
+def _limit(setting: str) -> str:
+    return str(current_app.config[setting])
+
+
+ip_limit = limiter.shared_limit(
+    lambda: _limit("SIGN_IN_LIMIT_PER_IP"), scope="sign-in-ip", methods=["POST"]
+)
+email_limit = limiter.shared_limit(
+    lambda: _limit("SIGN_IN_LIMIT_PER_EMAIL"),
+    scope="sign-in-email",
+    key_func=_email_key,
+    methods=["POST"],
+)
+attempt_limit = limiter.shared_limit(
+    lambda: _limit("SIGN_IN_ATTEMPT_LIMIT_PER_IP"), scope="sign-in-attempt", methods=["POST"]
+)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site may follow sign-in; anything else would be an open redirect."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return ""
+    return target[:500]
+
+
+def _after_sign_in(next_url: str) -> Response:
+    return redirect(_safe_next(next_url) or url_for("members.account"))
+
+
+def _send_sign_in(issued: services.IssuedSignIn, *, via_sign_up: bool) -> bool:
+    """Send the message after the request row is committed; False when the mail server failed."""
+    try:
+        emails.send_sign_in(issued, via_sign_up=via_sign_up)
+    except MailError:
+        return False
+    session[PENDING_KEY] = issued.request.id
+    session[PENDING_EMAIL_KEY] = issued.request.email
+    return True
+
+
+def _start_sign_in(form: SignInForm | SignUpForm, *, via_sign_up: bool) -> Response | None:
+    """Issue and send a sign-in message; None when the mail could not go (form shows why)."""
+    display_name = (form.display_name.data or "") if isinstance(form, SignUpForm) else ""
+    issued = services.request_sign_in(
+        form.email.normalized,
+        display_name=display_name,
+        next_url=_safe_next(form.next.data),
+        ip_address=request.remote_addr or "",
+    )
+    db.session.commit()
+    if not _send_sign_in(issued, via_sign_up=via_sign_up):
+        form.email.errors = [
+            _("We could not send the email just now. Please try again in a few minutes.")
+        ]
+        return None
+    return redirect(url_for("members.enter_code"))
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@ip_limit
+@email_limit
+def sign_in() -> Response | tuple[str, int] | str:
+    """Ask for a sign-in link and code by email."""
+    if current_user.is_authenticated:
+        return redirect(url_for("members.account"))
+    form = SignInForm(next=request.args.get("next", ""))
+    if form.validate_on_submit():
+        response = _start_sign_in(form, via_sign_up=False)
+        if response is not None:
+            return response
+        return render_template("members/sign_in.html", form=form), 503
+    status = 400 if form.is_submitted() else 200
+    return render_template("members/sign_in.html", form=form), status
+
+
+@bp.route("/join", methods=["GET", "POST"])
+@ip_limit
+@email_limit
+def sign_up() -> Response | tuple[str, int] | str:
+    """Create an account: the same emailed link and code, which also proves the address."""
+    if current_user.is_authenticated:
+        return redirect(url_for("members.account"))
+    form = SignUpForm(next=request.args.get("next", ""))
+    if form.validate_on_submit():
+        response = _start_sign_in(form, via_sign_up=True)
+        if response is not None:
+            return response
+        return render_template("members/sign_up.html", form=form), 503
+    status = 400 if form.is_submitted() else 200
+    return render_template("members/sign_up.html", form=form), status
+
+
+def _finish(sign_in_request: SignInRequest) -> Response | tuple[str, int]:
+    """Apply a redeemed request, sign this browser in, commit, and move on."""
+    try:
+        member = services.complete_sign_in(sign_in_request)
+    except services.EmailTaken as exc:
+        db.session.rollback()
+        return render_template("members/sign_in_failed.html", message=exc.message), 409
+    auth.sign_in(member, user_agent=request.user_agent.string)
+    db.session.commit()
+    if sign_in_request.purpose is SignInPurpose.CHANGE_EMAIL:
+        flash(_("Your email address is now %(email)s.", email=member.email), "success")
+        return redirect(url_for("members.account"))
+    flash(_("You are signed in as %(email)s.", email=member.email), "success")
+    return _after_sign_in(sign_in_request.next_url)
+
+
+@bp.route("/sign-in/code", methods=["GET", "POST"])
+@attempt_limit
+@limiter.limit(lambda: _limit("SIGN_IN_ATTEMPT_LIMIT_PER_IP"), key_func=_pending_key, methods=["POST"])
+def enter_code() -> Response | tuple[str, int] | str:
+    """Type the 6-digit code in the browser that asked for it."""
+    request_id = session.get(PENDING_KEY)
+    if request_id is None:
+        flash(_("Enter your email address first: we will send you a code."), "info")
+        return redirect(url_for("members.sign_in"))
+    form = CodeForm()
+    email = session.get(PENDING_EMAIL_KEY, "")
+    if not form.validate_on_submit():
+        status = 400 if form.is_submitted() else 200
+        return render_template("members/enter_code.html", form=form, email=email), status
+    try:
+        redeemed = services.redeem_code(int(request_id), form.code.data or "")
+    except services.SignInError as exc:
+        db.session.commit()  # keep the attempt count
+        form.code.errors = [exc.message]
+        if exc.exhausted:
+            session.pop(PENDING_KEY, None)
+            return render_template("members/enter_code.html", form=form, email=email), 410
+        return render_template("members/enter_code.html", form=form, email=email), 400
+    return _finish(redeemed)
+
+
+@bp.route("/sign-in/confirm/<token>", methods=["GET", "POST"])
+@attempt_limit
+def confirm_sign_in(token: str) -> Response | tuple[str, int] | str:
+    """The emailed link: a page whose button signs in, so that link scanners use up nothing."""
+    g.no_store = True
+    form = EmptyForm()
+    if request.method == "GET":
+        try:
+            pending = services.check_token(token)
+        except services.SignInError as exc:
+            return render_template("members/sign_in_failed.html", message=exc.message), 410
+        return render_template("members/confirm.html", form=form, pending=pending)
+    if not form.validate_on_submit():
+        return render_template("members/sign_in_failed.html", message=_("The form expired.")), 400
+    try:
+        redeemed = services.redeem_token(token)
+    except services.SignInError as exc:
+        db.session.rollback()
+        return render_template("members/sign_in_failed.html", message=exc.message), 410
+    return _finish(redeemed)
+
+
+@bp.post("/sign-out")
+def sign_out() -> Response:
+    """Sign this browser out; a copy of its cookie stops working too."""
+    form = EmptyForm()
+    if form.validate_on_submit():
+        auth.sign_out()
+        db.session.commit()
+        flash(_("You are signed out."), "info")
+    return redirect(url_for("billing.support"))
+
+
+@bp.post("/sign-out-everywhere")
+@login_required
+def sign_out_everywhere() -> Response:
+    """Sign out of every browser and device at once."""
+    form = EmptyForm()
+    if form.validate_on_submit():
+        services.end_all_sessions(auth.current_member())
+        logout_user()
+        session.clear()
+        db.session.commit()
+        flash(_("You are signed out on every device."), "info")
+    return redirect(url_for("members.sign_in"))
+
+
+def _render_account(
+    profile_form: ProfileForm | None = None, email_form: ChangeEmailForm | None = None
+) -> str:
+    member = auth.current_member()
+    return render_template(
+        "members/account.html",
+        member=member,
+        profile_form=profile_form or ProfileForm(display_name=member.display_name),
+        email_form=email_form or ChangeEmailForm(),
+        action_form=EmptyForm(),
+    )
+
+
+@bp.get("/account")
+@login_required
+def account() -> str:
+    """The member's own page: name, email address and sessions."""
+    return _render_account()
+
+
+@bp.post("/account/profile")
+@login_required
+def update_profile() -> Response | tuple[str, int]:
+    """Change the name we greet the member by."""
+    form = ProfileForm()
+    if not form.validate_on_submit():
+        return _render_account(profile_form=form), 400
+    services.update_profile(auth.current_member(), display_name=form.display_name.data or "")
+    db.session.commit()
+    flash(_("Your name is saved."), "success")
+    return redirect(url_for("members.account"))
+
+
+@bp.post("/account/email")
+@login_required
+@ip_limit
+@email_limit
+def change_email() -> Response | tuple[str, int]:
+    """Start an email change: the new address gets a link and a code."""
+    form = ChangeEmailForm()
+    if not form.validate_on_submit():
+        return _render_account(email_form=form), 400
+    try:
+        issued = services.request_email_change(
+            auth.current_member(), form.email.normalized, ip_address=request.remote_addr or ""
+        )
+    except services.InvalidEmail as exc:
+        form.email.errors = [str(exc)]
+        return _render_account(email_form=form), 400
+    db.session.commit()
+    if not _send_sign_in(issued, via_sign_up=False):
+        form.email.errors = [
+            _("We could not send the email just now. Please try again in a few minutes.")
+        ]
+        return _render_account(email_form=form), 503
+    flash(_("We sent a link and a code to %(email)s. Your address changes when you confirm it.",
+            email=issued.request.email), "info")
+    return redirect(url_for("members.enter_code"))

@@ -1,0 +1,1 @@
+"""The staff dashboard: reports, members, exports and the audit log."""

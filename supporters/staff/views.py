@@ -1,0 +1,28 @@
+"""Staff pages: the overview every Monday starts with."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+
+from supporters.billing import services as billing_services
+from supporters.members.auth import staff_required
+from supporters.staff import queries
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+
+
+@bp.get("/")
+@staff_required
+def overview() -> str:
+    """Members, patrons, recurring revenue and money received at a glance."""
+    currency = current_app.config["CURRENCY"]
+    return render_template(
+        "staff/overview.html",
+        member_count=queries.member_count(),
+        by_status=queries.subscriptions_by_status(),
+        patron_count=billing_services.patron_count(),
+        monthly_revenue=billing_services.monthly_revenue(currency),
+        currency=currency,
+        paid_totals=queries.paid_totals_by_currency(),
+        recent_members=queries.recent_members(),
+    )

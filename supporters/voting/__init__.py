@@ -1,0 +1,1 @@
+"""Patrons propose and vote on the topics the newsroom covers next."""

@@ -1,0 +1,141 @@
+"""What every response shares: security headers, error pages, template helpers, /healthz."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from supporters import i18n
+from supporters.extensions import db, limiter
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("web", __name__)
+
+_BASE_CSP: dict[str, list[str]] = {
+    "default-src": ["'none'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "base-uri": ["'none'"],
+    "object-src": ["'none'"],
+}
+
+
+def allow_csp(directive: str, *sources: str) -> None:
+    """Let this response load from more sources (Stripe's pages need ``https://*.stripe.com``)."""
+    extra: dict[str, list[str]] = g.setdefault("csp_extra", {})
+    extra.setdefault(directive, []).extend(sources)
+
+
+def _content_security_policy() -> str:
+    policy = {key: list(values) for key, values in _BASE_CSP.items()}
+    for directive, sources in g.get("csp_extra", {}).items():
+        policy.setdefault(directive, []).extend(sources)
+    return "; ".join(f"{key} {' '.join(values)}" for key, values in policy.items())
+
+
+def _secure_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", _content_security_policy())
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    # Sign-in links carry a token in the path: never hand it to another site.
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if current_app.config["IS_PRODUCTION"]:
+        headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+    if g.get("no_store") or (current_user and current_user.is_authenticated):
+        headers["Cache-Control"] = "no-store"
+        headers.add_header("Vary", "Cookie")
+    return response
+
+
+def _render_error(code: int, title: str, message: str) -> tuple[str, int]:
+    return render_template("errors/error.html", code=code, title=title, message=message), code
+
+
+def _handle_http_error(error: HTTPException) -> tuple[str, int] | HTTPException:
+    if error.code is None or error.code < 400:
+        return error
+    titles = {
+        400: _("Bad request"),
+        403: _("Not allowed"),
+        404: _("Page not found"),
+        405: _("Method not allowed"),
+        413: _("Too much data"),
+        429: _("Too many attempts"),
+    }
+    messages = {
+        403: _("Your account cannot open this page."),
+        404: _("There is nothing at this address. Check the link, or start from the home page."),
+        413: _("The form sent more data than we accept."),
+        429: _("You have tried this too often. Wait a few minutes, then try again."),
+    }
+    code = error.code
+    return _render_error(
+        code,
+        titles.get(code, error.name),
+        messages.get(code) or error.description or "",
+    )
+
+
+def _handle_csrf_error(error: CSRFError) -> tuple[str, int]:
+    return _render_error(
+        400,
+        _("The form expired"),
+        _("The form was open too long or came from another site. Go back, reload and try again."),
+    )
+
+
+def _handle_server_error(error: Exception) -> tuple[str, int]:
+    # The traceback goes to the log, never to the browser.
+    original = getattr(error, "original_exception", error)
+    log.error("Unhandled error on %s %s", request.method, request.path, exc_info=original)
+    return _render_error(
+        500,
+        _("Something went wrong"),
+        _("We could not finish this request and nothing was changed. Please try again later."),
+    )
+
+
+@bp.get("/healthz")
+@limiter.exempt
+def healthz() -> tuple[Response, int]:
+    """Tell a load balancer whether this worker can reach its database."""
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError:
+        log.exception("Health check: database unreachable")
+        db.session.rollback()
+        return jsonify(status="error", database="unreachable"), 503
+    return jsonify(status="ok", database="ok"), 200
+
+
+def init_app(app: Flask) -> None:
+    """Install headers, error handlers and template helpers on the app."""
+    app.register_blueprint(bp)
+    app.after_request(_secure_headers)
+    app.register_error_handler(CSRFError, _handle_csrf_error)
+    app.register_error_handler(HTTPException, _handle_http_error)
+    app.register_error_handler(InternalServerError, _handle_server_error)
+    app.jinja_env.add_extension("jinja2.ext.do")
+    app.jinja_env.globals.update(
+        money=i18n.money,
+        format_date=i18n.date,
+        format_datetime=i18n.datetime,
+        site_name=lambda: current_app.config["SITE_NAME"],
+        get_locale=get_locale,
+    )

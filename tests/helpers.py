@@ -1,0 +1,29 @@
+"""Small helpers for driving forms through the test client as a browser would."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+_CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token(client: FlaskClient, url: str) -> str:
+    """The CSRF token of the first form on a page, as a browser would submit it."""
+    page = client.get(url)
+    match = _CSRF.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {url} (status {page.status_code})"
+    return match.group(1) or match.group(2)
+
+
+def submit(client: FlaskClient, page_url: str, action: str | None = None, **data: Any) -> TestResponse:
+    """Open a page, then post its form with the page's CSRF token and the given fields."""
+    token = csrf_token(client, page_url)
+    return client.post(action or page_url, data={"csrf_token": token, **data})
+
+
+def text(response: TestResponse) -> str:
+    return response.get_data(as_text=True)
