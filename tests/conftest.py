@@ -6,6 +6,7 @@ suite on PostgreSQL; by default each test gets its own SQLite file.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +88,17 @@ def app_config(tmp_path: Path, mail_server: MailServer, **overrides: Any) -> dic
     return config
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose requests each get their own app context, as in production.
+
+    Tests hold an app context open to use the database; without this, every request would
+    share that context's ``g`` (cached user, CSRF token) and database session.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 def _reset_database(app: Flask) -> None:
     from supporters.extensions import db
 
@@ -111,6 +123,7 @@ def make_app(
 
     def factory(**overrides: Any) -> Flask:
         app = create_app(app_config(tmp_path, mail_server, **overrides))
+        app.test_client_class = IsolatedClient
         if not is_postgres():
             with app.app_context():
                 db.create_all()
