@@ -44,10 +44,16 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("ENV", str, "development", "`production` turns on the strict start-up checks."),
-    Setting("SECRET_KEY", str, None, "Signs sessions and hashes sign-in codes. Required in production."),
-    Setting("DATABASE_URL", str, None, "SQLAlchemy URL; default: a SQLite file in the instance folder."),
+    Setting(
+        "SECRET_KEY", str, None, "Signs sessions and hashes sign-in codes. Required in production."
+    ),
+    Setting(
+        "DATABASE_URL", str, None, "SQLAlchemy URL; default: a SQLite file in the instance folder."
+    ),
     Setting("SITE_NAME", str, "Supporters", "The newsroom's name, shown in pages and emails."),
-    Setting("BASE_URL", str, "http://127.0.0.1:5000", "Public URL used in emails; HTTPS in production."),
+    Setting(
+        "BASE_URL", str, "http://127.0.0.1:5000", "Public URL used in emails; HTTPS in production."
+    ),
     Setting("CURRENCY", str, "EUR", "Default ISO 4217 currency of tiers and amounts."),
     Setting("DEFAULT_LOCALE", str, "en", "Locale when the browser asks for none we speak."),
     Setting("MAIL_FROM", str, "Supporters <no-reply@localhost>", "From header of every message."),
@@ -59,10 +65,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_TIMEOUT", int, 10, "Seconds to wait for the SMTP server."),
     Setting("STRIPE_SECRET_KEY", str, "", "Stripe secret key (sk_test_… or sk_live_…)."),
     Setting("STRIPE_PUBLISHABLE_KEY", str, "", "Stripe publishable key."),
-    Setting("STRIPE_WEBHOOK_SECRET", _list, [], "Webhook signing secrets, comma-separated during a rotation."),
+    Setting(
+        "STRIPE_WEBHOOK_SECRET",
+        _list,
+        [],
+        "Webhook signing secrets, comma-separated during a rotation.",
+    ),
     Setting("STRIPE_API_BASE", str, "", "Point the Stripe SDK at another server (tests, staging)."),
-    Setting("RATELIMIT_STORAGE_URL", str, "memory://", "Rate-limit storage; `redis://…` in production."),
-    Setting("PROXY_COUNT", int, 0, "Reverse proxies in front of the app whose X-Forwarded-* to trust."),
+    Setting(
+        "RATELIMIT_STORAGE_URL", str, "memory://", "Rate-limit storage; `redis://…` in production."
+    ),
+    Setting(
+        "PROXY_COUNT", int, 0, "Reverse proxies in front of the app whose X-Forwarded-* to trust."
+    ),
 )
 
 _SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -160,7 +175,9 @@ def validate(values: Mapping[str, Any]) -> None:
     """
     problems: list[str] = []
     if values["ENV"] not in {"development", "production"}:
-        problems.append(f"{ENV_PREFIX}ENV must be 'development' or 'production', not {values['ENV']!r}.")
+        problems.append(
+            f"{ENV_PREFIX}ENV must be 'development' or 'production', not {values['ENV']!r}."
+        )
     base = urlsplit(values["BASE_URL"])
     if base.scheme not in {"http", "https"} or not base.netloc:
         problems.append(f"{ENV_PREFIX}BASE_URL must be an absolute http(s) URL.")

@@ -61,7 +61,9 @@ def _postgres_schema() -> Iterator[None]:
     from supporters import create_app
     from supporters.extensions import db
 
-    app = create_app({"TESTING": True, "SECRET_KEY": TEST_SECRET_KEY, "DATABASE_URL": TEST_DATABASE_URL})
+    app = create_app(
+        {"TESTING": True, "SECRET_KEY": TEST_SECRET_KEY, "DATABASE_URL": TEST_DATABASE_URL}
+    )
     with app.app_context():
         db.drop_all()
         with db.engine.begin() as connection:
@@ -112,9 +114,7 @@ def _reset_database(app: Flask) -> None:
 
 
 @pytest.fixture
-def make_app(
-    tmp_path: Path, mail_server: MailServer, _postgres_schema: None
-) -> Iterator[Any]:
+def make_app(tmp_path: Path, mail_server: MailServer, _postgres_schema: None) -> Iterator[Any]:
     """Build an app with extra settings; its database is empty and wiped afterwards."""
     from supporters import create_app
     from supporters.extensions import db

@@ -8,7 +8,9 @@ from typing import Any
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-_CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+_CSRF = re.compile(
+    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
+)
 
 
 def csrf_token(client: FlaskClient, url: str) -> str:
@@ -19,7 +21,9 @@ def csrf_token(client: FlaskClient, url: str) -> str:
     return match.group(1) or match.group(2)
 
 
-def submit(client: FlaskClient, page_url: str, action: str | None = None, **data: Any) -> TestResponse:
+def submit(
+    client: FlaskClient, page_url: str, action: str | None = None, **data: Any
+) -> TestResponse:
     """Open a page, then post its form with the page's CSRF token and the given fields."""
     token = csrf_token(client, page_url)
     return client.post(action or page_url, data={"csrf_token": token, **data})

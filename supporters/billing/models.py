@@ -57,7 +57,9 @@ class GoalMeasure(enum.StrEnum):
 
 
 def _currency_check() -> sa.CheckConstraint:
-    return sa.CheckConstraint("length(currency) = 3 AND currency = upper(currency)", name="currency_iso")
+    return sa.CheckConstraint(
+        "length(currency) = 3 AND currency = upper(currency)", name="currency_iso"
+    )
 
 
 class Tier(db.Model):

@@ -26,7 +26,9 @@ def _email_field(label: str) -> StringField:
         label,
         validators=[
             DataRequired(message=_l("Enter your email address.")),
-            Length(max=EMAIL_MAX_LENGTH, message=_l("An email address has at most %(max)d characters.")),
+            Length(
+                max=EMAIL_MAX_LENGTH, message=_l("An email address has at most %(max)d characters.")
+            ),
             EmailAddress(),
         ],
         render_kw={"autocomplete": "email", "inputmode": "email", "maxlength": EMAIL_MAX_LENGTH},

@@ -69,15 +69,11 @@ def normalize_email(raw: str) -> str:
     if not candidate:
         raise InvalidEmail(_("Enter your email address."))
     if len(candidate) > EMAIL_MAX_LENGTH:
-        raise InvalidEmail(
-            _("An email address has at most %(n)d characters.", n=EMAIL_MAX_LENGTH)
-        )
+        raise InvalidEmail(_("An email address has at most %(n)d characters.", n=EMAIL_MAX_LENGTH))
     try:
         checked = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise InvalidEmail(
-            _("This is not a valid email address. Check it and try again.")
-        ) from exc
+        raise InvalidEmail(_("This is not a valid email address. Check it and try again.")) from exc
     return checked.normalized.lower()
 
 

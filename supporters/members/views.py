@@ -160,7 +160,9 @@ def _finish(sign_in_request: SignInRequest) -> Response | tuple[str, int]:
 
 @bp.route("/sign-in/code", methods=["GET", "POST"])
 @attempt_limit
-@limiter.limit(lambda: _limit("SIGN_IN_ATTEMPT_LIMIT_PER_IP"), key_func=_pending_key, methods=["POST"])
+@limiter.limit(
+    lambda: _limit("SIGN_IN_ATTEMPT_LIMIT_PER_IP"), key_func=_pending_key, methods=["POST"]
+)
 def enter_code() -> Response | tuple[str, int] | str:
     """Type the 6-digit code in the browser that asked for it."""
     request_id = session.get(PENDING_KEY)
@@ -286,6 +288,11 @@ def change_email() -> Response | tuple[str, int]:
             _("We could not send the email just now. Please try again in a few minutes.")
         ]
         return _render_account(email_form=form), 503
-    flash(_("We sent a link and a code to %(email)s. Your address changes when you confirm it.",
-            email=issued.request.email), "info")
+    flash(
+        _(
+            "We sent a link and a code to %(email)s. Your address changes when you confirm it.",
+            email=issued.request.email,
+        ),
+        "info",
+    )
     return redirect(url_for("members.enter_code"))

@@ -96,7 +96,8 @@ class Poll(db.Model):
     __table_args__ = (
         sa.CheckConstraint("max_choices >= 1", name="max_choices_positive"),
         sa.CheckConstraint(
-            "closes_at IS NULL OR opens_at IS NULL OR closes_at > opens_at", name="closes_after_opens"
+            "closes_at IS NULL OR opens_at IS NULL OR closes_at > opens_at",
+            name="closes_after_opens",
         ),
         sa.CheckConstraint(
             "weight_cap_percent IS NULL OR (weight_cap_percent > 0 AND weight_cap_percent <= 100)",

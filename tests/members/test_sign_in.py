@@ -28,7 +28,9 @@ def _ask_code(client: FlaskClient, email: str, page: str = "/sign-in", **fields:
     assert response.headers["Location"].endswith("/sign-in/code")
 
 
-def test_sign_up_with_code_makes_a_verified_member(client: FlaskClient, mail_server: MailServer) -> None:
+def test_sign_up_with_code_makes_a_verified_member(
+    client: FlaskClient, mail_server: MailServer
+) -> None:
     _ask_code(client, "Ada.Reader@Example.org", page="/join", display_name="Ada")
     # Nothing is written to members until the address is proven.
     assert _members() == []
@@ -74,7 +76,9 @@ def test_link_opens_a_confirmation_page_and_only_the_post_signs_in(
     # Single use: the same link and the same message's code no longer work.
     again = app.test_client()
     assert again.get(path).status_code == 410
-    used = submit(asking, "/sign-in/code", code=sign_in_code(mail_server.last_to("reader@example.org")))
+    used = submit(
+        asking, "/sign-in/code", code=sign_in_code(mail_server.last_to("reader@example.org"))
+    )
     assert used.status_code == 410
     assert "already been used" in text(used)
 
@@ -110,7 +114,9 @@ def test_duplicate_sign_up_signs_in_the_existing_account(
     existing = make_member("ben@example.org", display_name="Ben")
     db.session.commit()
     _ask_code(client, "BEN@example.org", page="/join", display_name="Somebody Else")
-    response = submit(client, "/sign-in/code", code=sign_in_code(mail_server.last_to("ben@example.org")))
+    response = submit(
+        client, "/sign-in/code", code=sign_in_code(mail_server.last_to("ben@example.org"))
+    )
     assert response.status_code == 302
     [member] = _members()
     assert member.id == existing.id
@@ -211,7 +217,9 @@ def test_sign_out_makes_a_copied_cookie_useless(app: Flask, mail_server: MailSer
 
     second_device = app.test_client()
     _ask_code(second_device, "fay@example.org")
-    submit(second_device, "/sign-in/code", code=sign_in_code(mail_server.last_to("fay@example.org")))
+    submit(
+        second_device, "/sign-in/code", code=sign_in_code(mail_server.last_to("fay@example.org"))
+    )
 
     submit(browser, "/account", action="/sign-out")
     assert browser.get("/account").status_code == 302
@@ -234,9 +242,14 @@ def test_sign_out_everywhere_ends_every_session(app: Flask, mail_server: MailSer
     assert response.status_code == 302
     assert [d.get("/account").status_code for d in devices] == [302, 302]
     db.session.expire_all()
-    assert db.session.scalar(
-        sa.select(sa.func.count()).select_from(MemberSession).where(MemberSession.revoked_at.is_(None))
-    ) == 0
+    assert (
+        db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(MemberSession)
+            .where(MemberSession.revoked_at.is_(None))
+        )
+        == 0
+    )
 
 
 def test_change_email_is_confirmed_from_the_new_address(
@@ -251,14 +264,18 @@ def test_change_email_is_confirmed_from_the_new_address(
     response = submit(client, "/account", action="/account/email", email="Hal.New@Example.org")
     assert response.status_code == 302
     assert _members()[0].email == "hal@example.org"  # not before confirmation
-    response = submit(client, "/sign-in/code", code=sign_in_code(mail_server.last_to("hal.new@example.org")))
+    response = submit(
+        client, "/sign-in/code", code=sign_in_code(mail_server.last_to("hal.new@example.org"))
+    )
     assert response.status_code == 302
     assert _members()[0].email == "hal.new@example.org"
     assert "hal.new@example.org" in text(client.get("/account"))
 
     # An address another account uses is refused at confirmation, and nothing changes.
     submit(client, "/account", action="/account/email", email="taken@example.org")
-    response = submit(client, "/sign-in/code", code=sign_in_code(mail_server.last_to("taken@example.org")))
+    response = submit(
+        client, "/sign-in/code", code=sign_in_code(mail_server.last_to("taken@example.org"))
+    )
     assert response.status_code == 409
     assert [m.email for m in _members()] == ["hal.new@example.org", taken.email]
 
@@ -270,14 +287,20 @@ def test_sign_in_requests_are_rate_limited_per_email(
     statuses = []
     for n in range(4):
         client = app.test_client()  # a fresh browser each time: the limit is on the address
-        statuses.append(submit(client, "/sign-in", email="IVY@example.org" if n else "ivy@example.org").status_code)
+        statuses.append(
+            submit(
+                client, "/sign-in", email="IVY@example.org" if n else "ivy@example.org"
+            ).status_code
+        )
     assert statuses == [302, 302, 302, 429]
     assert len(mail_server.to("ivy@example.org")) == 3
     other = submit(app.test_client(), "/sign-in", email="other@example.org")
     assert other.status_code == 302
 
 
-def test_sign_in_requests_are_rate_limited_per_ip(make_app: object, mail_server: MailServer) -> None:
+def test_sign_in_requests_are_rate_limited_per_ip(
+    make_app: object, mail_server: MailServer
+) -> None:
     app = make_app(SIGN_IN_LIMIT_PER_IP="2 per hour")  # type: ignore[operator]
     client = app.test_client()
     statuses = [submit(client, "/sign-in", email=f"r{n}@example.org").status_code for n in range(3)]
@@ -285,14 +308,20 @@ def test_sign_in_requests_are_rate_limited_per_ip(make_app: object, mail_server:
     assert "tried this too often" in text(submit(client, "/sign-in", email="r9@example.org"))
 
 
-def test_next_page_is_kept_but_never_another_site(client: FlaskClient, mail_server: MailServer) -> None:
+def test_next_page_is_kept_but_never_another_site(
+    client: FlaskClient, mail_server: MailServer
+) -> None:
     make_member("jo@example.org")
     db.session.commit()
     submit(client, "/sign-in?next=/polls/", email="jo@example.org", next="/polls/")
-    response = submit(client, "/sign-in/code", code=sign_in_code(mail_server.last_to("jo@example.org")))
+    response = submit(
+        client, "/sign-in/code", code=sign_in_code(mail_server.last_to("jo@example.org"))
+    )
     assert response.headers["Location"] == "/polls/"
 
     other = client.application.test_client()
     submit(other, "/sign-in", email="jo@example.org", next="//evil.example/")
-    response = submit(other, "/sign-in/code", code=sign_in_code(mail_server.last_to("jo@example.org")))
+    response = submit(
+        other, "/sign-in/code", code=sign_in_code(mail_server.last_to("jo@example.org"))
+    )
     assert response.headers["Location"] == "/account"

@@ -1,0 +1,189 @@
+"""Start-up settings, headers on every response, error pages, health check, money formatting."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask, abort
+from flask.testing import FlaskClient
+
+from supporters import create_app
+from supporters.config import ConfigError
+from supporters.extensions import db
+from supporters.members.models import Member
+from supporters.money import AmountError, format_money, parse_amount
+from tests.conftest import is_postgres
+from tests.helpers import text
+
+
+def test_development_starts_with_no_settings_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUPPORTERS_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app()
+    assert (
+        app.config["SQLALCHEMY_DATABASE_URI"]
+        == f"sqlite:///{tmp_path / 'instance' / 'supporters.sqlite3'}"
+    )
+    assert app.config["SECRET_KEY"]
+    assert app.config["SESSION_COOKIE_HTTPONLY"] and app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_environment_variables_configure_the_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUPPORTERS_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("SUPPORTERS_SITE_NAME", "Kyiv Independent Desk")
+    monkeypatch.setenv("SUPPORTERS_CURRENCY", "uah")
+    monkeypatch.setenv("SUPPORTERS_STRIPE_WEBHOOK_SECRET", "whsec_old, whsec_new")
+    monkeypatch.setenv("SUPPORTERS_DATABASE_URL", "postgresql://db.internal/news")
+    app = create_app()
+    assert app.config["SITE_NAME"] == "Kyiv Independent Desk"
+    assert app.config["CURRENCY"] == "UAH"
+    assert app.config["STRIPE_WEBHOOK_SECRET"] == ["whsec_old", "whsec_new"]
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://db.internal/news"
+
+
+@pytest.mark.parametrize(
+    ("settings", "complaint"),
+    [
+        ({"BASE_URL": "https://news.example"}, "SUPPORTERS_SECRET_KEY must be set"),
+        ({"SECRET_KEY": "x" * 40, "BASE_URL": "http://news.example"}, "BASE_URL must use https://"),
+        ({"SECRET_KEY": "short", "BASE_URL": "https://news.example"}, "at least 32 characters"),
+    ],
+)
+def test_production_refuses_insecure_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: dict[str, str], complaint: str
+) -> None:
+    monkeypatch.setenv("SUPPORTERS_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("SUPPORTERS_ENV", "production")
+    for key, value in settings.items():
+        monkeypatch.setenv(f"SUPPORTERS_{key}", value)
+    with pytest.raises(ConfigError, match=complaint):
+        create_app()
+
+
+def test_production_sets_secure_cookies_and_hsts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUPPORTERS_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("SUPPORTERS_ENV", "production")
+    monkeypatch.setenv("SUPPORTERS_SECRET_KEY", "p" * 48)
+    monkeypatch.setenv("SUPPORTERS_BASE_URL", "https://news.example")
+    app = create_app()
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    with app.app_context():
+        db.create_all()
+    response = app.test_client().get("/healthz")
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_every_page_carries_the_security_headers(client: FlaskClient) -> None:
+    for path in ("/", "/sign-in", "/no-such-page"):
+        headers = client.get(path).headers
+        csp = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "style-src 'self'" in csp
+        assert "frame-ancestors 'none'" in csp
+        assert "http" not in csp  # nothing from another host
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "same-origin"
+        assert "Strict-Transport-Security" not in headers  # development serves plain HTTP
+
+
+def test_pages_load_nothing_from_other_hosts(client: FlaskClient) -> None:
+    for path in ("/", "/sign-in", "/join", "/polls/"):
+        page = text(client.get(path))
+        assert 'src="http' not in page and 'href="http' not in page.replace(
+            'href="http://localhost', ""
+        )
+
+
+def test_error_pages_never_show_a_traceback(make_app: Any) -> None:
+    app: Flask = make_app(TESTING=False)
+
+    @app.get("/explode")
+    def explode() -> str:
+        raise RuntimeError("secret internals")
+
+    client = app.test_client()
+    response = client.get("/explode")
+    assert response.status_code == 500
+    assert "Something went wrong" in text(response)
+    assert "secret internals" not in text(response) and "Traceback" not in text(response)
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404 and "Page not found" in text(missing)
+
+
+def test_forbidden_page_is_explained(make_app: Any) -> None:
+    app: Flask = make_app()
+
+    @app.get("/locked")
+    def locked() -> str:
+        abort(403)
+
+    response = app.test_client().get("/locked")
+    assert response.status_code == 403 and "Not allowed" in text(response)
+
+
+def test_healthz_reports_the_database(client: FlaskClient) -> None:
+    assert client.get("/healthz").json == {"status": "ok", "database": "ok"}
+    broken = create_app(
+        {"TESTING": True, "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none"}
+    )
+    response = broken.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json == {"status": "error", "database": "unreachable"}
+
+
+@pytest.mark.skipif(is_postgres(), reason="SQLite's own locking is what is tested")
+def test_sqlite_uses_wal_and_concurrent_writers_wait(app: Flask) -> None:
+    assert db.session.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
+    db.session.commit()
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        with app.app_context():
+            try:
+                for i in range(20):
+                    db.session.add(Member(email=f"w{n}-{i}@example.org"))
+                    db.session.commit()
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Member)) == 80
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "locale", "shown"),
+    [
+        (1250, "EUR", "en", "€12.50"),
+        (500, "USD", "en", "$5.00"),
+        (1000, "JPY", "en", "¥1,000"),
+        (123456, "UAH", "uk", "1\u00a0234,56\u00a0₴"),
+    ],
+)
+def test_money_is_formatted_with_the_currency_s_own_decimals(
+    amount: int, currency: str, locale: str, shown: str
+) -> None:
+    assert format_money(amount, currency, locale) == shown
+
+
+def test_amounts_typed_by_people_become_minor_units() -> None:
+    assert parse_amount("12.5", "EUR") == 1250
+    assert parse_amount(" 7,25 ", "EUR") == 725
+    assert parse_amount("1000", "JPY") == 1000
+    for bad, currency in [("abc", "EUR"), ("-3", "EUR"), ("1.234", "EUR"), ("10.5", "JPY")]:
+        with pytest.raises(AmountError):
+            parse_amount(bad, currency)
