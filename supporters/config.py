@@ -78,6 +78,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PROXY_COUNT", int, 0, "Reverse proxies in front of the app whose X-Forwarded-* to trust."
     ),
+    Setting(
+        "GRACE_PERIOD_DAYS", int, 7, "Days a past-due patron keeps benefits while Stripe retries."
+    ),
+    Setting(
+        "BENCH_ROUTES", _bool, False, "Adds /bench/hello for bench/ scripts; never in production."
+    ),
 )
 
 _SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -191,6 +197,10 @@ def validate(values: Mapping[str, Any]) -> None:
             problems.append(
                 f"{ENV_PREFIX}SECRET_KEY must be set to a random value of at least 32 characters "
                 "in production (python -c 'import secrets; print(secrets.token_urlsafe(48))')."
+            )
+        if values["BENCH_ROUTES"]:
+            problems.append(
+                f"{ENV_PREFIX}BENCH_ROUTES is for benchmarks on loopback, not production."
             )
         if base.scheme != "https":
             problems.append(f"{ENV_PREFIX}BASE_URL must use https:// in production.")

@@ -124,9 +124,16 @@ def healthz() -> tuple[Response, int]:
     return jsonify(status="ok", database="ok"), 200
 
 
+def _bench_hello() -> str:
+    """The benchmarks' baseline: the same app, server and headers, no database or template."""
+    return "hello"
+
+
 def init_app(app: Flask) -> None:
     """Install headers, error handlers and template helpers on the app."""
     app.register_blueprint(bp)
+    if app.config["BENCH_ROUTES"]:
+        app.add_url_rule("/bench/hello", "bench_hello", limiter.exempt(_bench_hello))
     app.after_request(_secure_headers)
     app.register_error_handler(CSRFError, _handle_csrf_error)
     app.register_error_handler(HTTPException, _handle_http_error)

@@ -1,0 +1,82 @@
+"""Membership status: the one place that turns Stripe's subscription status into benefits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+import sqlalchemy as sa
+from flask import current_app
+
+from supporters.billing.models import Subscription, SubscriptionStatus
+from supporters.db import utcnow
+from supporters.extensions import db
+
+# Subscriptions that are (or may become) the member's current one: at most one per member.
+LIVE_STATUSES = (
+    SubscriptionStatus.INCOMPLETE,
+    SubscriptionStatus.TRIALING,
+    SubscriptionStatus.ACTIVE,
+    SubscriptionStatus.PAST_DUE,
+    SubscriptionStatus.UNPAID,
+    SubscriptionStatus.PAUSED,
+)
+
+
+class MembershipStatus(enum.StrEnum):
+    """What a member's support gives them now."""
+
+    NONE = "none"  # never supported
+    PENDING = "pending"  # checkout started, first payment not through yet
+    ACTIVE = "active"  # paid up (or trialing)
+    GRACE = "grace"  # a renewal failed; benefits continue while Stripe retries the card
+    LAPSED = "lapsed"  # was a patron, is not any more
+
+    @property
+    def is_entitled(self) -> bool:
+        return self in (MembershipStatus.ACTIVE, MembershipStatus.GRACE)
+
+
+def grace_period() -> dt.timedelta:
+    return dt.timedelta(days=current_app.config["GRACE_PERIOD_DAYS"])
+
+
+def status_of(
+    subscription: Subscription | None, now: dt.datetime | None = None
+) -> MembershipStatus:
+    """Map one subscription's Stripe status (and the clock, for past_due) to membership."""
+    if subscription is None:
+        return MembershipStatus.NONE
+    now = now or utcnow()
+    status = subscription.status
+    if status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
+        return MembershipStatus.ACTIVE
+    if status is SubscriptionStatus.PAST_DUE:
+        # Stripe moves a subscription to past_due when the renewal at period end fails.
+        period_end = subscription.current_period_end or subscription.updated_at
+        if now < period_end + grace_period():
+            return MembershipStatus.GRACE
+        return MembershipStatus.LAPSED
+    if status is SubscriptionStatus.INCOMPLETE:
+        return MembershipStatus.PENDING
+    return MembershipStatus.LAPSED
+
+
+def current_subscription(member_id: int) -> Subscription | None:
+    """The member's live subscription if they have one, else their most recent one."""
+    live_first = sa.case((Subscription.status.in_(LIVE_STATUSES), 0), else_=1)
+    return db.session.scalars(
+        sa.select(Subscription)
+        .where(Subscription.member_id == member_id)
+        .order_by(live_first, Subscription.created_at.desc(), Subscription.id.desc())
+        .limit(1)
+    ).first()
+
+
+def membership_of(member_id: int, now: dt.datetime | None = None) -> MembershipStatus:
+    return status_of(current_subscription(member_id), now)
+
+
+def is_entitled(member_id: int, now: dt.datetime | None = None) -> bool:
+    """May this member use patron benefits (vote, propose topics) right now?"""
+    return membership_of(member_id, now).is_entitled
