@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from supporters.db import utcnow
-from supporters.extensions import db
+from supporters.extensions import Model, db
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Model):
     """One staff (or command-line) action, with enough detail to answer "who did this?"."""
 
     __tablename__ = "audit_entries"

@@ -78,6 +78,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PROXY_COUNT", int, 0, "Reverse proxies in front of the app whose X-Forwarded-* to trust."
     ),
+    Setting("MINIMUM_AMOUNT", int, 300, "Smallest custom amount, in minor units of the currency."),
+    Setting("MAXIMUM_AMOUNT", int, 1_000_000, "Largest amount accepted online, in minor units."),
     Setting(
         "GRACE_PERIOD_DAYS", int, 7, "Days a past-due patron keeps benefits while Stripe retries."
     ),
@@ -198,6 +200,13 @@ def validate(values: Mapping[str, Any]) -> None:
                 f"{ENV_PREFIX}SECRET_KEY must be set to a random value of at least 32 characters "
                 "in production (python -c 'import secrets; print(secrets.token_urlsafe(48))')."
             )
+        if not values["STRIPE_SECRET_KEY"]:
+            problems.append(
+                f"{ENV_PREFIX}STRIPE_SECRET_KEY must be set in production: "
+                "the demo checkout moves no money and refuses to run there."
+            )
+        if not values["STRIPE_WEBHOOK_SECRET"]:
+            problems.append(f"{ENV_PREFIX}STRIPE_WEBHOOK_SECRET must be set in production.")
         if values["BENCH_ROUTES"]:
             problems.append(
                 f"{ENV_PREFIX}BENCH_ROUTES is for benchmarks on loopback, not production."

@@ -8,9 +8,17 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 
+from typing import TYPE_CHECKING
+
 from supporters.db import Base
 
 db = SQLAlchemy(model_class=Base)
+
+# Models subclass `Model`: at run time Flask-SQLAlchemy's class, to type checkers our typed Base.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -54,6 +54,7 @@ def test_environment_variables_configure_the_app(
         ({"BASE_URL": "https://news.example"}, "SUPPORTERS_SECRET_KEY must be set"),
         ({"SECRET_KEY": "x" * 40, "BASE_URL": "http://news.example"}, "BASE_URL must use https://"),
         ({"SECRET_KEY": "short", "BASE_URL": "https://news.example"}, "at least 32 characters"),
+        ({"SECRET_KEY": "x" * 40, "BASE_URL": "https://n.example"}, "demo checkout moves no money"),
     ],
 )
 def test_production_refuses_insecure_settings(
@@ -74,6 +75,8 @@ def test_production_sets_secure_cookies_and_hsts(
     monkeypatch.setenv("SUPPORTERS_ENV", "production")
     monkeypatch.setenv("SUPPORTERS_SECRET_KEY", "p" * 48)
     monkeypatch.setenv("SUPPORTERS_BASE_URL", "https://news.example")
+    monkeypatch.setenv("SUPPORTERS_STRIPE_SECRET_KEY", "sk_live_x")
+    monkeypatch.setenv("SUPPORTERS_STRIPE_WEBHOOK_SECRET", "whsec_x")
     app = create_app()
     assert app.config["SESSION_COOKIE_SECURE"] is True
     with app.app_context():
@@ -85,10 +88,13 @@ def test_production_sets_secure_cookies_and_hsts(
 def test_every_page_carries_the_security_headers(client: FlaskClient) -> None:
     for path in ("/", "/sign-in", "/no-such-page"):
         headers = client.get(path).headers
-        csp = headers["Content-Security-Policy"]
-        assert "script-src 'self'" in csp and "style-src 'self'" in csp
-        assert "frame-ancestors 'none'" in csp
-        assert "http" not in csp  # nothing from another host
+        csp = dict(
+            part.strip().split(" ", 1) for part in headers["Content-Security-Policy"].split(";")
+        )
+        assert csp["script-src"] == csp["style-src"] == "'self'"  # nothing from another host
+        assert csp["default-src"] == "'none'" and csp["frame-ancestors"] == "'none'"
+        # Only where a form leads to Stripe's own checkout may it post beyond this site.
+        assert csp["form-action"] in ("'self'", "'self' https://checkout.stripe.com https://billing.stripe.com")
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "same-origin"
         assert "Strict-Transport-Security" not in headers  # development serves plain HTTP

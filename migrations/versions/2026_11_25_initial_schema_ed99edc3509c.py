@@ -497,7 +497,8 @@ def upgrade():
             name=op.f("ck_payments_refund_within_amount"),
         ),
         sa.CheckConstraint(
-            "stripe_invoice_id IS NOT NULL OR stripe_charge_id IS NOT NULL",
+            "stripe_invoice_id IS NOT NULL OR stripe_charge_id IS NOT NULL"
+            " OR stripe_payment_intent_id IS NOT NULL",
             name=op.f("ck_payments_has_stripe_id"),
         ),
         sa.ForeignKeyConstraint(
@@ -515,16 +516,14 @@ def upgrade():
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payments")),
         sa.UniqueConstraint("stripe_charge_id", name=op.f("uq_payments_stripe_charge_id")),
         sa.UniqueConstraint("stripe_invoice_id", name=op.f("uq_payments_stripe_invoice_id")),
+        sa.UniqueConstraint(
+            "stripe_payment_intent_id", name=op.f("uq_payments_stripe_payment_intent_id")
+        ),
     )
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_payments_created_at"), ["created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_payments_member_id"), ["member_id"], unique=False)
         batch_op.create_index("ix_payments_status_paid_at", ["status", "paid_at"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_payments_stripe_payment_intent_id"),
-            ["stripe_payment_intent_id"],
-            unique=False,
-        )
         batch_op.create_index(
             batch_op.f("ix_payments_subscription_id"), ["subscription_id"], unique=False
         )
@@ -650,7 +649,6 @@ def downgrade():
     op.drop_table("poll_options")
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_payments_subscription_id"))
-        batch_op.drop_index(batch_op.f("ix_payments_stripe_payment_intent_id"))
         batch_op.drop_index("ix_payments_status_paid_at")
         batch_op.drop_index(batch_op.f("ix_payments_member_id"))
         batch_op.drop_index(batch_op.f("ix_payments_created_at"))

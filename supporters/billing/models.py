@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from supporters.db import enum_column, utcnow
-from supporters.extensions import db
+from supporters.extensions import Model
 from supporters.members.models import Member
 
 
@@ -62,7 +62,7 @@ def _currency_check() -> sa.CheckConstraint:
     )
 
 
-class Tier(db.Model):
+class Tier(Model):
     """A level of support staff define: a name, what it gives, and its monthly and yearly price."""
 
     __tablename__ = "tiers"
@@ -91,7 +91,7 @@ class Tier(db.Model):
         return self.monthly_amount if interval is Interval.MONTH else self.yearly_amount
 
 
-class Customer(db.Model):
+class Customer(Model):
     """The one Stripe customer of a member: a second one is refused by the database."""
 
     __tablename__ = "customers"
@@ -106,7 +106,7 @@ class Customer(db.Model):
     member: Mapped[Member] = relationship()
 
 
-class Subscription(db.Model):
+class Subscription(Model):
     """A member's recurring support, mirroring one Stripe subscription."""
 
     __tablename__ = "subscriptions"
@@ -152,7 +152,7 @@ class Subscription(db.Model):
         return self.amount if self.interval is Interval.MONTH else self.amount // 12
 
 
-class Payment(db.Model):
+class Payment(Model):
     """Money that moved or tried to: one row per Stripe invoice (or charge, for one-time gifts)."""
 
     __tablename__ = "payments"
@@ -162,7 +162,9 @@ class Payment(db.Model):
             "refunded_amount >= 0 AND refunded_amount <= amount", name="refund_within_amount"
         ),
         sa.CheckConstraint(
-            "stripe_invoice_id IS NOT NULL OR stripe_charge_id IS NOT NULL", name="has_stripe_id"
+            "stripe_invoice_id IS NOT NULL OR stripe_charge_id IS NOT NULL"
+            " OR stripe_payment_intent_id IS NOT NULL",
+            name="has_stripe_id",
         ),
         _currency_check(),
         sa.Index("ix_payments_status_paid_at", "status", "paid_at"),
@@ -181,7 +183,7 @@ class Payment(db.Model):
     )
     stripe_invoice_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     stripe_charge_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
-    stripe_payment_intent_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     amount: Mapped[int]
     currency: Mapped[str] = mapped_column(sa.String(3))
     status: Mapped[PaymentStatus] = mapped_column(
@@ -199,7 +201,7 @@ class Payment(db.Model):
     subscription: Mapped[Subscription | None] = relationship()
 
 
-class StripeEvent(db.Model):
+class StripeEvent(Model):
     """A webhook event, recorded once by its Stripe id before anything acts on it."""
 
     __tablename__ = "stripe_events"
@@ -216,7 +218,7 @@ class StripeEvent(db.Model):
     error: Mapped[str] = mapped_column(sa.Text, default="")
 
 
-class FundingGoal(db.Model):
+class FundingGoal(Model):
     """A public target ("€5,000 a month lets us hire a reporter") with progress shown to readers."""
 
     __tablename__ = "funding_goals"

@@ -1,25 +1,90 @@
-"""Billing operations and the read-side figures the public pages show."""
+"""Billing operations: choosing what to pay, checkout, self-service, and the idempotent sync.
+
+``sync_subscription`` and ``record_invoice`` are the only ways our subscription and payment rows
+change after a checkout: the webhook, the success page, reconciliation and the demo checkout all
+call them with what the payment provider says now, so arrival order and repetition do not
+matter. Services flush; the caller commits.
+"""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Sequence
 
+import sqlalchemy as sa
+from flask import current_app
+from flask_babel import gettext as _
+
+from supporters.billing.backend import Backend, backend
+from supporters.billing.membership import LIVE_STATUSES
 from supporters.billing.models import (
+    Customer,
     FundingGoal,
     GoalMeasure,
     Interval,
+    Payment,
+    PaymentKind,
+    PaymentStatus,
     Subscription,
     SubscriptionStatus,
+    Tier,
 )
+from supporters.billing.stripe_gateway import (
+    ChargeInfo,
+    CheckoutInfo,
+    InvoiceInfo,
+    NewPrice,
+    SubscriptionInfo,
+)
+from supporters.db import insert_ignoring_conflicts, utcnow
 from supporters.extensions import db
+from supporters.members.models import Member
 
-# Statuses in which a subscription counts as a paying patron (past_due: within the grace period
-# Stripe is still retrying the card).
+log = logging.getLogger(__name__)
+
+# Statuses in which a subscription counts as a paying patron in figures shown to the public.
 COUNTED_STATUSES = (
     SubscriptionStatus.ACTIVE,
     SubscriptionStatus.TRIALING,
     SubscriptionStatus.PAST_DUE,
 )
+
+CUSTOM = "custom"
+
+
+class BillingError(Exception):
+    """Something the member asked for cannot be done; ``message`` is fit to show them."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AlreadySupporting(BillingError):
+    """The member already has a live subscription: change it instead of starting another."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """What a reader picked on the support page: a tier or an amount, and how often."""
+
+    tier: Tier | None
+    amount: int
+    currency: str
+    interval: Interval | None  # None: a one-time gift
+
+    @property
+    def is_recurring(self) -> bool:
+        return self.interval is not None
+
+    @property
+    def tier_key(self) -> str:
+        return self.tier.slug if self.tier else CUSTOM
+
+
+# --- public figures ----------------------------------------------------------------------
 
 
 def monthly_revenue(currency: str) -> int:
@@ -38,14 +103,12 @@ def monthly_revenue(currency: str) -> int:
 
 def patron_count() -> int:
     """Members with at least one subscription that counts."""
-    return int(
-        db.session.scalar(
-            sa.select(sa.func.count(sa.distinct(Subscription.member_id))).where(
-                Subscription.status.in_(COUNTED_STATUSES)
-            )
+    count = db.session.scalar(
+        sa.select(sa.func.count(sa.distinct(Subscription.member_id))).where(
+            Subscription.status.in_(COUNTED_STATUSES)
         )
-        or 0
     )
+    return int(count or 0)
 
 
 def goal_progress(goal: FundingGoal) -> int:
@@ -54,3 +117,493 @@ def goal_progress(goal: FundingGoal) -> int:
         return patron_count()
     assert goal.currency is not None  # the CHECK constraint guarantees it
     return monthly_revenue(goal.currency)
+
+
+def active_tiers() -> Sequence[Tier]:
+    return db.session.scalars(
+        sa.select(Tier).where(Tier.is_active).order_by(Tier.position, Tier.monthly_amount)
+    ).all()
+
+
+# --- choosing ----------------------------------------------------------------------------
+
+
+def minimum_amount() -> int:
+    return int(current_app.config["MINIMUM_AMOUNT"])
+
+
+def make_choice(*, tier_slug: str, amount: int | None, interval: str) -> Choice:
+    """Validate a reader's pick from the support page.
+
+    :raises BillingError: an unknown or retired tier, a missing or too small amount.
+    """
+    currency = current_app.config["CURRENCY"]
+    period = None if interval == "once" else Interval(interval)
+    if tier_slug and tier_slug != CUSTOM:
+        tier = db.session.scalar(sa.select(Tier).where(Tier.slug == tier_slug, Tier.is_active))
+        if tier is None:
+            raise BillingError(_("This tier is not offered any more. Please choose another."))
+        if period is None:
+            raise BillingError(
+                _("Tiers renew monthly or yearly; for a one-time gift, enter an amount.")
+            )
+        return Choice(
+            tier=tier, amount=tier.amount_for(period), currency=tier.currency, interval=period
+        )
+    if amount is None:
+        raise BillingError(_("Enter an amount, or choose one of the tiers."))
+    if amount < minimum_amount():
+        from supporters.i18n import money
+
+        raise BillingError(
+            _(
+                "The smallest amount we can accept is %(amount)s.",
+                amount=money(minimum_amount(), currency),
+            )
+        )
+    if amount > int(current_app.config["MAXIMUM_AMOUNT"]):
+        raise BillingError(_("For a gift this large, please write to us."))
+    return Choice(tier=None, amount=amount, currency=currency, interval=period)
+
+
+# --- customers and checkout --------------------------------------------------------------
+
+
+def live_subscription(member_id: int) -> Subscription | None:
+    """The member's live subscription (incomplete, active, past due...), if any."""
+    return db.session.scalars(
+        sa.select(Subscription)
+        .where(Subscription.member_id == member_id, Subscription.status.in_(LIVE_STATUSES))
+        .order_by(Subscription.created_at.desc())
+        .limit(1)
+    ).first()
+
+
+def ensure_customer(member: Member, provider: Backend | None = None) -> str:
+    """The member's one payment-provider customer, created the first time it is needed.
+
+    A retry or a concurrent request reuses the same customer: the provider call is idempotent
+    per member and the database keeps one row per member.
+    """
+    existing = db.session.scalar(
+        sa.select(Customer.stripe_customer_id).where(Customer.member_id == member.id)
+    )
+    if existing:
+        return existing
+    provider = provider or backend()
+    customer_id = provider.create_customer(
+        email=member.email, name=member.display_name, member_id=member.id
+    )
+    insert_ignoring_conflicts(
+        Customer,
+        {"member_id": member.id, "stripe_customer_id": customer_id, "created_at": utcnow()},
+    )
+    stored = db.session.scalar(
+        sa.select(Customer.stripe_customer_id).where(Customer.member_id == member.id)
+    )
+    assert stored is not None
+    return stored
+
+
+def _price_for(choice: Choice, provider: Backend) -> tuple[str | None, NewPrice | None]:
+    if choice.tier is not None and choice.interval is not None:
+        price_id = (
+            choice.tier.stripe_monthly_price_id
+            if choice.interval is Interval.MONTH
+            else choice.tier.stripe_yearly_price_id
+        )
+        if price_id:
+            return price_id, None
+        product_id = choice.tier.stripe_product_id
+    else:
+        product_id = None
+    product_id = product_id or provider.custom_product_id()
+    if not product_id:
+        raise BillingError(_("Payments are not set up yet. Please try again later."))
+    interval = choice.interval.value if choice.interval else None
+    return None, NewPrice(
+        amount=choice.amount,
+        currency=choice.currency,
+        interval=interval,  # type: ignore[arg-type]
+        product_id=product_id,
+    )
+
+
+def start_checkout(
+    member: Member, choice: Choice, *, success_url: str, cancel_url: str, attempt: str
+) -> CheckoutInfo:
+    """Open a checkout for the member's choice; ``attempt`` makes a double submit reuse it.
+
+    :raises AlreadySupporting: a recurring choice while a subscription is live.
+    :raises BillingError: payments are not set up.
+    """
+    if choice.is_recurring and live_subscription(member.id) is not None:
+        raise AlreadySupporting(
+            _("You already support us. You can change your amount or tier instead.")
+        )
+    provider = backend()
+    customer_id = ensure_customer(member, provider)
+    price_id, new_price = _price_for(choice, provider)
+    metadata = {
+        "member_id": str(member.id),
+        "tier": choice.tier_key,
+        "interval": choice.interval.value if choice.interval else "once",
+    }
+    return provider.create_checkout_session(
+        customer_id=customer_id,
+        mode="subscription" if choice.is_recurring else "payment",
+        price_id=price_id,
+        new_price=new_price,
+        metadata=metadata,
+        client_reference_id=str(member.id),
+        success_url=success_url,
+        cancel_url=cancel_url,
+        idempotency_key=f"checkout-{member.id}-{attempt}",
+    )
+
+
+def complete_checkout(session_id: str, *, member_id: int | None = None) -> CheckoutInfo:
+    """Ask the provider what came of a checkout and record it (the success page and the webhook).
+
+    :raises BillingError: the session belongs to another member.
+    """
+    provider = backend()
+    checkout = provider.retrieve_checkout_session(session_id)
+    if member_id is not None and checkout.client_reference_id != str(member_id):
+        raise BillingError(_("This payment page belongs to another account."))
+    if checkout.subscription_id:
+        info = provider.retrieve_subscription(checkout.subscription_id)
+        sync_subscription(info)
+        if info.latest_invoice_id:
+            record_invoice(provider.retrieve_invoice(info.latest_invoice_id))
+    elif checkout.mode == "payment" and checkout.payment_status == "paid":
+        record_gift(checkout)
+    return checkout
+
+
+# --- the idempotent sync -----------------------------------------------------------------
+
+
+def _member_for_customer(customer_id: str, metadata_member_id: str | None) -> int | None:
+    member_id = db.session.scalar(
+        sa.select(Customer.member_id).where(Customer.stripe_customer_id == customer_id)
+    )
+    if member_id is not None:
+        return member_id
+    if metadata_member_id and metadata_member_id.isdigit():
+        found = db.session.get(Member, int(metadata_member_id))
+        if found is not None:
+            insert_ignoring_conflicts(
+                Customer,
+                {"member_id": found.id, "stripe_customer_id": customer_id, "created_at": utcnow()},
+            )
+            return found.id
+    return None
+
+
+def _tier_for(info: SubscriptionInfo) -> int | None:
+    if info.price_id:
+        tier_id = db.session.scalar(
+            sa.select(Tier.id).where(
+                sa.or_(
+                    Tier.stripe_monthly_price_id == info.price_id,
+                    Tier.stripe_yearly_price_id == info.price_id,
+                )
+            )
+        )
+        if tier_id is not None:
+            return tier_id
+    slug = info.metadata.get("tier")
+    if slug and slug != CUSTOM:
+        tier = db.session.scalar(sa.select(Tier).where(Tier.slug == slug))
+        # A tier named in metadata only counts if the amount still matches it.
+        if tier is not None and info.amount in (tier.monthly_amount, tier.yearly_amount):
+            return tier.id
+    return None
+
+
+class UnknownCustomer(LookupError):
+    """A subscription or invoice of a customer no member here is linked to."""
+
+
+def _lock(statement: sa.Select[Subscription]) -> Subscription | None:
+    return db.session.scalars(statement.with_for_update()).first()
+
+
+def sync_subscription(info: SubscriptionInfo) -> Subscription:
+    """Make our row say what the provider says about a subscription, now. Idempotent.
+
+    :raises UnknownCustomer: the customer belongs to no member (reconciliation reports it).
+    """
+    member_id = _member_for_customer(info.customer_id, info.metadata.get("member_id"))
+    if member_id is None:
+        raise UnknownCustomer(info.customer_id)
+    now = utcnow()
+    insert_ignoring_conflicts(
+        Subscription,
+        {
+            "stripe_subscription_id": info.id,
+            "member_id": member_id,
+            "interval": Interval(info.interval),
+            "amount": max(info.amount, 1),
+            "currency": info.currency,
+            "status": SubscriptionStatus(info.status),
+            "cancel_at_period_end": False,
+            "cancel_reason": "",
+            "created_at": info.started_at or now,
+            "updated_at": now,
+        },
+    )
+    # Lock the row (PostgreSQL) so two deliveries about one subscription apply one at a time.
+    row = _lock(sa.select(Subscription).where(Subscription.stripe_subscription_id == info.id))
+    assert row is not None
+    db.session.refresh(row)
+    row.member_id = member_id
+    row.tier_id = _tier_for(info)
+    row.interval = Interval(info.interval)
+    if info.amount > 0:
+        row.amount = info.amount
+    row.currency = info.currency
+    row.status = SubscriptionStatus(info.status)
+    row.stripe_customer_id = info.customer_id
+    row.stripe_price_id = info.price_id
+    row.current_period_end = info.current_period_end
+    row.cancel_at_period_end = info.cancel_at_period_end
+    if info.cancel_reason:
+        row.cancel_reason = info.cancel_reason[:500]
+    row.started_at = info.started_at or row.started_at
+    row.canceled_at = info.canceled_at
+    row.ended_at = info.ended_at
+    if row.status is SubscriptionStatus.CANCELED and row.ended_at is None:
+        row.ended_at = info.canceled_at or now
+    db.session.flush()
+    return row
+
+
+def _payment_status(info: InvoiceInfo) -> PaymentStatus | None:
+    if info.status == "paid":
+        return PaymentStatus.PAID
+    if info.status == "uncollectible" or (info.status == "open" and info.attempt_count > 0):
+        return PaymentStatus.FAILED
+    if info.status == "open":
+        return PaymentStatus.PENDING
+    return None  # draft and void invoices move no money
+
+
+def record_invoice(info: InvoiceInfo) -> Payment | None:
+    """Upsert the ledger row of an invoice from what the provider says now. Idempotent.
+
+    Returns None for invoices that move no money (drafts, voided, zero amounts).
+    """
+    status = _payment_status(info)
+    amount = info.amount_paid if status is PaymentStatus.PAID else info.amount_due
+    if status is None or amount <= 0:
+        return None
+    member_id = _member_for_customer(info.customer_id, None)
+    subscription_id = None
+    if info.subscription_id:
+        subscription_id = db.session.scalar(
+            sa.select(Subscription.id).where(
+                Subscription.stripe_subscription_id == info.subscription_id
+            )
+        )
+    now = utcnow()
+    insert_ignoring_conflicts(
+        Payment,
+        {
+            "stripe_invoice_id": info.id,
+            "member_id": member_id,
+            "kind": PaymentKind.SUBSCRIPTION,
+            "amount": amount,
+            "currency": info.currency,
+            "status": status,
+            "refunded_amount": 0,
+            "failure_message": "",
+            "receipt_url": "",
+            "created_at": info.created_at or now,
+        },
+    )
+    payment = db.session.scalars(
+        sa.select(Payment).where(Payment.stripe_invoice_id == info.id).with_for_update()
+    ).one()
+    db.session.refresh(payment)
+    payment.member_id = payment.member_id or member_id
+    payment.subscription_id = subscription_id or payment.subscription_id
+    payment.amount = amount
+    payment.currency = info.currency
+    if payment.status is not PaymentStatus.PAID:  # a paid invoice never goes back
+        payment.status = status
+    payment.receipt_url = info.receipt_url or payment.receipt_url
+    if info.payment_intent_id and payment.stripe_payment_intent_id != info.payment_intent_id:
+        _claim_payment_intent(payment, info.payment_intent_id)
+    payment.stripe_charge_id = info.charge_id or payment.stripe_charge_id
+    if status is PaymentStatus.PAID:
+        payment.paid_at = info.paid_at or payment.paid_at or now
+    elif status is PaymentStatus.FAILED and payment.failed_at is None:
+        payment.failed_at = now
+        payment.failure_message = _("The card was declined.")
+    db.session.flush()
+    return payment
+
+
+def _claim_payment_intent(payment: Payment, payment_intent_id: str) -> None:
+    other = db.session.scalar(
+        sa.select(Payment).where(
+            Payment.stripe_payment_intent_id == payment_intent_id, Payment.id != payment.id
+        )
+    )
+    if other is None:
+        payment.stripe_payment_intent_id = payment_intent_id
+
+
+def record_gift(checkout: CheckoutInfo) -> Payment | None:
+    """Record a paid one-time gift from its checkout. Idempotent by payment intent."""
+    if not checkout.payment_intent_id or not checkout.amount_total or not checkout.currency:
+        return None
+    member_id = None
+    if checkout.customer_id:
+        member_id = _member_for_customer(checkout.customer_id, checkout.metadata.get("member_id"))
+    now = utcnow()
+    insert_ignoring_conflicts(
+        Payment,
+        {
+            "stripe_payment_intent_id": checkout.payment_intent_id,
+            "member_id": member_id,
+            "kind": PaymentKind.ONE_TIME,
+            "amount": checkout.amount_total,
+            "currency": checkout.currency,
+            "status": PaymentStatus.PAID,
+            "refunded_amount": 0,
+            "failure_message": "",
+            "receipt_url": "",
+            "paid_at": now,
+            "created_at": now,
+        },
+    )
+    return db.session.scalars(
+        sa.select(Payment).where(Payment.stripe_payment_intent_id == checkout.payment_intent_id)
+    ).one()
+
+
+def record_charge(info: ChargeInfo) -> Payment | None:
+    """Apply a refund or dispute to the payment the charge belongs to. Idempotent.
+
+    The refunded amount is the charge's total refunded so far, never an increment, so a
+    repeated or late event cannot refund twice.
+    """
+    conditions = [Payment.stripe_charge_id == info.id]
+    if info.payment_intent_id:
+        conditions.append(Payment.stripe_payment_intent_id == info.payment_intent_id)
+    payment = db.session.scalars(
+        sa.select(Payment).where(sa.or_(*conditions)).with_for_update()
+    ).first()
+    if payment is None:
+        log.warning("Charge %s matches no payment here", info.id)
+        return None
+    payment.stripe_charge_id = payment.stripe_charge_id or info.id
+    payment.refunded_amount = min(
+        max(info.amount_refunded, payment.refunded_amount), payment.amount
+    )
+    payment.receipt_url = payment.receipt_url or info.receipt_url
+    if info.disputed and payment.disputed_at is None:
+        payment.disputed_at = utcnow()
+    db.session.flush()
+    return payment
+
+
+# --- self-service ------------------------------------------------------------------------
+
+
+def _require_live(member: Member) -> Subscription:
+    subscription = live_subscription(member.id)
+    if subscription is None or not subscription.stripe_subscription_id:
+        raise BillingError(_("You have no active support to change."))
+    return subscription
+
+
+def change_subscription(member: Member, choice: Choice) -> Subscription:
+    """Move the member's subscription to another tier, amount or interval now, prorated.
+
+    :raises BillingError: no live subscription, a one-time choice, or nothing would change.
+    """
+    subscription = _require_live(member)
+    if choice.interval is None:
+        raise BillingError(_("Choose monthly or yearly to change your support."))
+    if (
+        subscription.amount == choice.amount
+        and subscription.interval is choice.interval
+        and subscription.tier_id == (choice.tier.id if choice.tier else None)
+    ):
+        raise BillingError(_("That is what you already give."))
+    provider = backend()
+    current = provider.retrieve_subscription(subscription.stripe_subscription_id or "")
+    if current.item_id is None:
+        raise BillingError(_("This subscription cannot be changed here. Please contact us."))
+    price_id, new_price = _price_for(choice, provider)
+    attempt = f"{choice.tier_key}-{choice.amount}-{choice.interval.value}-{subscription.updated_at.timestamp():.0f}"
+    updated = provider.change_subscription_price(
+        current.id,
+        item_id=current.item_id,
+        price_id=price_id,
+        new_price=new_price,
+        metadata={
+            "member_id": str(member.id),
+            "tier": choice.tier_key,
+            "interval": choice.interval.value,
+        },
+        idempotency_key=f"change-{subscription.id}-{attempt}",
+    )
+    return sync_subscription(updated)
+
+
+def cancel_subscription(member: Member, *, reason: str = "") -> Subscription:
+    """Stop renewing at the end of the paid period; benefits continue until then."""
+    subscription = _require_live(member)
+    if subscription.cancel_at_period_end:
+        return subscription
+    updated = backend().set_cancel_at_period_end(
+        subscription.stripe_subscription_id or "", cancel=True, reason=reason.strip()
+    )
+    return sync_subscription(updated)
+
+
+def resume_subscription(member: Member) -> Subscription:
+    """Withdraw a scheduled cancellation before the period ends."""
+    subscription = _require_live(member)
+    if not subscription.cancel_at_period_end:
+        return subscription
+    updated = backend().set_cancel_at_period_end(
+        subscription.stripe_subscription_id or "", cancel=False
+    )
+    return sync_subscription(updated)
+
+
+def portal_url(member: Member, *, return_url: str) -> str:
+    """Where the member updates their card and sees invoices (Stripe's Billing Portal).
+
+    :raises BillingError: the member has never paid through Stripe.
+    """
+    customer_id = db.session.scalar(
+        sa.select(Customer.stripe_customer_id).where(Customer.member_id == member.id)
+    )
+    if customer_id is None:
+        raise BillingError(_("You have no payment details with us yet."))
+    return backend().create_portal_session(customer_id=customer_id, return_url=return_url)
+
+
+def payments_of(member_id: int, limit: int = 100) -> Sequence[Payment]:
+    return db.session.scalars(
+        sa.select(Payment)
+        .where(Payment.member_id == member_id)
+        .order_by(Payment.created_at.desc(), Payment.id.desc())
+        .limit(limit)
+    ).all()
+
+
+def failed_payment_subscriptions(now: dt.datetime | None = None) -> Sequence[Subscription]:
+    """Past-due subscriptions, oldest period end first: the staff's failed-payments queue."""
+    return db.session.scalars(
+        sa.select(Subscription)
+        .where(Subscription.status.in_((SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID)))
+        .order_by(Subscription.current_period_end)
+    ).all()

@@ -1,25 +1,441 @@
-"""The public support page: tiers, funding goals and how to join."""
+"""The support page, joining through checkout, and the member's own support settings."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from flask import Blueprint, render_template
+import logging
+import secrets
+from typing import Any
 
-from supporters.billing import services
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
+
+from supporters import web
+from supporters.billing import demo_checkout as demo
+from supporters.billing import membership, services, webhooks
+from supporters.billing import stripe_gateway as gateway
+from supporters.billing.backend import backend
+from supporters.billing.forms import CancelForm, ChangeForm, ChoiceForm, SupportForm
 from supporters.billing.models import FundingGoal, Tier
-from supporters.extensions import db
+from supporters.extensions import csrf, db, limiter
+from supporters.i18n import money
+from supporters.mail import MailError
+from supporters.members import auth
+from supporters.members import emails as member_emails
+from supporters.members import services as member_services
+from supporters.members.forms import EmptyForm
+from supporters.members.views import PENDING_EMAIL_KEY, PENDING_KEY, email_limit, ip_limit
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("billing", __name__)
 
+PENDING_CHOICE = "support_choice"
+STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
 
-@bp.get("/")
-def support() -> str:
-    """Show what supporting the newsroom costs and what it pays for."""
-    tiers = db.session.scalars(
-        sa.select(Tier).where(Tier.is_active).order_by(Tier.position, Tier.monthly_amount)
-    ).all()
+bp.add_url_rule(
+    "/stripe/webhook",
+    "receive_webhook",
+    csrf.exempt(limiter.exempt(webhooks.receive)),
+    methods=["POST"],
+)
+
+
+def _tier_labels(tiers: list[Tier]) -> dict[str, str]:
+    return {
+        t.slug: _(
+            "%(name)s · %(amount)s a month", name=t.name, amount=money(t.monthly_amount, t.currency)
+        )
+        for t in tiers
+    }
+
+
+def _prepare(form: ChoiceForm) -> list[Tier]:
+    tiers = list(services.active_tiers())
+    form.set_tiers(tiers, _tier_labels(tiers))
+    return tiers
+
+
+def _choice(form: ChoiceForm) -> services.Choice:
+    """:raises services.BillingError: see :func:`services.make_choice`."""
+    return services.make_choice(
+        tier_slug=form.tier.data or "",
+        amount=getattr(form.amount, "minor_units", None),
+        interval=form.interval.data or "month",
+    )
+
+
+def _allow_stripe_redirects() -> None:
+    # After our form posts, the browser is redirected to Stripe's own pages.
+    web.allow_csp("form-action", *STRIPE_PAGES)
+
+
+def _render_support(form: SupportForm, tiers: list[Tier], status: int = 200) -> tuple[str, int]:
     goals = db.session.scalars(
-        sa.select(FundingGoal).where(FundingGoal.is_active).order_by(FundingGoal.position)
+        db.select(FundingGoal).where(FundingGoal.is_active).order_by(FundingGoal.position)
     ).all()
     progress = {goal.id: services.goal_progress(goal) for goal in goals}
-    return render_template("billing/support.html", tiers=tiers, goals=goals, progress=progress)
+    _allow_stripe_redirects()
+    return (
+        render_template(
+            "billing/support.html",
+            form=form,
+            tiers=tiers,
+            goals=goals,
+            progress=progress,
+            minimum=money(services.minimum_amount(), current_app.config["CURRENCY"]),
+            is_demo=backend().name == "demo",
+        ),
+        status,
+    )
+
+
+@bp.get("/")
+def support() -> tuple[str, int]:
+    """Show what supporting the newsroom costs and what it pays for, with the join form."""
+    form = SupportForm(attempt=secrets.token_urlsafe(16))
+    tiers = _prepare(form)
+    if tiers and not form.tier.data:
+        form.tier.data = tiers[min(1, len(tiers) - 1)].slug
+    return _render_support(form, tiers)
+
+
+def _go_to_checkout(choice: services.Choice, attempt: str) -> Response:
+    member = auth.current_member()
+    checkout = services.start_checkout(
+        member,
+        choice,
+        success_url=url_for("billing.checkout_success", _external=True)
+        + "?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url=url_for("billing.checkout_cancelled", _external=True),
+        attempt=attempt,
+    )
+    db.session.commit()  # the customer row, if it was just made
+    return redirect(checkout.url or url_for("billing.support"), code=303)
+
+
+@bp.post("/support")
+@ip_limit
+@email_limit
+def checkout() -> Response | tuple[str, int]:
+    """Start joining: straight to checkout when signed in, else confirm the email first."""
+    form = SupportForm()
+    tiers = _prepare(form)
+    if not form.validate_on_submit():
+        return _render_support(form, tiers, 400)
+    try:
+        choice = _choice(form)
+    except services.BillingError as exc:
+        form.amount.errors = [exc.message]
+        return _render_support(form, tiers, 400)
+    attempt = form.attempt.data or secrets.token_urlsafe(16)
+    pending = {
+        "tier": form.tier.data,
+        "amount": choice.amount,
+        "interval": form.interval.data,
+        "attempt": attempt,
+    }
+    if not current_user.is_authenticated:
+        return _sign_in_then_continue(form, tiers, pending)
+    try:
+        return _go_to_checkout(choice, attempt)
+    except services.AlreadySupporting as exc:
+        flash(exc.message, "info")
+        return redirect(url_for("billing.manage"))
+    except (services.BillingError, gateway.StripeError) as exc:
+        return _checkout_failed(form, tiers, exc)
+
+
+def _checkout_failed(form: SupportForm, tiers: list[Tier], exc: Exception) -> tuple[str, int]:
+    db.session.rollback()
+    if isinstance(exc, services.BillingError):
+        form.tier.errors = [exc.message]
+        return _render_support(form, tiers, 409)
+    log.error("Checkout could not start: %s", exc)
+    form.tier.errors = [
+        _("Payments are unavailable right now. Nothing was charged; please try again soon.")
+    ]
+    return _render_support(form, tiers, 502)
+
+
+def _sign_in_then_continue(
+    form: SupportForm, tiers: list[Tier], pending: dict[str, Any]
+) -> Response | tuple[str, int]:
+    email = getattr(form.email, "normalized", None)
+    if not email:
+        form.email.errors = [_("Enter your email address: we send you a code to confirm it.")]
+        return _render_support(form, tiers, 400)
+    issued = member_services.request_sign_in(
+        email, next_url=url_for("billing.confirm_choice"), ip_address=request.remote_addr or ""
+    )
+    db.session.commit()
+    try:
+        member_emails.send_sign_in(issued)
+    except MailError:
+        form.email.errors = [
+            _("We could not send the email just now. Please try again in a few minutes.")
+        ]
+        return _render_support(form, tiers, 503)
+    session[PENDING_KEY] = issued.request.id
+    session[PENDING_EMAIL_KEY] = issued.request.email
+    session[PENDING_CHOICE] = pending
+    return redirect(url_for("members.enter_code"))
+
+
+def _pending_choice() -> tuple[services.Choice, str] | None:
+    pending = session.get(PENDING_CHOICE)
+    if not pending:
+        return None
+    try:
+        choice = services.make_choice(
+            tier_slug=pending["tier"], amount=int(pending["amount"]), interval=pending["interval"]
+        )
+    except (services.BillingError, KeyError, ValueError):
+        session.pop(PENDING_CHOICE, None)
+        return None
+    return choice, str(pending["attempt"])
+
+
+@bp.route("/support/continue", methods=["GET", "POST"])
+@login_required
+def confirm_choice() -> Response | str:
+    """After signing in from the support page: confirm the choice, then go to checkout."""
+    found = _pending_choice()
+    if found is None:
+        return redirect(url_for("billing.support"))
+    choice, attempt = found
+    form = EmptyForm()
+    if form.validate_on_submit():
+        session.pop(PENDING_CHOICE, None)
+        try:
+            return _go_to_checkout(choice, attempt)
+        except services.AlreadySupporting as exc:
+            flash(exc.message, "info")
+            return redirect(url_for("billing.manage"))
+        except (services.BillingError, gateway.StripeError) as exc:
+            db.session.rollback()
+            log.error("Checkout could not start: %s", exc)
+            flash(
+                _(
+                    "Payments are unavailable right now. Nothing was charged; please try again soon."
+                ),
+                "error",
+            )
+            return redirect(url_for("billing.support"))
+    _allow_stripe_redirects()
+    return render_template("billing/confirm_choice.html", choice=choice, form=form)
+
+
+@bp.get("/support/welcome")
+@login_required
+def checkout_success() -> str | Response:
+    """Back from checkout: ask the provider what really happened; never trust the redirect."""
+    session_id = request.args.get("session_id", "")
+    if not session_id:
+        return redirect(url_for("billing.manage"))
+    try:
+        checkout = services.complete_checkout(session_id, member_id=auth.current_member().id)
+    except services.BillingError as exc:
+        db.session.rollback()
+        abort(403, exc.message)
+    except (gateway.StripeError, demo.DemoCheckoutError):
+        db.session.rollback()
+        abort(404)
+    db.session.commit()
+    status = membership.membership_of(auth.current_member().id)
+    return render_template("billing/welcome.html", checkout=checkout, status=status)
+
+
+@bp.get("/support/cancelled")
+def checkout_cancelled() -> Response:
+    """The reader left checkout without paying: nothing happened."""
+    flash(_("You left the payment page; nothing was charged."), "info")
+    return redirect(url_for("billing.support"))
+
+
+def _render_manage(
+    change_form: ChangeForm | None = None, cancel_form: CancelForm | None = None, status: int = 200
+) -> tuple[str, int]:
+    member = auth.current_member()
+    subscription = membership.current_subscription(member.id)
+    change_form = change_form or ChangeForm()
+    _prepare(change_form)
+    if subscription and not change_form.is_submitted():
+        change_form.tier.data = subscription.tier.slug if subscription.tier else "custom"
+        change_form.interval.data = subscription.interval.value
+    _allow_stripe_redirects()
+    return (
+        render_template(
+            "billing/manage.html",
+            subscription=subscription,
+            status=membership.status_of(subscription),
+            payments=services.payments_of(member.id),
+            change_form=change_form,
+            cancel_form=cancel_form or CancelForm(),
+            action_form=EmptyForm(),
+            grace_days=current_app.config["GRACE_PERIOD_DAYS"],
+        ),
+        status,
+    )
+
+
+@bp.get("/account/support")
+@login_required
+def manage() -> tuple[str, int]:
+    """The member's support: status, amount, next payment, receipts, and what they can change."""
+    return _render_manage()
+
+
+def _self_service_failed(exc: Exception) -> Response:
+    db.session.rollback()
+    if isinstance(exc, services.BillingError):
+        flash(exc.message, "error")
+    else:
+        log.error("Self-service change failed: %s", exc)
+        flash(
+            _("Payments are unavailable right now; nothing was changed. Please try again soon."),
+            "error",
+        )
+    return redirect(url_for("billing.manage"))
+
+
+@bp.post("/account/support/change")
+@login_required
+def change() -> Response | tuple[str, int]:
+    """Change tier, amount or interval now; Stripe prorates the difference."""
+    form = ChangeForm()
+    _prepare(form)
+    if not form.validate_on_submit():
+        return _render_manage(change_form=form, status=400)
+    try:
+        services.change_subscription(auth.current_member(), _choice(form))
+    except (services.BillingError, gateway.StripeError) as exc:
+        return _self_service_failed(exc)
+    db.session.commit()
+    flash(_("Your support is changed. Thank you!"), "success")
+    return redirect(url_for("billing.manage"))
+
+
+@bp.post("/account/support/cancel")
+@login_required
+def cancel() -> Response | tuple[str, int]:
+    """Stop renewing at the end of the paid period."""
+    form = CancelForm()
+    if not form.validate_on_submit():
+        return _render_manage(cancel_form=form, status=400)
+    try:
+        subscription = services.cancel_subscription(
+            auth.current_member(), reason=form.reason.data or ""
+        )
+    except (services.BillingError, gateway.StripeError) as exc:
+        return _self_service_failed(exc)
+    db.session.commit()
+    from supporters.i18n import date
+
+    flash(
+        _(
+            "Your support ends on %(date)s. You can resume it until then.",
+            date=date(subscription.current_period_end),
+        ),
+        "info",
+    )
+    return redirect(url_for("billing.manage"))
+
+
+@bp.post("/account/support/resume")
+@login_required
+def resume() -> Response:
+    """Take back a scheduled cancellation."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    try:
+        services.resume_subscription(auth.current_member())
+    except (services.BillingError, gateway.StripeError) as exc:
+        return _self_service_failed(exc)
+    db.session.commit()
+    flash(_("Welcome back: your support continues."), "success")
+    return redirect(url_for("billing.manage"))
+
+
+@bp.post("/account/support/portal")
+@login_required
+def open_portal() -> Response:
+    """Send the member to Stripe's Billing Portal to update their card or download invoices."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    try:
+        url = services.portal_url(
+            auth.current_member(), return_url=url_for("billing.manage", _external=True)
+        )
+    except (services.BillingError, gateway.StripeError) as exc:
+        return _self_service_failed(exc)
+    return redirect(url, code=303)
+
+
+# --- the demo checkout (no Stripe key configured; never in production) ----------------------
+
+
+def _require_demo() -> None:
+    if backend().name != "demo":
+        abort(404)
+
+
+@bp.route("/billing/demo/<session_id>", methods=["GET", "POST"])
+@login_required
+def demo_checkout(session_id: str) -> Response | tuple[str, int]:
+    """A stand-in for Stripe Checkout: pay, decline or abandon, locally."""
+    _require_demo()
+    try:
+        data = demo.read_session(session_id)
+    except demo.DemoCheckoutError:
+        abort(404)
+    if data["ref"] != str(auth.current_member().id):
+        abort(403)
+    form = EmptyForm()
+    error = ""
+    if form.validate_on_submit():
+        action = request.form.get("action")
+        if action == "pay":
+            demo.pay(session_id)
+            db.session.commit()
+            return redirect(
+                data["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id), code=303
+            )
+        if action == "abandon":
+            return redirect(data["cancel_url"], code=303)
+        error = _("Your card was declined (demo). Nothing was charged: try again or leave.")
+    return (
+        render_template("billing/demo_checkout.html", data=data, form=form, error=error),
+        402 if error else 200,
+    )
+
+
+@bp.get("/billing/demo-portal")
+@login_required
+def demo_portal() -> str:
+    """What the Billing Portal would offer; in the demo there is no card to update."""
+    _require_demo()
+    return render_template("billing/demo_portal.html")
+
+
+@bp.app_context_processor
+def membership_banner() -> dict[str, Any]:
+    """A signed-in member whose renewal failed sees how to fix it on every page."""
+    if not current_user.is_authenticated:
+        return {"membership_banner": None}
+    subscription = membership.current_subscription(current_user.member.id)
+    status = membership.status_of(subscription)
+    if subscription is not None and subscription.status.value in ("past_due", "unpaid"):
+        return {"membership_banner": {"status": status, "subscription": subscription}}
+    return {"membership_banner": None}

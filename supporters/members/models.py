@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from supporters.db import enum_column, utcnow
-from supporters.extensions import db
+from supporters.extensions import Model
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path
 DISPLAY_NAME_MAX_LENGTH = 80
@@ -27,7 +27,7 @@ class Role(enum.StrEnum):
         return self in (Role.STAFF, Role.ADMIN)
 
 
-class Member(db.Model):
+class Member(Model):
     """A reader with an account. The email is stored lower-cased, so uniqueness ignores case."""
 
     __tablename__ = "members"
@@ -67,7 +67,7 @@ class Member(db.Model):
         return f"<Member {self.id} {self.role}>"
 
 
-class MemberSession(db.Model):
+class MemberSession(Model):
     """One signed-in browser. The session cookie names this row, never the member directly.
 
     Signing out revokes the row; "sign out everywhere" bumps the member's session version, which
@@ -95,7 +95,7 @@ class SignInPurpose(enum.StrEnum):
     CHANGE_EMAIL = "change_email"
 
 
-class SignInRequest(db.Model):
+class SignInRequest(Model):
     """A sign-in link and code sent by email. Only hashes are stored; each is single-use."""
 
     __tablename__ = "sign_in_requests"

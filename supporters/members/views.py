@@ -62,6 +62,8 @@ email_limit = limiter.shared_limit(
     scope="sign-in-email",
     key_func=_email_key,
     methods=["POST"],
+    # Forms of signed-in members may have no email field: only typed addresses are counted.
+    exempt_when=lambda: not (request.form.get("email") or "").strip(),
 )
 attempt_limit = limiter.shared_limit(
     lambda: _limit("SIGN_IN_ATTEMPT_LIMIT_PER_IP"), scope="sign-in-attempt", methods=["POST"]

@@ -1,0 +1,153 @@
+"""``flask --app supporters billing …``: Stripe set-up, replay, reconciliation, checks."""
+
+from __future__ import annotations
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import AppGroup
+
+from supporters.billing import reconcile as reconcile_module
+from supporters.billing import stripe_gateway as gateway
+from supporters.billing import stripe_sync, webhooks
+from supporters.billing.models import StripeEvent, Tier
+from supporters.extensions import db
+
+billing_cli = AppGroup("billing", help="Stripe products, webhooks and reconciliation.")
+
+
+def _require_stripe() -> None:
+    if not gateway.is_configured():
+        raise click.ClickException(
+            "SUPPORTERS_STRIPE_SECRET_KEY is not set (see `flask billing check`)."
+        )
+
+
+@billing_cli.command("sync-stripe")
+def sync_stripe() -> None:
+    """Create or update Stripe products and prices for the tiers (idempotent)."""
+    _require_stripe()
+    try:
+        report = stripe_sync.sync_stripe()
+    except gateway.StripeError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"Stripe refused: {exc}") from exc
+    db.session.commit()
+    for label, items in (
+        ("created", report.created),
+        ("updated", report.updated),
+        ("archived", report.archived),
+    ):
+        for item in items:
+            click.echo(f"{label}: {item}")
+    click.echo(f"{len(report.unchanged)} price(s) already up to date.")
+
+
+@billing_cli.command("replay-events")
+@click.option("--limit", default=1000, show_default=True, help="Most events to replay in one run.")
+def replay_events(limit: int) -> None:
+    """Process again the recorded Stripe events that failed or were never processed."""
+    _require_stripe()
+    counts = webhooks.replay_failed(limit)
+    if not counts:
+        click.echo("No failed events.")
+        return
+    for outcome, count in sorted(counts.items()):
+        click.echo(f"{outcome.value}: {count}")
+    if counts.get(webhooks.Outcome.FAILED):
+        raise click.ClickException(
+            "Some events failed again; their errors are stored on the events."
+        )
+
+
+@billing_cli.command("reconcile")
+def reconcile() -> None:
+    """Compare every customer and subscription with Stripe, repair drift and report it."""
+    _require_stripe()
+    report = reconcile_module.reconcile()
+    click.echo(
+        f"Checked {report.customers_checked} customer(s), {report.subscriptions_checked} subscription(s)."
+    )
+    sections = (
+        ("Repaired (a webhook was missed)", report.repaired),
+        ("Paying in Stripe but missing here (now added)", report.missing_here),
+        ("Live here but not found in Stripe", report.missing_in_stripe),
+        ("Duplicates to resolve in Stripe", report.duplicates),
+        ("Errors", report.errors),
+    )
+    for title, lines in sections:
+        if lines:
+            click.echo(f"\n{title}:")
+            for line in lines:
+                click.echo(f"  - {line}")
+    if report.is_clean:
+        click.echo("No drift: Stripe and the database agree.")
+    if report.errors:
+        raise click.ClickException("Stripe could not be read for some customers.")
+
+
+@billing_cli.command("check")
+def check() -> None:
+    """Say what is missing or wrong in the Stripe set-up."""
+    config = current_app.config
+    problems: list[str] = []
+    notes: list[str] = []
+    secret, publishable = config["STRIPE_SECRET_KEY"], config["STRIPE_PUBLISHABLE_KEY"]
+    if not secret:
+        problems.append(
+            "SUPPORTERS_STRIPE_SECRET_KEY is not set: the demo checkout is used, no money moves."
+        )
+    else:
+        mode = (
+            "live"
+            if secret.startswith(("sk_live_", "rk_live_"))
+            else "test"
+            if secret.startswith(("sk_test_", "rk_test_"))
+            else None
+        )
+        if mode is None:
+            problems.append(
+                "SUPPORTERS_STRIPE_SECRET_KEY does not look like a Stripe secret key (sk_test_… or sk_live_…)."
+            )
+        if publishable and mode and not publishable.startswith(f"pk_{mode}_"):
+            problems.append(f"The publishable key is not a {mode}-mode key like the secret key.")
+        if mode == "live" and not config["IS_PRODUCTION"]:
+            problems.append("A live-mode key in development: real cards would be charged.")
+        if mode == "test" and config["IS_PRODUCTION"]:
+            notes.append("Test-mode keys in production: no real money moves.")
+    secrets = config["STRIPE_WEBHOOK_SECRET"]
+    if not secrets:
+        problems.append(
+            "SUPPORTERS_STRIPE_WEBHOOK_SECRET is not set: webhooks will be refused (400)."
+        )
+    elif any(not s.startswith("whsec_") for s in secrets):
+        problems.append("A webhook secret does not start with whsec_.")
+    unsynced = db.session.scalars(
+        sa.select(Tier.slug).where(
+            Tier.is_active,
+            sa.or_(Tier.stripe_monthly_price_id.is_(None), Tier.stripe_yearly_price_id.is_(None)),
+        )
+    ).all()
+    if secret and unsynced:
+        problems.append(
+            f"Tiers without Stripe prices: {', '.join(unsynced)}. Run `flask --app supporters billing sync-stripe`."
+        )
+    failed = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(StripeEvent)
+        .where(StripeEvent.processed_at.is_(None))
+    )
+    if failed:
+        problems.append(
+            f"{failed} webhook event(s) not processed. Run `flask --app supporters billing replay-events`."
+        )
+    notes.append(
+        f"API version pinned: {gateway.API_VERSION}. Webhook endpoint: {config['BASE_URL']}/stripe/webhook"
+    )
+    for note in notes:
+        click.echo(f"note: {note}")
+    for problem in problems:
+        click.echo(f"problem: {problem}")
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) found.")
+    click.echo("Stripe set-up looks right.")

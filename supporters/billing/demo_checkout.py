@@ -1,0 +1,287 @@
+"""A local stand-in for Stripe Checkout, for trying the app without a Stripe account.
+
+It is used only when no Stripe secret key is configured, and never in production (the
+configuration check refuses that). A "checkout session" is a signed token holding what the
+reader chose; paying it builds the same ``SubscriptionInfo`` and ``InvoiceInfo`` that Stripe's
+answers turn into, and hands them to the same ``sync_subscription`` and ``record_invoice``.
+Our own rows are the demo provider's state: asking it about a subscription reads them back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from typing import Any, Literal, cast
+
+import sqlalchemy as sa
+from flask import current_app, url_for
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from supporters.billing.models import Interval, Payment, PaymentStatus, Subscription
+from supporters.billing.stripe_gateway import (
+    CheckoutInfo,
+    InvoiceInfo,
+    NewPrice,
+    SubscriptionInfo,
+)
+from supporters.db import utcnow
+from supporters.extensions import db
+
+CUSTOM_PRODUCT = "prod_demo_custom"
+
+
+class DemoCheckoutError(LookupError):
+    """A demo checkout token that was not made here."""
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="supporters-demo-checkout")
+
+
+def read_session(session_id: str) -> dict[str, Any]:
+    """:raises DemoCheckoutError: a token not signed by this app."""
+    try:
+        return cast(dict[str, Any], _serializer().loads(session_id))
+    except BadSignature as exc:
+        raise DemoCheckoutError(session_id) from exc
+
+
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()[:24]
+
+
+def subscription_id_for(session_id: str) -> str:
+    return f"sub_demo_{_digest(session_id)}"
+
+
+def _add_interval(start: dt.datetime, interval: str) -> dt.datetime:
+    if interval == Interval.YEAR:
+        return start.replace(year=start.year + 1)
+    month = start.month % 12 + 1
+    year = start.year + (start.month == 12)
+    day = min(start.day, 28)
+    return start.replace(year=year, month=month, day=day)
+
+
+class DemoBackend:
+    """Answers the billing services' calls from our own database."""
+
+    name = "demo"
+
+    def create_customer(self, *, email: str, name: str, member_id: int) -> str:
+        return f"cus_demo_{member_id}"
+
+    def custom_product_id(self) -> str | None:
+        return CUSTOM_PRODUCT
+
+    def create_checkout_session(
+        self,
+        *,
+        customer_id: str,
+        mode: Literal["subscription", "payment"],
+        price_id: str | None,
+        new_price: NewPrice | None,
+        metadata: Mapping[str, str],
+        client_reference_id: str,
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutInfo:
+        assert new_price is not None, "demo tiers have no provider prices"
+        session_id = _serializer().dumps(
+            {
+                "key": idempotency_key,
+                "customer": customer_id,
+                "mode": mode,
+                "amount": new_price.amount,
+                "currency": new_price.currency,
+                "interval": new_price.interval,
+                "metadata": dict(metadata),
+                "ref": client_reference_id,
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+            }
+        )
+        return self._info(session_id, read_session(session_id))
+
+    def _info(self, session_id: str, data: Mapping[str, Any]) -> CheckoutInfo:
+        subscription_id = (
+            subscription_id_for(session_id) if data["mode"] == "subscription" else None
+        )
+        payment_intent_id = f"pi_demo_{_digest(session_id)}" if data["mode"] == "payment" else None
+        if subscription_id:
+            done = db.session.scalar(
+                sa.select(Subscription.id).where(
+                    Subscription.stripe_subscription_id == subscription_id
+                )
+            )
+        else:
+            done = db.session.scalar(
+                sa.select(Payment.id).where(Payment.stripe_payment_intent_id == payment_intent_id)
+            )
+        return CheckoutInfo(
+            id=session_id,
+            url=url_for("billing.demo_checkout", session_id=session_id),
+            mode=str(data["mode"]),
+            status="complete" if done else "open",
+            payment_status="paid" if done else "unpaid",
+            customer_id=str(data["customer"]),
+            subscription_id=subscription_id if done else None,
+            payment_intent_id=payment_intent_id,
+            amount_total=int(data["amount"]),
+            currency=str(data["currency"]),
+            client_reference_id=str(data["ref"]),
+            metadata=dict(data["metadata"]),
+        )
+
+    def retrieve_checkout_session(self, session_id: str) -> CheckoutInfo:
+        return self._info(session_id, read_session(session_id))
+
+    def retrieve_subscription(self, subscription_id: str) -> SubscriptionInfo:
+        row = db.session.scalars(
+            sa.select(Subscription).where(Subscription.stripe_subscription_id == subscription_id)
+        ).one()
+        return subscription_info(row)
+
+    def retrieve_invoice(self, invoice_id: str) -> InvoiceInfo:
+        payment = db.session.scalars(
+            sa.select(Payment).where(Payment.stripe_invoice_id == invoice_id)
+        ).one()
+        subscription = payment.subscription
+        return InvoiceInfo(
+            id=invoice_id,
+            customer_id=subscription.stripe_customer_id or "" if subscription else "",
+            subscription_id=subscription.stripe_subscription_id if subscription else None,
+            status="paid" if payment.status is PaymentStatus.PAID else "open",
+            amount_due=payment.amount,
+            amount_paid=payment.amount if payment.status is PaymentStatus.PAID else 0,
+            currency=payment.currency,
+            created_at=payment.created_at,
+            paid_at=payment.paid_at,
+            receipt_url="",
+            payment_intent_id=payment.stripe_payment_intent_id,
+            charge_id=payment.stripe_charge_id,
+            attempt_count=1,
+            billing_reason="subscription_cycle",
+        )
+
+    def change_subscription_price(
+        self,
+        subscription_id: str,
+        *,
+        item_id: str,
+        price_id: str | None,
+        new_price: NewPrice | None,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> SubscriptionInfo:
+        assert new_price is not None and new_price.interval is not None
+        current = self.retrieve_subscription(subscription_id)
+        return _replace(
+            current,
+            amount=new_price.amount,
+            interval=new_price.interval,
+            metadata=dict(metadata),
+            price_id=None,
+            cancel_at_period_end=False,
+        )
+
+    def set_cancel_at_period_end(
+        self, subscription_id: str, *, cancel: bool, reason: str = ""
+    ) -> SubscriptionInfo:
+        current = self.retrieve_subscription(subscription_id)
+        return _replace(
+            current, cancel_at_period_end=cancel, cancel_reason=reason if cancel else ""
+        )
+
+    def create_portal_session(self, *, customer_id: str, return_url: str) -> str:
+        return url_for("billing.demo_portal")
+
+
+def _replace(info: SubscriptionInfo, **changes: Any) -> SubscriptionInfo:
+    return dataclasses.replace(info, **changes)
+
+
+def subscription_info(row: Subscription) -> SubscriptionInfo:
+    """Our row, as the provider would describe it."""
+    metadata = {"member_id": str(row.member_id), "tier": row.tier.slug if row.tier else "custom"}
+    return SubscriptionInfo(
+        id=row.stripe_subscription_id or "",
+        customer_id=row.stripe_customer_id or "",
+        status=row.status.value,
+        item_id="si_demo",
+        price_id=row.stripe_price_id,
+        product_id=CUSTOM_PRODUCT,
+        amount=row.amount,
+        currency=row.currency,
+        interval=row.interval.value,
+        current_period_end=row.current_period_end,
+        cancel_at_period_end=row.cancel_at_period_end,
+        cancel_reason=row.cancel_reason,
+        started_at=row.started_at,
+        canceled_at=row.canceled_at,
+        ended_at=row.ended_at,
+        latest_invoice_id=None,
+        metadata=metadata,
+    )
+
+
+def pay(session_id: str) -> CheckoutInfo:
+    """The reader pressed "Pay" on the demo page: record what Stripe would report.
+
+    :raises DemoCheckoutError: a token not made here.
+    """
+    from supporters.billing import services
+
+    data = read_session(session_id)
+    now = utcnow()
+    customer_id = str(data["customer"])
+    if data["mode"] == "payment":
+        info = DemoBackend()._info(session_id, data)
+        paid = dataclasses.replace(info, status="complete", payment_status="paid")
+        services.record_gift(paid)
+        return paid
+    subscription_id = subscription_id_for(session_id)
+    period_end = _add_interval(now, str(data["interval"]))
+    services.sync_subscription(
+        SubscriptionInfo(
+            id=subscription_id,
+            customer_id=customer_id,
+            status="active",
+            item_id="si_demo",
+            price_id=None,
+            product_id=CUSTOM_PRODUCT,
+            amount=int(data["amount"]),
+            currency=str(data["currency"]),
+            interval=str(data["interval"]),
+            current_period_end=period_end,
+            cancel_at_period_end=False,
+            cancel_reason="",
+            started_at=now,
+            canceled_at=None,
+            ended_at=None,
+            latest_invoice_id=None,
+            metadata=dict(data["metadata"]),
+        )
+    )
+    services.record_invoice(
+        InvoiceInfo(
+            id=f"in_demo_{_digest(session_id)}",
+            customer_id=customer_id,
+            subscription_id=subscription_id,
+            status="paid",
+            amount_due=int(data["amount"]),
+            amount_paid=int(data["amount"]),
+            currency=str(data["currency"]),
+            created_at=now,
+            paid_at=now,
+            receipt_url="",
+            payment_intent_id=f"pi_demo_{_digest(session_id)}",
+            charge_id=None,
+            attempt_count=1,
+            billing_reason="subscription_create",
+        )
+    )
+    return DemoBackend()._info(session_id, data)

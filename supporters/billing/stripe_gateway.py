@@ -1,0 +1,614 @@
+"""The one module that talks to Stripe.
+
+Everything else calls these typed functions and gets plain dataclasses back, never SDK objects:
+the services neither import ``stripe`` nor care whether a subscription came from Stripe or from
+the demo checkout. The API version is pinned here, so an SDK upgrade cannot change the shapes we
+read without a deliberate change to this file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+import stripe
+from flask import current_app
+
+log = logging.getLogger(__name__)
+
+#: The Stripe API version every request and every webhook endpoint must speak.
+API_VERSION = "2026-10-28.endive"
+WEBHOOK_TOLERANCE_SECONDS = 5 * 60
+
+# Errors callers handle, re-exported so that no other module imports the SDK.
+StripeError = stripe.StripeError
+CardError = stripe.CardError
+InvalidRequestError = stripe.InvalidRequestError
+
+
+class SignatureError(ValueError):
+    """A webhook whose Stripe-Signature does not verify with any configured secret."""
+
+
+class NotConfigured(RuntimeError):
+    """No Stripe secret key is configured (the demo checkout is used instead)."""
+
+
+@dataclass(frozen=True)
+class SubscriptionInfo:
+    """What we keep of a Stripe subscription."""
+
+    id: str
+    customer_id: str
+    status: str
+    item_id: str | None
+    price_id: str | None
+    product_id: str | None
+    amount: int
+    currency: str
+    interval: str
+    current_period_end: dt.datetime | None
+    cancel_at_period_end: bool
+    cancel_reason: str
+    started_at: dt.datetime | None
+    canceled_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    latest_invoice_id: str | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InvoiceInfo:
+    """What we keep of a Stripe invoice: one row in our payments ledger."""
+
+    id: str
+    customer_id: str
+    subscription_id: str | None
+    status: str  # draft, open, paid, uncollectible, void
+    amount_due: int
+    amount_paid: int
+    currency: str
+    created_at: dt.datetime
+    paid_at: dt.datetime | None
+    receipt_url: str
+    payment_intent_id: str | None
+    charge_id: str | None
+    attempt_count: int
+    billing_reason: str
+
+
+@dataclass(frozen=True)
+class ChargeInfo:
+    """A charge, read when it is refunded or disputed."""
+
+    id: str
+    customer_id: str | None
+    payment_intent_id: str | None
+    amount: int
+    amount_refunded: int
+    currency: str
+    status: str
+    disputed: bool
+    receipt_url: str
+    created_at: dt.datetime
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckoutInfo:
+    """A Checkout Session: where to send the reader, and what came of it."""
+
+    id: str
+    url: str | None
+    mode: str
+    status: str  # open, complete, expired
+    payment_status: str  # paid, unpaid, no_payment_required
+    customer_id: str | None
+    subscription_id: str | None
+    payment_intent_id: str | None
+    amount_total: int | None
+    currency: str | None
+    client_reference_id: str | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PriceInfo:
+    id: str
+    product_id: str
+    unit_amount: int
+    currency: str
+    interval: str | None
+    lookup_key: str | None
+    active: bool
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProductInfo:
+    id: str
+    name: str
+    active: bool
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """A verified webhook event: its id, type and the object it is about."""
+
+    id: str
+    type: str
+    api_version: str
+    livemode: bool
+    object_id: str | None
+    object_type: str | None
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewPrice:
+    """An inline price for a custom amount (Checkout's ``price_data``)."""
+
+    amount: int
+    currency: str
+    interval: Literal["month", "year"] | None
+    product_id: str
+
+
+# --- the client ---------------------------------------------------------------------------
+
+
+def is_configured() -> bool:
+    return bool(current_app.config["STRIPE_SECRET_KEY"])
+
+
+def client() -> stripe.StripeClient:
+    """The app's Stripe client, built once from its settings with the API version pinned.
+
+    :raises NotConfigured: no secret key is set.
+    """
+    key = current_app.config["STRIPE_SECRET_KEY"]
+    if not key:
+        raise NotConfigured("SUPPORTERS_STRIPE_SECRET_KEY is not set")
+    cached = current_app.extensions.get("stripe_client")
+    if cached is not None:
+        return cast(stripe.StripeClient, cached)
+    api_base = current_app.config["STRIPE_API_BASE"]
+    built = stripe.StripeClient(
+        key,
+        stripe_version=API_VERSION,
+        base_addresses={"api": api_base} if api_base else None,
+        max_network_retries=2,
+    )
+    current_app.extensions["stripe_client"] = built
+    return built
+
+
+def _options(idempotency_key: str | None) -> Any:
+    return {"idempotency_key": idempotency_key} if idempotency_key else None
+
+
+def _time(value: int | None) -> dt.datetime | None:
+    return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC)
+
+
+def _id(value: Any) -> str | None:
+    """An expandable field's id, whether Stripe sent the id or the expanded object."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return cast(str, value["id"])
+
+
+def _metadata(obj: Any) -> dict[str, str]:
+    raw = obj.get("metadata") or {}
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+# --- conversions ---------------------------------------------------------------------------
+
+
+def _subscription(sub: Any) -> SubscriptionInfo:
+    items = sub["items"]["data"]
+    item = items[0] if items else None
+    price = item["price"] if item else None
+    recurring = price.get("recurring") if price else None
+    details = sub.get("cancellation_details") or {}
+    return SubscriptionInfo(
+        id=sub["id"],
+        customer_id=cast(str, _id(sub["customer"])),
+        status=sub["status"],
+        item_id=item["id"] if item else None,
+        price_id=price["id"] if price else None,
+        product_id=_id(price.get("product")) if price else None,
+        amount=int(price.get("unit_amount") or 0) * int(item.get("quantity") or 1) if item else 0,
+        currency=str(sub["currency"]).upper(),
+        interval=str(recurring["interval"]) if recurring else "month",
+        # Since API version 2025-03-31 the billing period lives on the item.
+        current_period_end=_time(item.get("current_period_end")) if item else None,
+        cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
+        cancel_reason=str(details.get("comment") or ""),
+        started_at=_time(sub.get("start_date")),
+        canceled_at=_time(sub.get("canceled_at")),
+        ended_at=_time(sub.get("ended_at")),
+        latest_invoice_id=_id(sub.get("latest_invoice")),
+        metadata=_metadata(sub),
+    )
+
+
+def _invoice(invoice: Any) -> InvoiceInfo:
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    payment_intent_id = charge_id = None
+    payments = invoice.get("payments")
+    for invoice_payment in (payments or {}).get("data", []):
+        payment = invoice_payment.get("payment") or {}
+        payment_intent_id = _id(payment.get("payment_intent")) or payment_intent_id
+        charge_id = _id(payment.get("charge")) or charge_id
+    transitions = invoice.get("status_transitions") or {}
+    return InvoiceInfo(
+        id=invoice["id"],
+        customer_id=cast(str, _id(invoice["customer"])),
+        subscription_id=_id(details.get("subscription")),
+        status=str(invoice["status"]),
+        amount_due=int(invoice["amount_due"]),
+        amount_paid=int(invoice["amount_paid"]),
+        currency=str(invoice["currency"]).upper(),
+        created_at=cast(dt.datetime, _time(invoice["created"])),
+        paid_at=_time(transitions.get("paid_at")),
+        receipt_url=str(invoice.get("hosted_invoice_url") or ""),
+        payment_intent_id=payment_intent_id,
+        charge_id=charge_id,
+        attempt_count=int(invoice.get("attempt_count") or 0),
+        billing_reason=str(invoice.get("billing_reason") or ""),
+    )
+
+
+def _charge(charge: Any) -> ChargeInfo:
+    return ChargeInfo(
+        id=charge["id"],
+        customer_id=_id(charge.get("customer")),
+        payment_intent_id=_id(charge.get("payment_intent")),
+        amount=int(charge["amount"]),
+        amount_refunded=int(charge.get("amount_refunded") or 0),
+        currency=str(charge["currency"]).upper(),
+        status=str(charge["status"]),
+        disputed=bool(charge.get("disputed")),
+        receipt_url=str(charge.get("receipt_url") or ""),
+        created_at=cast(dt.datetime, _time(charge["created"])),
+        metadata=_metadata(charge),
+    )
+
+
+def _checkout(session: Any) -> CheckoutInfo:
+    currency = session.get("currency")
+    return CheckoutInfo(
+        id=session["id"],
+        url=session.get("url"),
+        mode=str(session["mode"]),
+        status=str(session.get("status") or ""),
+        payment_status=str(session.get("payment_status") or ""),
+        customer_id=_id(session.get("customer")),
+        subscription_id=_id(session.get("subscription")),
+        payment_intent_id=_id(session.get("payment_intent")),
+        amount_total=session.get("amount_total"),
+        currency=str(currency).upper() if currency else None,
+        client_reference_id=session.get("client_reference_id"),
+        metadata=_metadata(session),
+    )
+
+
+def _price(price: Any) -> PriceInfo:
+    recurring = price.get("recurring")
+    return PriceInfo(
+        id=price["id"],
+        product_id=cast(str, _id(price["product"])),
+        unit_amount=int(price.get("unit_amount") or 0),
+        currency=str(price["currency"]).upper(),
+        interval=str(recurring["interval"]) if recurring else None,
+        lookup_key=price.get("lookup_key"),
+        active=bool(price.get("active")),
+        metadata=_metadata(price),
+    )
+
+
+def _product(product: Any) -> ProductInfo:
+    return ProductInfo(
+        id=product["id"],
+        name=str(product.get("name") or ""),
+        active=bool(product.get("active")),
+        metadata=_metadata(product),
+    )
+
+
+# --- customers and checkout ------------------------------------------------------------------
+
+
+def create_customer(*, email: str, name: str, member_id: int) -> str:
+    """Create the member's Stripe customer; the idempotency key makes a retry return the same one.
+
+    :raises StripeError: Stripe refused or could not be reached.
+    """
+    customer = client().v1.customers.create(
+        params={"email": email, "name": name or email, "metadata": {"member_id": str(member_id)}},
+        options=_options(f"customer-member-{member_id}"),
+    )
+    return customer.id
+
+
+def find_customers(email: str) -> list[str]:
+    """Ids of Stripe customers with this email (reconciliation looks for duplicates)."""
+    found = client().v1.customers.list(params={"email": email, "limit": 100})
+    return [c.id for c in found.data]
+
+
+def create_checkout_session(
+    *,
+    customer_id: str,
+    mode: Literal["subscription", "payment"],
+    price_id: str | None,
+    new_price: NewPrice | None,
+    metadata: Mapping[str, str],
+    client_reference_id: str,
+    success_url: str,
+    cancel_url: str,
+    idempotency_key: str,
+) -> CheckoutInfo:
+    """Start a Stripe Checkout for an existing customer, with a price id or an inline price.
+
+    :raises StripeError: Stripe refused or could not be reached.
+    """
+    line_item: dict[str, Any] = {"quantity": 1}
+    if price_id:
+        line_item["price"] = price_id
+    elif new_price is not None:
+        price_data: dict[str, Any] = {
+            "currency": new_price.currency.lower(),
+            "unit_amount": new_price.amount,
+            "product": new_price.product_id,
+        }
+        if new_price.interval:
+            price_data["recurring"] = {"interval": new_price.interval}
+        line_item["price_data"] = price_data
+    else:
+        raise ValueError("a checkout needs a price id or a new price")
+    params: dict[str, Any] = {
+        "mode": mode,
+        "customer": customer_id,
+        "line_items": [line_item],
+        "client_reference_id": client_reference_id,
+        "metadata": dict(metadata),
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+    }
+    if mode == "subscription":
+        params["subscription_data"] = {"metadata": dict(metadata)}
+    else:
+        params["payment_intent_data"] = {"metadata": dict(metadata)}
+    session = client().v1.checkout.sessions.create(
+        params=cast(Any, params), options=_options(idempotency_key)
+    )
+    return _checkout(session)
+
+
+def retrieve_checkout_session(session_id: str) -> CheckoutInfo:
+    """:raises StripeError: unknown session or Stripe unreachable."""
+    return _checkout(client().v1.checkout.sessions.retrieve(session_id))
+
+
+def create_portal_session(*, customer_id: str, return_url: str) -> str:
+    """A Billing Portal link where the member updates their card and sees invoices."""
+    session = client().v1.billing_portal.sessions.create(
+        params={"customer": customer_id, "return_url": return_url}
+    )
+    return session.url
+
+
+# --- subscriptions, invoices, charges -------------------------------------------------------
+
+
+def retrieve_subscription(subscription_id: str) -> SubscriptionInfo:
+    """:raises StripeError: unknown subscription or Stripe unreachable."""
+    return _subscription(client().v1.subscriptions.retrieve(subscription_id))
+
+
+def list_subscriptions(customer_id: str) -> list[SubscriptionInfo]:
+    """Every subscription of a customer, whatever its status (for reconciliation)."""
+    found = client().v1.subscriptions.list(
+        params={"customer": customer_id, "status": "all", "limit": 100}
+    )
+    return [_subscription(s) for s in found.auto_paging_iter()]
+
+
+def change_subscription_price(
+    subscription_id: str,
+    *,
+    item_id: str,
+    price_id: str | None,
+    new_price: NewPrice | None,
+    metadata: Mapping[str, str],
+    idempotency_key: str,
+) -> SubscriptionInfo:
+    """Move a subscription to another price now, prorating the difference.
+
+    :raises StripeError: Stripe refused or could not be reached.
+    """
+    item: dict[str, Any] = {"id": item_id}
+    if price_id:
+        item["price"] = price_id
+    elif new_price is not None:
+        item["price_data"] = {
+            "currency": new_price.currency.lower(),
+            "unit_amount": new_price.amount,
+            "product": new_price.product_id,
+            "recurring": {"interval": new_price.interval or "month"},
+        }
+    updated = client().v1.subscriptions.update(
+        subscription_id,
+        params=cast(
+            Any,
+            {
+                "items": [item],
+                "proration_behavior": "create_prorations",
+                "cancel_at_period_end": False,
+                "metadata": dict(metadata),
+            },
+        ),
+        options=_options(idempotency_key),
+    )
+    return _subscription(updated)
+
+
+def set_cancel_at_period_end(
+    subscription_id: str, *, cancel: bool, reason: str = ""
+) -> SubscriptionInfo:
+    """Schedule (or withdraw) the end of a subscription at the end of the paid period."""
+    params: dict[str, Any] = {"cancel_at_period_end": cancel}
+    if cancel:
+        params["cancellation_details"] = {"comment": reason[:500]}
+    updated = client().v1.subscriptions.update(subscription_id, params=cast(Any, params))
+    return _subscription(updated)
+
+
+def retrieve_invoice(invoice_id: str) -> InvoiceInfo:
+    """:raises StripeError: unknown invoice or Stripe unreachable."""
+    invoice = client().v1.invoices.retrieve(invoice_id, params={"expand": ["payments"]})
+    return _invoice(invoice)
+
+
+def list_invoices(subscription_id: str) -> list[InvoiceInfo]:
+    found = client().v1.invoices.list(
+        params={"subscription": subscription_id, "limit": 100, "expand": ["data.payments"]}
+    )
+    return [_invoice(i) for i in found.auto_paging_iter()]
+
+
+def retrieve_charge(charge_id: str) -> ChargeInfo:
+    """:raises StripeError: unknown charge or Stripe unreachable."""
+    return _charge(client().v1.charges.retrieve(charge_id))
+
+
+# --- products and prices (billing sync-stripe) -----------------------------------------------
+
+
+def list_owned_products(owner: str) -> list[ProductInfo]:
+    """Products this installation made (metadata ``supporters_owner``); others are never touched."""
+    found = client().v1.products.list(params={"limit": 100})
+    return [
+        _product(p)
+        for p in found.auto_paging_iter()
+        if (p.get("metadata") or {}).get("supporters_owner") == owner
+    ]
+
+
+def create_product(
+    *, name: str, description: str, metadata: Mapping[str, str], idempotency_key: str
+) -> ProductInfo:
+    params: dict[str, Any] = {"name": name, "metadata": dict(metadata)}
+    if description:
+        params["description"] = description
+    return _product(
+        client().v1.products.create(params=cast(Any, params), options=_options(idempotency_key))
+    )
+
+
+def update_product(product_id: str, *, name: str, description: str, active: bool) -> ProductInfo:
+    return _product(
+        client().v1.products.update(
+            product_id, params={"name": name, "description": description or "", "active": active}
+        )
+    )
+
+
+def prices_by_lookup_key(lookup_keys: Sequence[str]) -> dict[str, PriceInfo]:
+    """Active prices found by their lookup keys."""
+    if not lookup_keys:
+        return {}
+    found = client().v1.prices.list(
+        params={"lookup_keys": list(lookup_keys), "active": True, "limit": 100}
+    )
+    return {p.lookup_key: _price(p) for p in found.data if p.lookup_key}
+
+
+def create_price(
+    *,
+    product_id: str,
+    amount: int,
+    currency: str,
+    interval: Literal["month", "year"],
+    lookup_key: str,
+    metadata: Mapping[str, str],
+    idempotency_key: str,
+) -> PriceInfo:
+    """A recurring price; ``transfer_lookup_key`` moves the key from the price it replaces."""
+    price = client().v1.prices.create(
+        params={
+            "product": product_id,
+            "unit_amount": amount,
+            "currency": currency.lower(),
+            "recurring": {"interval": interval},
+            "lookup_key": lookup_key,
+            "transfer_lookup_key": True,
+            "metadata": dict(metadata),
+        },
+        options=_options(idempotency_key),
+    )
+    return _price(price)
+
+
+def archive_price(price_id: str) -> None:
+    """Prices cannot change or be deleted in Stripe: an outdated one is made inactive."""
+    client().v1.prices.update(price_id, params={"active": False})
+
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+
+def verify_event(payload: bytes, signature: str | None, secrets: Sequence[str]) -> EventInfo:
+    """Verify a webhook's signature on the raw body with any configured secret, and parse it.
+
+    :raises SignatureError: no secret configured, no signature, a bad one, or too old.
+    """
+    if not secrets:
+        raise SignatureError("no webhook signing secret is configured")
+    if not signature:
+        raise SignatureError("the Stripe-Signature header is missing")
+    last_error: Exception | None = None
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(
+                payload.decode("utf-8"), signature, secret, WEBHOOK_TOLERANCE_SECONDS
+            )
+        except stripe.SignatureVerificationError as exc:
+            last_error = exc
+            continue
+        return _event(payload)
+    raise SignatureError(str(last_error))
+
+
+def _event(payload: bytes) -> EventInfo:
+    import json
+
+    try:
+        data = json.loads(payload)
+        obj = data["data"]["object"]
+        return EventInfo(
+            id=str(data["id"]),
+            type=str(data["type"]),
+            api_version=str(data.get("api_version") or ""),
+            livemode=bool(data.get("livemode")),
+            object_id=obj.get("id"),
+            object_type=obj.get("object"),
+            payload=data,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SignatureError(f"the payload is not a Stripe event: {exc}") from exc
+
+
+def retrieve_event(event_id: str) -> dict[str, Any]:
+    event = client().v1.events.retrieve(event_id)
+    return cast(dict[str, Any], event.to_dict())

@@ -1,0 +1,204 @@
+"""Stripe webhooks: verify, record once, process by re-fetching, and replay what failed.
+
+An event is recorded by its unique Stripe id before anything acts on it; a delivery of an event
+already processed is answered 200 and does nothing, even when two deliveries race (the row is
+locked, and the second waits for the first). Handlers never trust the payload's snapshot: they
+fetch the subscription, invoice or charge from Stripe and upsert what it says now, so the order
+in which events arrive does not matter.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Response, current_app, jsonify, request
+
+from supporters.billing import services
+from supporters.billing import stripe_gateway as gateway
+from supporters.billing.models import StripeEvent
+from supporters.db import insert_ignoring_conflicts, utcnow
+from supporters.extensions import db
+
+log = logging.getLogger(__name__)
+
+SECRET_KEYS = frozenset({"client_secret", "secret"})
+
+
+class Outcome(enum.StrEnum):
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"  # a type we do not handle: recorded, answered 200
+    FAILED = "failed"
+
+
+def _on_subscription(event: gateway.EventInfo) -> None:
+    services.sync_subscription(gateway.retrieve_subscription(_object_id(event)))
+
+
+def _on_invoice(event: gateway.EventInfo) -> None:
+    invoice = gateway.retrieve_invoice(_object_id(event))
+    if invoice.subscription_id:
+        # The invoice may arrive before any subscription event: bring the subscription first.
+        services.sync_subscription(gateway.retrieve_subscription(invoice.subscription_id))
+    services.record_invoice(invoice)
+
+
+def _on_checkout_completed(event: gateway.EventInfo) -> None:
+    services.complete_checkout(_object_id(event))
+
+
+def _on_charge(event: gateway.EventInfo) -> None:
+    services.record_charge(gateway.retrieve_charge(_object_id(event)))
+
+
+def _on_dispute(event: gateway.EventInfo) -> None:
+    charge = event.payload["data"]["object"].get("charge")
+    charge_id = charge if isinstance(charge, str) else (charge or {}).get("id")
+    if not charge_id:
+        raise ValueError(f"dispute {event.object_id} names no charge")
+    services.record_charge(gateway.retrieve_charge(charge_id))
+
+
+HANDLERS: dict[str, Callable[[gateway.EventInfo], None]] = {
+    "checkout.session.completed": _on_checkout_completed,
+    "checkout.session.async_payment_succeeded": _on_checkout_completed,
+    "customer.subscription.created": _on_subscription,
+    "customer.subscription.updated": _on_subscription,
+    "customer.subscription.deleted": _on_subscription,
+    "customer.subscription.paused": _on_subscription,
+    "customer.subscription.resumed": _on_subscription,
+    "invoice.paid": _on_invoice,
+    "invoice.payment_failed": _on_invoice,
+    "invoice.payment_succeeded": _on_invoice,
+    "invoice.marked_uncollectible": _on_invoice,
+    "invoice.voided": _on_invoice,
+    "charge.refunded": _on_charge,
+    "charge.refund.updated": _on_charge,
+    "charge.dispute.created": _on_dispute,
+    "charge.dispute.closed": _on_dispute,
+}
+
+
+def _object_id(event: gateway.EventInfo) -> str:
+    if not event.object_id:
+        raise ValueError(f"event {event.id} carries no object id")
+    return event.object_id
+
+
+def strip_secrets(value: Any) -> Any:
+    """The payload without client secrets, fit to keep in our database."""
+    if isinstance(value, dict):
+        return {k: strip_secrets(v) for k, v in value.items() if k not in SECRET_KEYS}
+    if isinstance(value, list):
+        return [strip_secrets(v) for v in value]
+    return value
+
+
+def _record(event: gateway.EventInfo) -> StripeEvent:
+    insert_ignoring_conflicts(
+        StripeEvent,
+        {
+            "stripe_event_id": event.id,
+            "type": event.type,
+            "api_version": event.api_version,
+            "livemode": event.livemode,
+            "payload": strip_secrets(event.payload),
+            "received_at": utcnow(),
+            "attempts": 0,
+            "error": "",
+        },
+    )
+    row = db.session.scalars(
+        sa.select(StripeEvent).where(StripeEvent.stripe_event_id == event.id).with_for_update()
+    ).one()
+    db.session.refresh(row)
+    return row
+
+
+def ingest(event: gateway.EventInfo) -> Outcome:
+    """Record and process one verified event as one unit of work, committing its outcome."""
+    row = _record(event)
+    if row.processed_at is not None:
+        db.session.commit()
+        return Outcome.DUPLICATE
+    handler = HANDLERS.get(event.type)
+    try:
+        if handler is not None:
+            handler(event)
+    except services.UnknownCustomer as exc:
+        # Not ours (made in the dashboard, another app): retrying would not help.
+        row.error = f"skipped: customer {exc} belongs to no member here"
+        log.warning("Stripe event %s: %s", event.id, row.error)
+    except Exception as exc:  # noqa: BLE001 - any failure is stored and retried by Stripe
+        db.session.rollback()
+        _store_failure(event, exc)
+        return Outcome.FAILED
+    row.processed_at = utcnow()
+    row.attempts += 1
+    if not row.error.startswith("skipped"):
+        row.error = ""
+    db.session.commit()
+    log.info("Stripe event %s (%s) processed", event.id, event.type)
+    return Outcome.PROCESSED if handler else Outcome.IGNORED
+
+
+def _store_failure(event: gateway.EventInfo, exc: Exception) -> None:
+    log.exception("Stripe event %s (%s) failed", event.id, event.type, exc_info=exc)
+    row = _record(event)
+    row.attempts += 1
+    row.error = f"{type(exc).__name__}: {exc}"[:2000]
+    db.session.commit()
+
+
+def event_from_row(row: StripeEvent) -> gateway.EventInfo:
+    obj = row.payload.get("data", {}).get("object", {})
+    return gateway.EventInfo(
+        id=row.stripe_event_id,
+        type=row.type,
+        api_version=row.api_version,
+        livemode=row.livemode,
+        object_id=obj.get("id"),
+        object_type=obj.get("object"),
+        payload=row.payload,
+    )
+
+
+def replay_failed(limit: int = 1000) -> dict[Outcome, int]:
+    """Process again every recorded event that has not been processed (oldest first)."""
+    ids = db.session.scalars(
+        sa.select(StripeEvent.stripe_event_id)
+        .where(StripeEvent.processed_at.is_(None))
+        .order_by(StripeEvent.received_at, StripeEvent.id)
+        .limit(limit)
+    ).all()
+    db.session.commit()
+    counts: dict[Outcome, int] = {}
+    for event_id in ids:
+        row = db.session.scalars(
+            sa.select(StripeEvent).where(StripeEvent.stripe_event_id == event_id)
+        ).one()
+        outcome = ingest(event_from_row(row))
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def receive() -> tuple[Response, int]:
+    """POST /stripe/webhook: verify the signature on the raw body, then ingest the event."""
+    payload = request.get_data(cache=False)
+    try:
+        event = gateway.verify_event(
+            payload,
+            request.headers.get("Stripe-Signature"),
+            current_app.config["STRIPE_WEBHOOK_SECRET"],
+        )
+    except gateway.SignatureError as exc:
+        log.warning("Rejected a webhook: %s", exc)
+        return jsonify(error="invalid signature"), 400
+    outcome = ingest(event)
+    if outcome is Outcome.FAILED:
+        return jsonify(received=True, outcome=outcome.value), 500
+    return jsonify(received=True, outcome=outcome.value), 200
