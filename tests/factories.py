@@ -25,3 +25,35 @@ def make_member(
     db.session.add(member)
     db.session.flush()
     return member
+
+
+def make_tier(
+    slug: str = "supporter", *, monthly: int = 1000, yearly: int = 10000, **fields: Any
+) -> Any:
+    from supporters.billing.models import Tier
+
+    tier = Tier(
+        slug=slug,
+        name=fields.pop("name", slug.title()),
+        monthly_amount=monthly,
+        yearly_amount=yearly,
+        currency=fields.pop("currency", "EUR"),
+        **fields,
+    )
+    db.session.add(tier)
+    db.session.flush()
+    return tier
+
+
+def signed_in_client(app: Any, member: Member) -> Any:
+    """A test client with a live session for the member, as after a real sign-in."""
+    from supporters.members import services
+
+    row = services.start_session(member, user_agent="tests")
+    db.session.commit()
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = row.id
+        session["_fresh"] = True
+        session.permanent = True
+    return client

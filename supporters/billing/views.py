@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("billing", __name__)
 
-PENDING_CHOICE = "support_choice"
 STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
 
 bp.add_url_rule(
@@ -176,8 +175,11 @@ def _sign_in_then_continue(
     if not email:
         form.email.errors = [_("Enter your email address: we send you a code to confirm it.")]
         return _render_support(form, tiers, 400)
+    # The choice rides in the next URL, so it survives sign-in, even on another device.
     issued = member_services.request_sign_in(
-        email, next_url=url_for("billing.confirm_choice"), ip_address=request.remote_addr or ""
+        email,
+        next_url=url_for("billing.confirm_choice", **pending),
+        ip_address=request.remote_addr or "",
     )
     db.session.commit()
     try:
@@ -189,22 +191,20 @@ def _sign_in_then_continue(
         return _render_support(form, tiers, 503)
     session[PENDING_KEY] = issued.request.id
     session[PENDING_EMAIL_KEY] = issued.request.email
-    session[PENDING_CHOICE] = pending
     return redirect(url_for("members.enter_code"))
 
 
 def _pending_choice() -> tuple[services.Choice, str] | None:
-    pending = session.get(PENDING_CHOICE)
-    if not pending:
-        return None
+    args = request.args
     try:
         choice = services.make_choice(
-            tier_slug=pending["tier"], amount=int(pending["amount"]), interval=pending["interval"]
+            tier_slug=args.get("tier", ""),
+            amount=int(args.get("amount", "")),
+            interval=args.get("interval", ""),
         )
-    except (services.BillingError, KeyError, ValueError):
-        session.pop(PENDING_CHOICE, None)
+    except (services.BillingError, ValueError):
         return None
-    return choice, str(pending["attempt"])
+    return choice, args.get("attempt", "")[:64] or secrets.token_urlsafe(16)
 
 
 @bp.route("/support/continue", methods=["GET", "POST"])
@@ -217,7 +217,6 @@ def confirm_choice() -> Response | str:
     choice, attempt = found
     form = EmptyForm()
     if form.validate_on_submit():
-        session.pop(PENDING_CHOICE, None)
         try:
             return _go_to_checkout(choice, attempt)
         except services.AlreadySupporting as exc:

@@ -1,0 +1,131 @@
+"""Without a Stripe key, joining goes through a local demo checkout and the same services."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from supporters.billing.models import Payment, PaymentStatus, Subscription, SubscriptionStatus
+from supporters.extensions import db
+from tests.factories import make_member, make_tier, signed_in_client
+from tests.helpers import csrf_token, submit, text
+
+
+def _join(client, **fields):  # type: ignore[no-untyped-def]
+    response = submit(client, "/", action="/support", **fields)
+    assert response.status_code == 303, text(response)
+    return response.headers["Location"]
+
+
+def test_join_pay_change_cancel_and_resume_in_the_demo(app: Flask) -> None:
+    make_tier("reader", monthly=500, yearly=5000, position=1)
+    make_tier("supporter", monthly=1000, yearly=10000, position=2)
+    member = make_member("demo@example.org")
+    db.session.commit()
+    client = signed_in_client(app, member)
+
+    demo_page = _join(client, tier="supporter", interval="month")
+    assert demo_page.startswith("/billing/demo/")
+    page = client.get(demo_page)
+    assert "Pay €10.00" in text(page) and "no money moves" in text(page)
+
+    declined = client.post(
+        demo_page, data={"csrf_token": csrf_token(client, demo_page), "action": "decline"}
+    )
+    assert declined.status_code == 402 and "declined" in text(declined)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Subscription)) == 0
+
+    paid = client.post(
+        demo_page, data={"csrf_token": csrf_token(client, demo_page), "action": "pay"}
+    )
+    welcome = client.get(paid.headers["Location"])
+    assert "Welcome, patron!" in text(welcome)
+    subscription = db.session.scalars(sa.select(Subscription)).one()
+    assert (subscription.status, subscription.amount, subscription.tier.slug) == (  # type: ignore[union-attr]
+        SubscriptionStatus.ACTIVE,
+        1000,
+        "supporter",
+    )
+    payment = db.session.scalars(sa.select(Payment)).one()
+    assert (payment.status, payment.amount, payment.subscription_id) == (
+        PaymentStatus.PAID,
+        1000,
+        subscription.id,
+    )
+
+    # Reloading the success page changes nothing; joining again is refused with a way out.
+    client.get(paid.headers["Location"])
+    again = submit(client, "/", action="/support", tier="reader", interval="month")
+    assert again.headers["Location"] == "/account/support"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Subscription)) == 1
+
+    changed = submit(
+        client,
+        "/account/support",
+        action="/account/support/change",
+        tier="custom",
+        amount="7.50",
+        interval="year",
+    )
+    assert changed.status_code == 302
+    db.session.expire_all()
+    assert (subscription.amount, subscription.interval.value, subscription.tier_id) == (
+        750,
+        "year",
+        None,
+    )
+
+    submit(client, "/account/support", action="/account/support/cancel", reason="Moving abroad")
+    db.session.expire_all()
+    assert subscription.cancel_at_period_end and subscription.cancel_reason == "Moving abroad"
+    assert "Resume my support" in text(client.get("/account/support"))
+    submit(client, "/account/support", action="/account/support/resume")
+    db.session.expire_all()
+    assert not subscription.cancel_at_period_end
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"tier": "custom", "amount": "1", "interval": "month"}, "smallest amount"),
+        ({"tier": "custom", "amount": "abc", "interval": "month"}, "Enter an amount such as"),
+        ({"tier": "custom", "amount": "", "interval": "month"}, "Enter an amount"),
+        ({"tier": "gone", "interval": "month"}, "Not a valid choice"),
+    ],
+)
+def test_bad_choices_are_explained_and_nothing_is_written(
+    app: Flask, fields: dict[str, str], message: str
+) -> None:
+    make_tier("reader")
+    member = make_member()
+    db.session.commit()
+    client = signed_in_client(app, member)
+    response = submit(client, "/", action="/support", **fields)
+    assert response.status_code == 400
+    assert message in text(response)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Subscription)) == 0
+
+
+def test_a_visitor_confirms_their_email_then_continues_to_payment(app: Flask, mail_server) -> None:  # type: ignore[no-untyped-def]
+    make_tier("reader", monthly=500, yearly=5000)
+    db.session.commit()
+    client = app.test_client()
+    response = submit(
+        client, "/", action="/support", tier="reader", interval="year", email="new@example.org"
+    )
+    assert response.headers["Location"] == "/sign-in/code"
+    code = re.search(
+        r"^\s+(\d{6})\s*$", mail_server.last_to("new@example.org").get_content(), re.M
+    ).group(1)  # type: ignore[union-attr]
+    signed_in = submit(client, "/sign-in/code", code=code)
+    continue_url = signed_in.headers["Location"]
+    assert continue_url.startswith("/support/continue?")
+    page = client.get(continue_url)
+    assert "€50.00 a year" in text(page)
+    to_checkout = client.post(continue_url, data={"csrf_token": csrf_token(client, continue_url)})
+    assert to_checkout.status_code == 303 and to_checkout.headers["Location"].startswith(
+        "/billing/demo/"
+    )
