@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
+from supporters.billing import membership
 from supporters.billing import services as billing_services
 from supporters.members.auth import staff_required
 from supporters.staff import queries
@@ -25,4 +26,17 @@ def overview() -> str:
         currency=currency,
         paid_totals=queries.paid_totals_by_currency(),
         recent_members=queries.recent_members(),
+    )
+
+
+@bp.get("/failed-payments")
+@staff_required
+def failed_payments() -> str:
+    """Patrons whose renewal failed: who to contact, and how long their grace period lasts."""
+    subscriptions = billing_services.failed_payment_subscriptions()
+    return render_template(
+        "staff/failed_payments.html",
+        subscriptions=subscriptions,
+        statuses={s.id: membership.status_of(s) for s in subscriptions},
+        grace=membership.grace_period(),
     )
