@@ -1,5 +1,7 @@
 """Flask extensions, created unbound here and bound to an app by ``create_app()``."""
 
+from typing import TYPE_CHECKING
+
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -7,8 +9,6 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-
-from typing import TYPE_CHECKING
 
 from supporters.db import Base
 

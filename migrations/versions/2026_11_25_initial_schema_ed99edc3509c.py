@@ -341,6 +341,7 @@ def upgrade():
         sa.Column("stripe_subscription_id", sa.String(length=255), nullable=True),
         sa.Column("stripe_customer_id", sa.String(length=255), nullable=True),
         sa.Column("stripe_price_id", sa.String(length=255), nullable=True),
+        sa.Column("current_period_start", sa.DateTime(timezone=True), nullable=True),
         sa.Column("current_period_end", sa.DateTime(timezone=True), nullable=True),
         sa.Column("cancel_at_period_end", sa.Boolean(), nullable=False),
         sa.Column("cancel_reason", sa.String(length=500), nullable=False),

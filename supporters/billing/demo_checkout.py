@@ -10,7 +10,6 @@ Our own rows are the demo provider's state: asking it about a subscription reads
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from typing import Any, Literal, cast
@@ -54,15 +53,6 @@ def _digest(session_id: str) -> str:
 
 def subscription_id_for(session_id: str) -> str:
     return f"sub_demo_{_digest(session_id)}"
-
-
-def _add_interval(start: dt.datetime, interval: str) -> dt.datetime:
-    if interval == Interval.YEAR:
-        return start.replace(year=start.year + 1)
-    month = start.month % 12 + 1
-    year = start.year + (start.month == 12)
-    day = min(start.day, 28)
-    return start.replace(year=year, month=month, day=day)
 
 
 class DemoBackend:
@@ -217,6 +207,7 @@ def subscription_info(row: Subscription) -> SubscriptionInfo:
         amount=row.amount,
         currency=row.currency,
         interval=row.interval.value,
+        current_period_start=row.current_period_start,
         current_period_end=row.current_period_end,
         cancel_at_period_end=row.cancel_at_period_end,
         cancel_reason=row.cancel_reason,
@@ -244,7 +235,7 @@ def pay(session_id: str) -> CheckoutInfo:
         services.record_gift(paid)
         return paid
     subscription_id = subscription_id_for(session_id)
-    period_end = _add_interval(now, str(data["interval"]))
+    period_end = Interval(str(data["interval"])).after(now)
     services.sync_subscription(
         SubscriptionInfo(
             id=subscription_id,
@@ -256,6 +247,7 @@ def pay(session_id: str) -> CheckoutInfo:
             amount=int(data["amount"]),
             currency=str(data["currency"]),
             interval=str(data["interval"]),
+            current_period_start=now,
             current_period_end=period_end,
             cancel_at_period_end=False,
             cancel_reason="",

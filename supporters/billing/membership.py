@@ -41,6 +41,19 @@ def grace_period() -> dt.timedelta:
     return dt.timedelta(days=current_app.config["GRACE_PERIOD_DAYS"])
 
 
+def renewal_due_at(subscription: Subscription) -> dt.datetime:
+    """When the unpaid renewal of a past-due subscription was due.
+
+    Stripe starts the new period even when its invoice fails, so this is the current period's
+    start, not its end.
+    """
+    if subscription.current_period_start is not None:
+        return subscription.current_period_start
+    if subscription.current_period_end is not None:
+        return subscription.interval.after(subscription.current_period_end, -1)
+    return subscription.updated_at
+
+
 def status_of(
     subscription: Subscription | None, now: dt.datetime | None = None
 ) -> MembershipStatus:
@@ -52,9 +65,7 @@ def status_of(
     if status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
         return MembershipStatus.ACTIVE
     if status is SubscriptionStatus.PAST_DUE:
-        # Stripe moves a subscription to past_due when the renewal at period end fails.
-        period_end = subscription.current_period_end or subscription.updated_at
-        if now < period_end + grace_period():
+        if now < renewal_due_at(subscription) + grace_period():
             return MembershipStatus.GRACE
         return MembershipStatus.LAPSED
     if status is SubscriptionStatus.INCOMPLETE:

@@ -6,6 +6,7 @@ upper case. Subscription statuses are Stripe's own strings, so a fetched subscri
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import enum
 from typing import Any
@@ -18,11 +19,23 @@ from supporters.extensions import Model
 from supporters.members.models import Member
 
 
+def add_months(moment: dt.datetime, months: int) -> dt.datetime:
+    """The same day and time ``months`` later (or earlier), clamped to the month's last day."""
+    total = moment.month - 1 + months
+    year, month = moment.year + total // 12, total % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
 class Interval(enum.StrEnum):
     """How often a subscription renews (Stripe's ``recurring.interval``)."""
 
     MONTH = "month"
     YEAR = "year"
+
+    def after(self, moment: dt.datetime, periods: int = 1) -> dt.datetime:
+        """The moment ``periods`` billing periods later (negative: earlier)."""
+        return add_months(moment, periods * (1 if self is Interval.MONTH else 12))
 
 
 class SubscriptionStatus(enum.StrEnum):
@@ -134,6 +147,7 @@ class Subscription(Model):
     stripe_subscription_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     stripe_customer_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
     stripe_price_id: Mapped[str | None] = mapped_column(sa.String(255))
+    current_period_start: Mapped[dt.datetime | None]
     current_period_end: Mapped[dt.datetime | None]
     cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
     cancel_reason: Mapped[str] = mapped_column(sa.String(500), default="")

@@ -367,6 +367,7 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
     row.status = SubscriptionStatus(info.status)
     row.stripe_customer_id = info.customer_id
     row.stripe_price_id = info.price_id
+    row.current_period_start = info.current_period_start
     row.current_period_end = info.current_period_end
     row.cancel_at_period_end = info.cancel_at_period_end
     if info.cancel_reason:

@@ -50,6 +50,7 @@ class SubscriptionInfo:
     amount: int
     currency: str
     interval: str
+    current_period_start: dt.datetime | None
     current_period_end: dt.datetime | None
     cancel_at_period_end: bool
     cancel_reason: str
@@ -229,6 +230,7 @@ def _subscription(sub: Any) -> SubscriptionInfo:
         currency=str(sub["currency"]).upper(),
         interval=str(recurring["interval"]) if recurring else "month",
         # Since API version 2025-03-31 the billing period lives on the item.
+        current_period_start=_time(item.get("current_period_start")) if item else None,
         current_period_end=_time(item.get("current_period_end")) if item else None,
         cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
         cancel_reason=str(details.get("comment") or ""),

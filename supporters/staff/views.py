@@ -38,5 +38,6 @@ def failed_payments() -> str:
         "staff/failed_payments.html",
         subscriptions=subscriptions,
         statuses={s.id: membership.status_of(s) for s in subscriptions},
+        due={s.id: membership.renewal_due_at(s) for s in subscriptions},
         grace=membership.grace_period(),
     )

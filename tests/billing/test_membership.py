@@ -18,36 +18,41 @@ from tests.helpers import text
 DAY = dt.timedelta(days=1)
 
 
-def _subscription(status: SubscriptionStatus, period_end_days: float = 10) -> Subscription:
+def _subscription(status: SubscriptionStatus, period_start_days: float = -10) -> Subscription:
+    """A monthly subscription whose current period started that many days from now."""
+    start = utcnow() + period_start_days * DAY
     return Subscription(
         status=status,
         interval=Interval.MONTH,
         amount=500,
         currency="EUR",
-        current_period_end=utcnow() + period_end_days * DAY,
+        current_period_start=start,
+        current_period_end=Interval.MONTH.after(start),
         updated_at=utcnow(),
     )
 
 
 @pytest.mark.parametrize(
-    ("status", "period_end_days", "expected"),
+    ("status", "period_start_days", "expected"),
     [
-        (SubscriptionStatus.ACTIVE, 10, MembershipStatus.ACTIVE),
-        (SubscriptionStatus.TRIALING, 10, MembershipStatus.ACTIVE),
-        (SubscriptionStatus.INCOMPLETE, 10, MembershipStatus.PENDING),
-        (SubscriptionStatus.PAST_DUE, -1, MembershipStatus.GRACE),  # a day into the 7-day grace
+        (SubscriptionStatus.ACTIVE, -10, MembershipStatus.ACTIVE),
+        (SubscriptionStatus.TRIALING, -10, MembershipStatus.ACTIVE),
+        (SubscriptionStatus.INCOMPLETE, -1, MembershipStatus.PENDING),
+        # The renewal at the period's start failed; the grace period (7 days) counts from it,
+        # although Stripe has already moved the period end a month ahead.
+        (SubscriptionStatus.PAST_DUE, -1, MembershipStatus.GRACE),
         (SubscriptionStatus.PAST_DUE, -6.9, MembershipStatus.GRACE),
-        (SubscriptionStatus.PAST_DUE, -7.1, MembershipStatus.LAPSED),  # grace is over
+        (SubscriptionStatus.PAST_DUE, -7.1, MembershipStatus.LAPSED),
         (SubscriptionStatus.UNPAID, -1, MembershipStatus.LAPSED),
         (SubscriptionStatus.CANCELED, -1, MembershipStatus.LAPSED),
         (SubscriptionStatus.INCOMPLETE_EXPIRED, -1, MembershipStatus.LAPSED),
-        (SubscriptionStatus.PAUSED, 10, MembershipStatus.LAPSED),
+        (SubscriptionStatus.PAUSED, -10, MembershipStatus.LAPSED),
     ],
 )
 def test_status_maps_to_membership(
-    app: Flask, status: SubscriptionStatus, period_end_days: float, expected: MembershipStatus
+    app: Flask, status: SubscriptionStatus, period_start_days: float, expected: MembershipStatus
 ) -> None:
-    assert status_of(_subscription(status, period_end_days)) is expected
+    assert status_of(_subscription(status, period_start_days)) is expected
     assert status_of(None) is MembershipStatus.NONE
 
 
