@@ -94,7 +94,10 @@ def test_every_page_carries_the_security_headers(client: FlaskClient) -> None:
         assert csp["script-src"] == csp["style-src"] == "'self'"  # nothing from another host
         assert csp["default-src"] == "'none'" and csp["frame-ancestors"] == "'none'"
         # Only where a form leads to Stripe's own checkout may it post beyond this site.
-        assert csp["form-action"] in ("'self'", "'self' https://checkout.stripe.com https://billing.stripe.com")
+        assert csp["form-action"] in (
+            "'self'",
+            "'self' https://checkout.stripe.com https://billing.stripe.com",
+        )
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "same-origin"
         assert "Strict-Transport-Security" not in headers  # development serves plain HTTP
