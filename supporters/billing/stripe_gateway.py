@@ -205,6 +205,11 @@ def _id(value: Any) -> str | None:
     return cast(str, value["id"])
 
 
+def _plain(obj: Any) -> dict[str, Any]:
+    """The SDK's object as plain nested dicts (its objects are not mappings since SDK 15)."""
+    return cast(dict[str, Any], obj.to_dict() if hasattr(obj, "to_dict") else obj)
+
+
 def _metadata(obj: Any) -> dict[str, str]:
     raw = obj.get("metadata") or {}
     return {str(k): str(v) for k, v in raw.items()}
@@ -214,6 +219,7 @@ def _metadata(obj: Any) -> dict[str, str]:
 
 
 def _subscription(sub: Any) -> SubscriptionInfo:
+    sub = _plain(sub)
     items = sub["items"]["data"]
     item = items[0] if items else None
     price = item["price"] if item else None
@@ -243,6 +249,7 @@ def _subscription(sub: Any) -> SubscriptionInfo:
 
 
 def _invoice(invoice: Any) -> InvoiceInfo:
+    invoice = _plain(invoice)
     parent = invoice.get("parent") or {}
     details = parent.get("subscription_details") or {}
     payment_intent_id = charge_id = None
@@ -271,6 +278,7 @@ def _invoice(invoice: Any) -> InvoiceInfo:
 
 
 def _charge(charge: Any) -> ChargeInfo:
+    charge = _plain(charge)
     return ChargeInfo(
         id=charge["id"],
         customer_id=_id(charge.get("customer")),
@@ -287,6 +295,7 @@ def _charge(charge: Any) -> ChargeInfo:
 
 
 def _checkout(session: Any) -> CheckoutInfo:
+    session = _plain(session)
     currency = session.get("currency")
     return CheckoutInfo(
         id=session["id"],
@@ -305,6 +314,7 @@ def _checkout(session: Any) -> CheckoutInfo:
 
 
 def _price(price: Any) -> PriceInfo:
+    price = _plain(price)
     recurring = price.get("recurring")
     return PriceInfo(
         id=price["id"],
@@ -319,6 +329,7 @@ def _price(price: Any) -> PriceInfo:
 
 
 def _product(product: Any) -> ProductInfo:
+    product = _plain(product)
     return ProductInfo(
         id=product["id"],
         name=str(product.get("name") or ""),
@@ -500,11 +511,8 @@ def retrieve_charge(charge_id: str) -> ChargeInfo:
 def list_owned_products(owner: str) -> list[ProductInfo]:
     """Products this installation made (metadata ``supporters_owner``); others are never touched."""
     found = client().v1.products.list(params={"limit": 100})
-    return [
-        _product(p)
-        for p in found.auto_paging_iter()
-        if (p.get("metadata") or {}).get("supporters_owner") == owner
-    ]
+    products = [_product(p) for p in found.auto_paging_iter()]
+    return [p for p in products if p.metadata.get("supporters_owner") == owner]
 
 
 def create_product(

@@ -1,0 +1,160 @@
+"""POST /stripe/webhook: signatures, once-only recording, unknown types, failure and replay."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from supporters.billing import services
+from supporters.billing.models import Payment, StripeEvent, Subscription
+from supporters.extensions import db
+from supporters.members.models import Member
+from tests.billing.conftest import WEBHOOK_SECRET, Webhooks
+from tests.billing.fake_stripe import FakeStripe, event_payload, sign_payload
+from tests.billing.test_stripe import count, join
+
+
+def _paid_checkout(fake: FakeStripe, client: FlaskClient) -> list[dict[str, Any]]:
+    return fake.complete_checkout(join(client, tier="reader", interval="month"))
+
+
+def _post(client: FlaskClient, body: bytes, signature: str | None) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["Stripe-Signature"] = signature
+    return client.post("/stripe/webhook", data=body, headers=headers)
+
+
+def test_signatures_are_verified_on_the_raw_body(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+) -> None:
+    event = _paid_checkout(fake_stripe, patron[1])[-1]
+    body = event_payload(event)
+    client = stripe_app.test_client()
+    assert _post(client, body, None).status_code == 400
+    assert _post(client, body, sign_payload(body, "whsec_wrong")).status_code == 400
+    stale = sign_payload(body, WEBHOOK_SECRET, timestamp=int(time.time()) - 301)
+    assert _post(client, body, stale).status_code == 400
+    tampered = body.replace(b'"livemode": false', b'"livemode": true')
+    assert tampered != body
+    assert _post(client, tampered, sign_payload(body, WEBHOOK_SECRET)).status_code == 400
+    # Re-serialising the same JSON differently breaks the signature: the raw bytes count.
+    reformatted = json.dumps(json.loads(body), separators=(",", ":")).encode()
+    assert reformatted != body
+    assert _post(client, reformatted, sign_payload(body, WEBHOOK_SECRET)).status_code == 400
+    assert count(StripeEvent) == 0
+    assert _post(client, body, sign_payload(body, WEBHOOK_SECRET)).status_code == 200
+    assert count(StripeEvent) == 1
+
+
+def test_a_rotated_secret_and_the_new_one_both_verify(
+    make_app: Any, fake_stripe: FakeStripe
+) -> None:
+    app = make_app(
+        STRIPE_SECRET_KEY="sk_test_x",
+        STRIPE_API_BASE=fake_stripe.api_base,
+        STRIPE_WEBHOOK_SECRET=["whsec_old", "whsec_new"],
+    )
+    body = event_payload(
+        {
+            "id": "evt_rotation",
+            "object": "event",
+            "type": "balance.available",
+            "api_version": "2026-10-28.endive",
+            "livemode": False,
+            "data": {"object": {"id": "bal", "object": "balance"}},
+        }
+    )
+    client = app.test_client()
+    assert _post(client, body, sign_payload(body, "whsec_old")).json["outcome"] == "ignored"
+    assert _post(client, body, sign_payload(body, "whsec_new")).json["outcome"] == "duplicate"
+
+
+def test_unknown_types_are_recorded_and_answered_200(stripe_app: Flask, webhooks: Webhooks) -> None:
+    event = {
+        "id": "evt_unknown",
+        "object": "event",
+        "type": "customer.tax_id.created",
+        "api_version": "2026-10-28.endive",
+        "livemode": False,
+        "data": {"object": {"id": "txi_1", "object": "tax_id", "client_secret": "secret!"}},
+    }
+    assert webhooks.deliver(event) == [200]
+    row = db.session.scalars(sa.select(StripeEvent)).one()
+    assert row.type == "customer.tax_id.created" and row.processed_at is not None
+    assert "client_secret" not in json.dumps(row.payload)
+
+
+def test_a_failed_handler_is_stored_answered_500_and_replayed(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    webhooks: Webhooks,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = _paid_checkout(fake_stripe, patron[1])
+    invoice_paid = [e for e in events if e["type"] == "invoice.paid"][-1]
+    original = services.record_invoice
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr(services, "record_invoice", broken)
+    assert webhooks.deliver(invoice_paid) == [500]
+    row = db.session.scalars(sa.select(StripeEvent)).one()
+    assert row.processed_at is None and "database hiccup" in row.error and row.attempts == 1
+    # Nothing the failed handler did is kept: the subscription it synced first was rolled back.
+    assert (count(Subscription), count(Payment)) == (0, 0)
+
+    monkeypatch.setattr(services, "record_invoice", original)
+    result = stripe_app.test_cli_runner().invoke(args=["billing", "replay-events"])
+    assert result.exit_code == 0 and "processed: 1" in result.output
+    db.session.expire_all()
+    assert row.processed_at is not None and row.error == "" and row.attempts == 2
+    assert (count(Subscription), count(Payment)) == (1, 1)
+    # Stripe's own retry now arrives: a duplicate that does nothing.
+    assert webhooks.deliver(invoice_paid) == [200]
+    assert count(Payment) == 1
+
+
+@pytest.mark.postgres_only
+def test_the_same_event_50_times_at_once_gives_one_payment(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+) -> None:
+    events = _paid_checkout(fake_stripe, patron[1])
+    invoice_paid = [e for e in events if e["type"] == "invoice.paid"][-1]
+    body, headers = fake_stripe.webhook_request(invoice_paid, WEBHOOK_SECRET)
+    start = threading.Barrier(50)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        client = stripe_app.test_client()
+        start.wait()
+        status = client.post("/stripe/webhook", data=body, headers=headers).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=deliver) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [200] * 50
+    assert (count(StripeEvent), count(Subscription), count(Payment)) == (1, 1, 1)
+    outcomes = db.session.scalars(sa.select(StripeEvent.attempts)).one()
+    assert outcomes == 1  # processed once; 49 deliveries found it done
