@@ -63,6 +63,7 @@ def _on_dispute(event: gateway.EventInfo) -> None:
     services.record_charge(gateway.retrieve_charge(charge_id))
 
 
+# invoice.payment_succeeded always comes with invoice.paid: handling both would fetch twice.
 HANDLERS: dict[str, Callable[[gateway.EventInfo], None]] = {
     "checkout.session.completed": _on_checkout_completed,
     "checkout.session.async_payment_succeeded": _on_checkout_completed,
@@ -73,7 +74,6 @@ HANDLERS: dict[str, Callable[[gateway.EventInfo], None]] = {
     "customer.subscription.resumed": _on_subscription,
     "invoice.paid": _on_invoice,
     "invoice.payment_failed": _on_invoice,
-    "invoice.payment_succeeded": _on_invoice,
     "invoice.marked_uncollectible": _on_invoice,
     "invoice.voided": _on_invoice,
     "charge.refunded": _on_charge,
@@ -98,6 +98,14 @@ def strip_secrets(value: Any) -> Any:
     return value
 
 
+def _already_processed(event_id: str) -> bool:
+    """The cheap path for Stripe's retries: one indexed read, no lock, no write."""
+    processed_at = db.session.scalar(
+        sa.select(StripeEvent.processed_at).where(StripeEvent.stripe_event_id == event_id)
+    )
+    return processed_at is not None
+
+
 def _record(event: gateway.EventInfo) -> StripeEvent:
     insert_ignoring_conflicts(
         StripeEvent,
@@ -112,15 +120,20 @@ def _record(event: gateway.EventInfo) -> StripeEvent:
             "error": "",
         },
     )
-    row = db.session.scalars(
-        sa.select(StripeEvent).where(StripeEvent.stripe_event_id == event.id).with_for_update()
+    # Lock the row: a concurrent delivery of the same event waits here until this one commits.
+    return db.session.scalars(
+        sa.select(StripeEvent)
+        .where(StripeEvent.stripe_event_id == event.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).one()
-    db.session.refresh(row)
-    return row
 
 
 def ingest(event: gateway.EventInfo) -> Outcome:
     """Record and process one verified event as one unit of work, committing its outcome."""
+    if _already_processed(event.id):
+        db.session.rollback()
+        return Outcome.DUPLICATE
     row = _record(event)
     if row.processed_at is not None:
         db.session.commit()

@@ -311,3 +311,29 @@ def test_portal_sends_the_member_to_stripe(
     assert response.headers["Location"].startswith("https://billing.stripe.com/")
     [request] = [r for r in fake_stripe.requests if r.path == "/v1/billing_portal/sessions"]
     assert request.params["return_url"] == "http://localhost/account/support"
+
+
+def test_a_one_time_gift_is_recorded_once_from_its_webhook(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    webhooks: Webhooks,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+) -> None:
+    member, client = patron
+    session_id = join(client, tier="custom", amount="25", interval="once")
+    request = [r for r in fake_stripe.requests if r.path == "/v1/checkout/sessions"][-1]
+    assert request.params["mode"] == "payment"
+    assert "recurring" not in request.params["line_items"][0]["price_data"]
+    events = fake_stripe.complete_checkout(session_id)
+    assert set(webhooks.deliver(*events, *events)) == {200}
+    gift = db.session.scalars(sa.select(Payment)).one()
+    assert (gift.kind.value, gift.amount, gift.status, gift.member_id) == (
+        "one_time",
+        2500,
+        PaymentStatus.PAID,
+        member.id,
+    )
+    assert count(Subscription) == 0
+    # A gift does not make a patron, and a patron may still give once more.
+    assert membership_of(member.id) is MembershipStatus.NONE
