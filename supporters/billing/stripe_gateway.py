@@ -232,7 +232,7 @@ def _subscription(sub: Any) -> SubscriptionInfo:
         item_id=item["id"] if item else None,
         price_id=price["id"] if price else None,
         product_id=_id(price.get("product")) if price else None,
-        amount=int(price.get("unit_amount") or 0) * int(item.get("quantity") or 1) if item else 0,
+        amount=_item_amount(item, price),
         currency=str(sub["currency"]).upper(),
         interval=str(recurring["interval"]) if recurring else "month",
         # Since API version 2025-03-31 the billing period lives on the item.
@@ -246,6 +246,12 @@ def _subscription(sub: Any) -> SubscriptionInfo:
         latest_invoice_id=_id(sub.get("latest_invoice")),
         metadata=_metadata(sub),
     )
+
+
+def _item_amount(item: dict[str, Any] | None, price: dict[str, Any] | None) -> int:
+    if item is None or price is None:
+        return 0
+    return int(price.get("unit_amount") or 0) * int(item.get("quantity") or 1)
 
 
 def _invoice(invoice: Any) -> InvoiceInfo:
@@ -617,8 +623,3 @@ def _event(payload: bytes) -> EventInfo:
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SignatureError(f"the payload is not a Stripe event: {exc}") from exc
-
-
-def retrieve_event(event_id: str) -> dict[str, Any]:
-    event = client().v1.events.retrieve(event_id)
-    return cast(dict[str, Any], event.to_dict())
