@@ -71,7 +71,10 @@ def test_sync_stripe_is_idempotent_and_replaces_changed_prices(
 
     tier.monthly_amount = 600
     db.session.commit()
+    # A product the newsroom made by hand in the same Stripe account is never touched.
+    theirs = stripe_app.extensions["stripe_client"].v1.products.create(params={"name": "Tote bag"})
     runner.invoke(args=["billing", "sync-stripe"])
+    assert not [r for r in fake_stripe.requests if r.path == f"/v1/products/{theirs.id}"]
     db.session.refresh(tier)
     assert tier.stripe_monthly_price_id != first_monthly
     assert fake_stripe.get(first_monthly)["active"] is False
