@@ -272,10 +272,13 @@ def complete_checkout(session_id: str, *, member_id: int | None = None) -> Check
     if member_id is not None and checkout.client_reference_id != str(member_id):
         raise BillingError(_("This payment page belongs to another account."))
     if checkout.subscription_id:
-        info = provider.retrieve_subscription(checkout.subscription_id)
+        info = checkout.subscription or provider.retrieve_subscription(checkout.subscription_id)
         sync_subscription(info)
-        if info.latest_invoice_id:
-            record_invoice(provider.retrieve_invoice(info.latest_invoice_id))
+        invoice = checkout.invoice
+        if invoice is None and info.latest_invoice_id:
+            invoice = provider.retrieve_invoice(info.latest_invoice_id)
+        if invoice is not None:
+            record_invoice(invoice)
     elif checkout.mode == "payment" and checkout.payment_status == "paid":
         record_gift(checkout)
     return checkout
@@ -327,7 +330,10 @@ class UnknownCustomer(LookupError):
 
 
 def _lock(statement: sa.Select[Subscription]) -> Subscription | None:
-    return db.session.scalars(statement.with_for_update()).first()
+    """The row, locked where the database can, and read afresh whatever the session held."""
+    return db.session.scalars(
+        statement.with_for_update().execution_options(populate_existing=True)
+    ).first()
 
 
 def sync_subscription(info: SubscriptionInfo) -> Subscription:
@@ -357,7 +363,6 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
     # Lock the row (PostgreSQL) so two deliveries about one subscription apply one at a time.
     row = _lock(sa.select(Subscription).where(Subscription.stripe_subscription_id == info.id))
     assert row is not None
-    db.session.refresh(row)
     row.member_id = member_id
     row.tier_id = _tier_for(info)
     row.interval = Interval(info.interval)
@@ -425,9 +430,11 @@ def record_invoice(info: InvoiceInfo) -> Payment | None:
         },
     )
     payment = db.session.scalars(
-        sa.select(Payment).where(Payment.stripe_invoice_id == info.id).with_for_update()
+        sa.select(Payment)
+        .where(Payment.stripe_invoice_id == info.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).one()
-    db.session.refresh(payment)
     payment.member_id = payment.member_id or member_id
     payment.subscription_id = subscription_id or payment.subscription_id
     payment.amount = amount

@@ -79,6 +79,8 @@ class InvoiceInfo:
     charge_id: str | None
     attempt_count: int
     billing_reason: str
+    # The subscription as it is now, when Stripe sent it expanded with the invoice.
+    subscription: SubscriptionInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,9 @@ class CheckoutInfo:
     currency: str | None
     client_reference_id: str | None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Expanded with the session: its subscription and that subscription's latest invoice.
+    subscription: SubscriptionInfo | None = None
+    invoice: InvoiceInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +270,7 @@ def _invoice(invoice: Any) -> InvoiceInfo:
         payment_intent_id = _id(payment.get("payment_intent")) or payment_intent_id
         charge_id = _id(payment.get("charge")) or charge_id
     transitions = invoice.get("status_transitions") or {}
+    expanded = details.get("subscription")
     return InvoiceInfo(
         id=invoice["id"],
         customer_id=cast(str, _id(invoice["customer"])),
@@ -280,6 +286,7 @@ def _invoice(invoice: Any) -> InvoiceInfo:
         charge_id=charge_id,
         attempt_count=int(invoice.get("attempt_count") or 0),
         billing_reason=str(invoice.get("billing_reason") or ""),
+        subscription=_subscription(expanded) if isinstance(expanded, dict) else None,
     )
 
 
@@ -303,6 +310,8 @@ def _charge(charge: Any) -> ChargeInfo:
 def _checkout(session: Any) -> CheckoutInfo:
     session = _plain(session)
     currency = session.get("currency")
+    subscription = session.get("subscription")
+    latest = subscription.get("latest_invoice") if isinstance(subscription, dict) else None
     return CheckoutInfo(
         id=session["id"],
         url=session.get("url"),
@@ -316,6 +325,8 @@ def _checkout(session: Any) -> CheckoutInfo:
         currency=str(currency).upper() if currency else None,
         client_reference_id=session.get("client_reference_id"),
         metadata=_metadata(session),
+        subscription=_subscription(subscription) if isinstance(subscription, dict) else None,
+        invoice=_invoice(latest) if isinstance(latest, dict) else None,
     )
 
 
@@ -415,8 +426,14 @@ def create_checkout_session(
 
 
 def retrieve_checkout_session(session_id: str) -> CheckoutInfo:
-    """:raises StripeError: unknown session or Stripe unreachable."""
-    return _checkout(client().v1.checkout.sessions.retrieve(session_id))
+    """A session with its subscription and latest invoice, in one request.
+
+    :raises StripeError: unknown session or Stripe unreachable.
+    """
+    session = client().v1.checkout.sessions.retrieve(
+        session_id, params={"expand": ["subscription.latest_invoice.payments"]}
+    )
+    return _checkout(session)
 
 
 def create_portal_session(*, customer_id: str, return_url: str) -> str:
@@ -494,8 +511,13 @@ def set_cancel_at_period_end(
 
 
 def retrieve_invoice(invoice_id: str) -> InvoiceInfo:
-    """:raises StripeError: unknown invoice or Stripe unreachable."""
-    invoice = client().v1.invoices.retrieve(invoice_id, params={"expand": ["payments"]})
+    """An invoice with its payments and its subscription, in one request.
+
+    :raises StripeError: unknown invoice or Stripe unreachable.
+    """
+    invoice = client().v1.invoices.retrieve(
+        invoice_id, params={"expand": ["payments", "parent.subscription_details.subscription"]}
+    )
     return _invoice(invoice)
 
 

@@ -41,8 +41,10 @@ def _on_subscription(event: gateway.EventInfo) -> None:
 
 def _on_invoice(event: gateway.EventInfo) -> None:
     invoice = gateway.retrieve_invoice(_object_id(event))
-    if invoice.subscription_id:
-        # The invoice may arrive before any subscription event: bring the subscription first.
+    # The invoice may arrive before any subscription event: bring the subscription first.
+    if invoice.subscription is not None:
+        services.sync_subscription(invoice.subscription)
+    elif invoice.subscription_id:
         services.sync_subscription(gateway.retrieve_subscription(invoice.subscription_id))
     services.record_invoice(invoice)
 
