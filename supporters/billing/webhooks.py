@@ -108,8 +108,8 @@ def _already_processed(event_id: str) -> bool:
     return processed_at is not None
 
 
-def _record(event: gateway.EventInfo) -> StripeEvent:
-    insert_ignoring_conflicts(
+def _insert(event: gateway.EventInfo, **values: Any) -> bool:
+    return insert_ignoring_conflicts(
         StripeEvent,
         {
             "stripe_event_id": event.id,
@@ -120,8 +120,13 @@ def _record(event: gateway.EventInfo) -> StripeEvent:
             "received_at": utcnow(),
             "attempts": 0,
             "error": "",
+            **values,
         },
     )
+
+
+def _record(event: gateway.EventInfo) -> StripeEvent:
+    _insert(event)
     # Lock the row: a concurrent delivery of the same event waits here until this one commits.
     return db.session.scalars(
         sa.select(StripeEvent)
@@ -133,6 +138,12 @@ def _record(event: gateway.EventInfo) -> StripeEvent:
 
 def ingest(event: gateway.EventInfo) -> Outcome:
     """Record and process one verified event as one unit of work, committing its outcome."""
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        # Nothing to do but keep it: one statement, no lock.
+        inserted = _insert(event, processed_at=utcnow(), attempts=1)
+        db.session.commit()
+        return Outcome.IGNORED if inserted else Outcome.DUPLICATE
     if _already_processed(event.id):
         db.session.rollback()
         return Outcome.DUPLICATE
@@ -140,10 +151,8 @@ def ingest(event: gateway.EventInfo) -> Outcome:
     if row.processed_at is not None:
         db.session.commit()
         return Outcome.DUPLICATE
-    handler = HANDLERS.get(event.type)
     try:
-        if handler is not None:
-            handler(event)
+        handler(event)
     except services.UnknownCustomer as exc:
         # Not ours (made in the dashboard, another app): retrying would not help.
         row.error = f"skipped: customer {exc} belongs to no member here"
@@ -158,7 +167,7 @@ def ingest(event: gateway.EventInfo) -> Outcome:
         row.error = ""
     db.session.commit()
     log.info("Stripe event %s (%s) processed", event.id, event.type)
-    return Outcome.PROCESSED if handler else Outcome.IGNORED
+    return Outcome.PROCESSED
 
 
 def _store_failure(event: gateway.EventInfo, exc: Exception) -> None:
