@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from supporters.billing.models import Tier
 from supporters.db import enum_column, utcnow
-from supporters.extensions import db
+from supporters.extensions import Model
 from supporters.members.models import Member
 
 
@@ -49,7 +49,7 @@ class TopicStatus(enum.StrEnum):
     DECLINED = "declined"  # the newsroom decided not to cover it, with a public reason
 
 
-class Topic(db.Model):
+class Topic(Model):
     """A story idea: proposed by a patron or written by staff, perhaps voted on, perhaps covered."""
 
     __tablename__ = "topics"
@@ -89,7 +89,7 @@ class Topic(db.Model):
     merged_into: Mapped[Topic | None] = relationship(remote_side=[id])
 
 
-class Poll(db.Model):
+class Poll(Model):
     """A question put to patrons with a few topics to choose from."""
 
     __tablename__ = "polls"
@@ -130,6 +130,9 @@ class Poll(db.Model):
     is_restricted_to_tiers: Mapped[bool] = mapped_column(default=False)
     # An editor may decline to cover the winner, with a reason published on the poll page.
     decline_reason: Mapped[str] = mapped_column(sa.Text, default="")
+    # Patrons who could vote, counted when the poll's closing is recorded, so a closed poll's
+    # turnout does not drift as memberships change afterwards. NULL while the poll is not closed.
+    eligible_count: Mapped[int | None]
     created_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("members.id", ondelete="SET NULL")
     )
@@ -143,7 +146,7 @@ class Poll(db.Model):
     )
 
 
-class PollTierRule(db.Model):
+class PollTierRule(Model):
     """A tier's standing in one poll: whether its patrons may vote, and their vote's weight."""
 
     __tablename__ = "poll_tier_rules"
@@ -162,7 +165,7 @@ class PollTierRule(db.Model):
     tier: Mapped[Tier] = relationship()
 
 
-class PollOption(db.Model):
+class PollOption(Model):
     """A topic offered in a poll."""
 
     __tablename__ = "poll_options"
@@ -183,8 +186,17 @@ class PollOption(db.Model):
     topic: Mapped[Topic] = relationship()
 
 
-class Vote(db.Model):
-    """A member's ballot in one poll: at most one per member and poll, enforced by the database."""
+# A ballot's weight is stored in millionths of a vote: an integer, so sums are exact and the
+# same on every database. One patron, one vote is WEIGHT_SCALE.
+WEIGHT_SCALE = 1_000_000
+
+
+class Vote(Model):
+    """A member's ballot in one poll: at most one per member and poll, enforced by the database.
+
+    ``weight`` is a snapshot taken each time the ballot is submitted (see voting/weights.py):
+    the results of a poll never move because someone changed tier or lapsed after voting.
+    """
 
     __tablename__ = "votes"
     __table_args__ = (
@@ -197,6 +209,10 @@ class Vote(db.Model):
     member_id: Mapped[int] = mapped_column(
         sa.ForeignKey("members.id", ondelete="CASCADE"), index=True
     )
+    # Millionths of a vote (WEIGHT_SCALE); rows written without one count as one vote.
+    weight: Mapped[int] = mapped_column(
+        sa.BigInteger, default=WEIGHT_SCALE, server_default=str(WEIGHT_SCALE)
+    )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -206,12 +222,14 @@ class Vote(db.Model):
     member: Mapped[Member] = relationship()
 
 
-class VoteChoice(db.Model):
+class VoteChoice(Model):
     """One option chosen on a ballot. The composite keys keep choice, ballot and poll together."""
 
     __tablename__ = "vote_choices"
     __table_args__ = (
         sa.UniqueConstraint("vote_id", "option_id"),
+        # Results add up one poll's choices per option.
+        sa.Index("ix_vote_choices_poll_option", "poll_id", "option_id"),
         sa.ForeignKeyConstraint(
             ["vote_id", "poll_id"],
             ["votes.id", "votes.poll_id"],

@@ -1,0 +1,383 @@
+"""Ballots per second beside a trivial endpoint of the same app, under gunicorn on PostgreSQL.
+
+    python bench/vote_bench.py [--members 600] [--threads 8] [--reps 3]
+
+It makes a throw-away PostgreSQL database, migrates it (``flask db upgrade``), and seeds it
+directly with bulk INSERTs: ``--members`` patrons on two tiers with active subscriptions, and
+one open poll with four topics (up to two choices, weighted by the square root of the amount,
+so each ballot computes a weight). The app is served as in production by
+``gunicorn -w 2 -k sync`` on 127.0.0.1.
+
+Signing in is not what is measured, so it is done in-process, honestly: for every member a
+real session row is written, and the app's own code (Flask-Login's ``login_user`` and
+Flask-WTF's ``generate_csrf`` inside a request context of the same app and secret key) makes
+the session cookie and the CSRF token a browser would hold after signing in by email.
+
+Then, interleaved, a bounded thread-pool client sends a burst of ``GET /bench/hello`` (the
+baseline) and a burst of ``POST /polls/<id>/vote``, one request per member with a CSRF token
+and a cookie, each answered 303 when the ballot is stored. The first vote burst inserts every
+ballot; later ones change them (same path: upsert the ballot, replace its choices). It prints
+each burst's rate, each ratio and their median, p50/p99 latencies, errors (any error fails the
+run), the workers' peak memory, and the goal: the vote path keeps at least a third of the
+baseline rate. Afterwards it checks that the database holds exactly one ballot per member, and
+drops the database. Only 127.0.0.1 is ever contacted; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import random
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+HOST = "127.0.0.1"
+GOAL = 1 / 3
+DEADLINE_SECONDS = 600
+BURST_SECONDS = 120  # no single burst may take longer than this
+USER_AGENT = "vote-bench/1"
+
+Request = tuple[str, str, bytes | None, dict[str, str]]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def psql(sql: str) -> None:
+    subprocess.run(
+        ["psql", "-h", HOST, "-U", "postgres", "-d", "postgres", "-q", "-v", "ON_ERROR_STOP=1"]
+        + ["-c", sql],
+        check=True,
+    )
+
+
+class Client:
+    """A bounded load generator for the app on 127.0.0.1 (and nowhere else)."""
+
+    def __init__(self, host: str, port: int, threads: int) -> None:
+        if host != "127.0.0.1":
+            raise SystemExit(f"refusing to load {host}: this client only talks to 127.0.0.1")
+        self.host, self.port, self.threads = host, port, threads
+
+    def one(self, request: Request) -> tuple[float, int]:
+        method, path, body, headers = request
+        started = time.perf_counter()
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            status = response.status
+        except OSError:
+            status = 0
+        finally:
+            connection.close()
+        return time.perf_counter() - started, status
+
+    def run(self, requests: list[Request], expected: int) -> dict[str, Any]:
+        """Send every request (bounded by count, and by BURST_SECONDS in time)."""
+        deadline = time.monotonic() + BURST_SECONDS
+
+        def bounded(request: Request) -> tuple[float, int]:
+            if time.monotonic() > deadline:
+                return 0.0, -1  # skipped: counts as an error
+            return self.one(request)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(self.threads) as pool:
+            results = list(pool.map(bounded, requests))
+        elapsed = time.perf_counter() - started
+        latencies = sorted(r[0] for r in results)
+        return {
+            "count": len(results),
+            "rate": len(results) / elapsed,
+            "latencies": latencies,
+            "errors": sum(1 for _, status in results if status != expected),
+        }
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
+
+
+def seed(app_env: dict[str, str], members: int) -> tuple[int, list[int], list[tuple[str, str]]]:
+    """Patrons, a poll and signed-in sessions; returns (poll id, option ids, [(cookie, token)])."""
+    os.environ.update(app_env)
+    import sqlalchemy as sa
+    from flask import g, session
+    from flask_login import login_user
+    from flask_wtf.csrf import generate_csrf
+
+    from supporters import create_app
+    from supporters.billing.models import Interval, Subscription, SubscriptionStatus, Tier
+    from supporters.db import utcnow
+    from supporters.extensions import db
+    from supporters.members.auth import SessionUser
+    from supporters.members.models import Member, MemberSession, Role
+    from supporters.voting.models import Poll, PollOption, PollState, Topic, TopicStatus, Weighting
+
+    app = create_app()
+    now = utcnow()
+    rng = random.Random(1848)
+    with app.app_context():
+        tiers = [
+            Tier(
+                slug="reader", name="Reader", monthly_amount=500, yearly_amount=5000, currency="EUR"
+            ),
+            Tier(
+                slug="insider",
+                name="Insider",
+                monthly_amount=1500,
+                yearly_amount=15000,
+                currency="EUR",
+            ),
+        ]
+        db.session.add_all(tiers)
+        db.session.flush()
+        member_ids = db.session.scalars(
+            sa.insert(Member).returning(Member.id, sort_by_parameter_order=True),
+            [
+                {
+                    "email": f"patron{i}@example.org",
+                    "display_name": f"Patron {i}",
+                    "role": Role.MEMBER,
+                    "email_verified_at": now,
+                    "session_version": 1,
+                    "created_at": now,
+                }
+                for i in range(members)
+            ],
+        ).all()
+        subscriptions = []
+        for member_id in member_ids:
+            tier = rng.choice(tiers)
+            subscriptions.append(
+                {
+                    "member_id": member_id,
+                    "tier_id": tier.id,
+                    "interval": Interval.MONTH,
+                    "amount": tier.monthly_amount,
+                    "currency": "EUR",
+                    "status": SubscriptionStatus.ACTIVE,
+                    "started_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        db.session.execute(sa.insert(Subscription), subscriptions)
+        topics = [
+            Topic(title=title, pitch="", status=TopicStatus.SHORTLISTED)
+            for title in ("Schools", "Housing", "Transport", "Water")
+        ]
+        poll = Poll(
+            question="What should we investigate next?",
+            state=PollState.OPEN,
+            opens_at=now,
+            closes_at=now.replace(year=now.year + 1),
+            max_choices=2,
+            weighting=Weighting.SQRT_AMOUNT,
+            options=[PollOption(topic=topic, position=i) for i, topic in enumerate(topics)],
+        )
+        db.session.add(poll)
+        db.session.flush()
+        poll_id, option_ids = poll.id, [option.id for option in poll.options]
+        session_ids = [secrets.token_urlsafe(32) for _ in member_ids]
+        db.session.execute(
+            sa.insert(MemberSession),
+            [
+                {
+                    "id": sid,
+                    "member_id": mid,
+                    "session_version": 1,
+                    "user_agent": USER_AGENT,
+                    "created_at": now,
+                }
+                for sid, mid in zip(session_ids, member_ids, strict=True)
+            ],
+        )
+        db.session.commit()
+
+        members_by_id = {m.id: m for m in db.session.scalars(sa.select(Member))}
+        serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+        assert serializer is not None
+        credentials = []
+        for sid, mid in zip(session_ids, member_ids, strict=True):
+            with app.test_request_context(
+                "/", environ_base={"REMOTE_ADDR": HOST}, headers={"User-Agent": USER_AGENT}
+            ):
+                session.permanent = True
+                login_user(SessionUser(members_by_id[mid], sid))
+                g.pop("csrf_token", None)  # cached per app context, and this one is shared
+                token = generate_csrf()
+                credentials.append((serializer.dumps(dict(session)), token))
+        db.engine.dispose()
+    return poll_id, option_ids, credentials
+
+
+def count_ballots(app_env: dict[str, str], poll_id: int) -> tuple[int, int]:
+    """(ballots, distinct members) stored for the poll."""
+    import sqlalchemy as sa
+
+    from supporters import create_app
+    from supporters.extensions import db
+    from supporters.voting.models import Vote
+
+    os.environ.update(app_env)
+    with create_app().app_context():
+        row = db.session.execute(
+            sa.select(sa.func.count(), sa.func.count(sa.distinct(Vote.member_id))).where(
+                Vote.poll_id == poll_id
+            )
+        ).one()
+        db.engine.dispose()
+        return int(row[0]), int(row[1])
+
+
+def peak_rss_kib(parent_pid: int) -> int:
+    """The largest peak RSS (VmHWM) among the gunicorn workers."""
+    peak = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("PPid", "").strip() == str(parent_pid) and "VmHWM" in fields:
+            peak = max(peak, int(fields["VmHWM"].split()[0]))
+    return peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=600, help="patrons, one vote each a burst")
+    parser.add_argument("--threads", type=int, default=8, help="client threads")
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions (>= 3)")
+    args = parser.parse_args()
+    if not 3 <= args.reps <= 10 or not 50 <= args.members <= 50_000 or not 1 <= args.threads <= 64:
+        parser.error("--reps must be 3..10, --members 50..50000 and --threads 1..64")
+
+    database = f"supporters_vote_bench_{os.getpid()}"
+    psql(f"CREATE DATABASE {database}")
+    port = free_port()
+    app_env = {
+        "SUPPORTERS_DATABASE_URL": f"postgresql://postgres@{HOST}:5432/{database}",
+        "SUPPORTERS_SECRET_KEY": secrets.token_urlsafe(48),
+        "SUPPORTERS_BENCH_ROUTES": "true",
+        "SUPPORTERS_RATELIMIT_STORAGE_URL": "memory://",
+        "SUPPORTERS_INSTANCE_PATH": f"/tmp/{database}",
+    }
+    env = {**os.environ, **app_env}
+    server = None
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    try:
+        flask = [sys.executable, "-m", "flask", "--app", "supporters"]
+        subprocess.run([*flask, "db", "upgrade"], env=env, check=True, capture_output=True)
+        poll_id, option_ids, credentials = seed(app_env, args.members)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b", f"{HOST}:{port}"]
+            + ["--log-level", "warning", "supporters:create_app()"],
+            env=env,
+        )
+        client = Client(HOST, port, args.threads)
+        for _ in range(100):
+            if client.one(("GET", "/bench/hello", None, {}))[1] == 200:
+                break
+            time.sleep(0.1)
+        else:
+            raise SystemExit("gunicorn did not answer on /bench/hello")
+
+        rng = random.Random(7)
+        rows = []
+        for rep in range(1, args.reps + 1):
+            if time.monotonic() > deadline:
+                raise SystemExit("time limit reached")
+            hello: list[Request] = [("GET", "/bench/hello", None, {})] * args.members
+            baseline = client.run(hello, expected=200)
+            votes: list[Request] = []
+            for cookie, token in credentials:
+                chosen = rng.sample(option_ids, rng.choice((1, 2)))
+                body = urlencode([("csrf_token", token)] + [("option", i) for i in chosen])
+                headers = {
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Cookie": f"session={cookie}",
+                    "User-Agent": USER_AGENT,
+                }
+                votes.append(("POST", f"/polls/{poll_id}/vote", body.encode(), headers))
+            target = client.run(votes, expected=303)
+            rows.append((rep, baseline, target))
+
+        ballots, voters = count_ballots(app_env, poll_id)
+        peak = peak_rss_kib(server.pid)
+        print(
+            f"\nVotes under gunicorn -w 2 -k sync on PostgreSQL: {args.members} patrons, one "
+            f"ballot each per burst (burst 1 casts, later bursts change), {args.threads} client "
+            "threads\n"
+        )
+        print(
+            f"{'rep':>3} {'requests':>8} {'hello/s':>9} {'votes/s':>9} {'ratio':>6} "
+            f"{'hello p50/p99 ms':>17} {'vote p50/p99 ms':>16} {'errors':>6}"
+        )
+        ratios = []
+        errors = 0
+        for rep, baseline, target in rows:
+            ratio = target["rate"] / baseline["rate"]
+            ratios.append(ratio)
+            burst_errors = baseline["errors"] + target["errors"]
+            errors += burst_errors
+            hello_ms = (
+                f"{percentile(baseline['latencies'], 0.5):.1f}/"
+                f"{percentile(baseline['latencies'], 0.99):.1f}"
+            )
+            vote_ms = (
+                f"{percentile(target['latencies'], 0.5):.1f}/"
+                f"{percentile(target['latencies'], 0.99):.1f}"
+            )
+            print(
+                f"{rep:>3} {target['count']:>8} {baseline['rate']:>9.1f} {target['rate']:>9.1f} "
+                f"{ratio:>6.2f} {hello_ms:>17} {vote_ms:>16} {burst_errors:>6}"
+            )
+        all_votes = [latency for _, _, target in rows for latency in target["latencies"]]
+        median = statistics.median(ratios)
+        consistent = ballots == voters == args.members
+        verdict = "met" if median >= GOAL and errors == 0 and consistent else "not met"
+        print(
+            f"\nvote p50 {percentile(all_votes, 0.5):.1f} ms, p99 {percentile(all_votes, 0.99):.1f}"
+            f" ms over {len(all_votes)} votes; errors {errors}; ballots stored {ballots} for "
+            f"{voters} members (want {args.members}); worker peak RSS {peak / 1024:.0f} MiB"
+        )
+        print(
+            f"median votes/baseline ratio {median:.2f}; goal: the vote path keeps at least a "
+            f"third of the baseline rate (>= {GOAL:.2f}): {verdict}"
+        )
+        if errors:
+            raise SystemExit(f"{errors} request(s) failed: the run does not count")
+        if not consistent:
+            raise SystemExit("the database does not hold exactly one ballot per member")
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""Read-side figures of a poll: results by SQL aggregates, turnout, and who voted for what.
+
+Results never loop over ballots in Python. One query groups the poll's ballots by weight (a
+handful of rows: one per tier, or per distinct amount), which gives the ballot count, the total
+weight and the cap (see :mod:`supporters.voting.weights`); a second sums each option's ballots
+in SQL, split at the cap's limit: ``SUM(weight)`` of the ballots under it plus ``COUNT(*)`` of
+those over it times the limit. Both are exact: integers from the database, fractions in Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from fractions import Fraction
+
+import sqlalchemy as sa
+
+from supporters.billing.membership import LIVE_STATUSES, status_of
+from supporters.billing.models import Subscription, SubscriptionStatus
+from supporters.extensions import db
+from supporters.members.models import Member
+from supporters.voting.models import (
+    WEIGHT_SCALE,
+    Poll,
+    PollOption,
+    PollState,
+    PollTierRule,
+    Topic,
+    TopicStatus,
+    Vote,
+    VoteChoice,
+)
+from supporters.voting.weights import cap_limit, capped_weight
+
+
+@dataclass(frozen=True)
+class OptionResult:
+    """One option's standing: ballots that chose it, their weight and its share of all weight."""
+
+    option: PollOption
+    ballots: int
+    weight: Fraction  # millionths of a vote, after the cap
+    share: Fraction  # of the poll's total weight: 0..1 (options of a multi-choice poll add to more)
+    is_winner: bool = False
+
+    @property
+    def topic(self) -> Topic:
+        return self.option.topic
+
+
+@dataclass(frozen=True)
+class PollResults:
+    """A poll's figures at one moment; ``is_final`` once it is closed."""
+
+    ballots: int
+    total_weight: Fraction
+    eligible: int
+    options: list[OptionResult]
+    is_final: bool
+    limit: Fraction | None = None  # the cap's limit, when it cut at least one ballot
+    capped_ballots: int = 0
+    by_option: dict[int, OptionResult] = field(default_factory=dict)
+
+    @property
+    def winners(self) -> list[OptionResult]:
+        return [result for result in self.options if result.is_winner]
+
+    @property
+    def is_tie(self) -> bool:
+        return len(self.winners) > 1
+
+    @property
+    def turnout(self) -> Fraction | None:
+        """Ballots among patrons who could vote (None when nobody could)."""
+        return Fraction(self.ballots, self.eligible) if self.eligible else None
+
+
+def count_eligible(poll: Poll, now: dt.datetime) -> int:
+    """Patrons who may vote in this poll at ``now``.
+
+    A member's current subscription is picked in SQL as ``billing.membership`` picks it (the
+    live one, else the newest: a window function); active and trialing ones are counted there.
+    Past-due ones, a small minority, are judged by ``membership.status_of`` itself, so the
+    grace-period rule lives in one place.
+    """
+    live_first = sa.case((Subscription.status.in_(LIVE_STATUSES), 0), else_=1)
+    ranked = sa.select(
+        Subscription.id,
+        Subscription.status,
+        Subscription.tier_id,
+        sa.func.row_number()
+        .over(
+            partition_by=Subscription.member_id,
+            order_by=(live_first, Subscription.created_at.desc(), Subscription.id.desc()),
+        )
+        .label("rank"),
+    ).subquery()
+    current = [ranked.c.rank == 1]
+    if poll.is_restricted_to_tiers:
+        allowed = sa.select(PollTierRule.tier_id).where(
+            PollTierRule.poll_id == poll.id, PollTierRule.may_vote.is_(True)
+        )
+        current.append(ranked.c.tier_id.in_(allowed))
+    active = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(ranked)
+        .where(
+            *current,
+            ranked.c.status.in_((SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING)),
+        )
+    )
+    past_due = db.session.scalars(
+        sa.select(Subscription).where(
+            Subscription.id.in_(
+                sa.select(ranked.c.id).where(
+                    *current, ranked.c.status == SubscriptionStatus.PAST_DUE
+                )
+            )
+        )
+    )
+    in_grace = sum(1 for subscription in past_due if status_of(subscription, now).is_entitled)
+    return int(active or 0) + in_grace
+
+
+def weight_groups(poll_id: int) -> list[tuple[int, int]]:
+    """The poll's ballots grouped by weight: [(weight, ballots)], heaviest first."""
+    rows = db.session.execute(
+        sa.select(Vote.weight, sa.func.count())
+        .where(Vote.poll_id == poll_id)
+        .group_by(Vote.weight)
+        .order_by(Vote.weight.desc())
+    ).all()
+    return [(int(weight), int(count)) for weight, count in rows]
+
+
+def compute_results(poll: Poll, state: PollState, now: dt.datetime) -> PollResults:
+    """Counts, weights, shares and (once closed) winners of a poll, from SQL aggregates."""
+    groups = weight_groups(poll.id)
+    ballots = sum(count for _, count in groups)
+    limit = cap_limit(groups, poll.weight_cap_percent) if poll.weight_cap_percent else None
+    if limit is not None and not any(w > limit for w, _ in groups):
+        limit = None  # the cap holds without cutting anyone
+    total = sum((capped_weight(w, limit) * c for w, c in groups), Fraction(0))
+    capped_ballots = sum(c for w, c in groups if limit is not None and w > limit)
+
+    if limit is None:
+        kept: sa.ColumnElement[int] = sa.func.sum(Vote.weight)
+        cut: sa.ColumnElement[int] = sa.literal(0)
+    else:
+        # For an integer weight, weight > M exactly when weight > floor(M).
+        over = Vote.weight > limit.numerator // limit.denominator
+        kept = sa.func.sum(sa.case((over, 0), else_=Vote.weight))
+        cut = sa.func.count(sa.case((over, 1)))
+    per_option = db.session.execute(
+        sa.select(VoteChoice.option_id, sa.func.count(), sa.func.coalesce(kept, 0), cut)
+        .join(Vote, Vote.id == VoteChoice.vote_id)
+        .where(VoteChoice.poll_id == poll.id)
+        .group_by(VoteChoice.option_id)
+    ).all()
+    sums = {
+        option_id: (int(count), Fraction(int(kept)) + (limit or 0) * int(cut))
+        for option_id, count, kept, cut in per_option
+    }
+
+    is_final = state is PollState.CLOSED
+    best = max((weight for _, weight in sums.values()), default=Fraction(0))
+    results = []
+    for option in poll.options:
+        count, weight = sums.get(option.id, (0, Fraction(0)))
+        results.append(
+            OptionResult(
+                option=option,
+                ballots=count,
+                weight=weight,
+                share=weight / total if total else Fraction(0),
+                is_winner=is_final and best > 0 and weight == best,
+            )
+        )
+    results.sort(key=lambda result: (-result.weight, -result.ballots, result.option.position))
+    eligible = poll.eligible_count if is_final and poll.eligible_count is not None else None
+    if eligible is None:
+        eligible = count_eligible(poll, now)
+    return PollResults(
+        ballots=ballots,
+        total_weight=total,
+        eligible=eligible,
+        options=results,
+        is_final=is_final,
+        limit=limit,
+        capped_ballots=capped_ballots,
+        by_option={result.option.id: result for result in results},
+    )
+
+
+# -- numbers for people ---------------------------------------------------------------------------
+
+
+def to_decimal(value: Fraction, places: int) -> Decimal:
+    """An exact fraction rounded half-up to ``places`` decimals (what pages and CSV show)."""
+    with localcontext() as context:
+        context.prec = 60
+        exact = Decimal(value.numerator) / Decimal(value.denominator)
+        return exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def votes(weight: Fraction | int, places: int = 2) -> Decimal:
+    """A weight in millionths as a number of votes."""
+    return to_decimal(Fraction(weight) / WEIGHT_SCALE, places)
+
+
+def percent(share: Fraction | None, places: int = 1) -> Decimal:
+    return to_decimal((share or Fraction(0)) * 100, places)
+
+
+# -- staff: who voted for what --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BallotRow:
+    """One ballot as staff see it."""
+
+    vote_id: int
+    member_id: int
+    name: str
+    email: str
+    choices: list[str]
+    weight: int
+    counted: Fraction
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+def ballot_rows(
+    poll: Poll, *, after_id: int = 0, limit: int = 500, cap: Fraction | None = None
+) -> list[BallotRow]:
+    """A page of the poll's ballots in the order they were first cast (keyset by vote id)."""
+    rows = db.session.execute(
+        sa.select(Vote, Member)
+        .join(Member, Member.id == Vote.member_id)
+        .where(Vote.poll_id == poll.id, Vote.id > after_id)
+        .order_by(Vote.id)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return []
+    titles = {option.id: option.topic.title for option in poll.options}
+    chosen: dict[int, list[str]] = {}
+    for vote_id, option_id in db.session.execute(
+        sa.select(VoteChoice.vote_id, VoteChoice.option_id)
+        .join(PollOption, PollOption.id == VoteChoice.option_id)
+        .where(VoteChoice.vote_id.in_([vote.id for vote, _ in rows]))
+        .order_by(VoteChoice.vote_id, PollOption.position)
+    ):
+        chosen.setdefault(vote_id, []).append(titles.get(option_id, str(option_id)))
+    return [
+        BallotRow(
+            vote_id=vote.id,
+            member_id=member.id,
+            name=member.name,
+            email=member.email,
+            choices=chosen.get(vote.id, []),
+            weight=vote.weight,
+            counted=capped_weight(vote.weight, cap),
+            created_at=vote.created_at,
+            updated_at=vote.updated_at,
+        )
+        for vote, member in rows
+    ]
+
+
+def iter_ballots(poll: Poll, cap: Fraction | None, chunk: int = 1000) -> Iterator[BallotRow]:
+    """Every ballot of the poll, a chunk at a time, so an export holds little in memory."""
+    after = 0
+    while True:
+        rows = ballot_rows(poll, after_id=after, limit=chunk, cap=cap)
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1].vote_id
+
+
+def ballot_count(poll_id: int) -> int:
+    return int(
+        db.session.scalar(
+            sa.select(sa.func.count()).select_from(Vote).where(Vote.poll_id == poll_id)
+        )
+        or 0
+    )
+
+
+# -- "You asked, we reported" ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """A published topic and how it fared in the closed polls that offered it."""
+
+    topic: Topic
+    standings: list[tuple[Poll, OptionResult, PollResults]]
+
+
+def covered_topics(now: dt.datetime) -> list[Coverage]:
+    """Published topics, newest article first, each with its results in closed polls."""
+    topics = db.session.scalars(
+        sa.select(Topic)
+        .where(Topic.status == TopicStatus.PUBLISHED)
+        .order_by(Topic.published_on.desc(), Topic.id.desc())
+    ).all()
+    if not topics:
+        return []
+    option_rows = db.session.execute(
+        sa.select(PollOption.topic_id, Poll)
+        .join(Poll, Poll.id == PollOption.poll_id)
+        .where(
+            PollOption.topic_id.in_([topic.id for topic in topics]),
+            Poll.state == PollState.CLOSED,
+        )
+        .order_by(Poll.closed_at.desc())
+    ).all()
+    cache: dict[int, PollResults] = {}
+    standings: dict[int, list[tuple[Poll, OptionResult, PollResults]]] = {}
+    for topic_id, poll in option_rows:
+        if poll.id not in cache:
+            cache[poll.id] = compute_results(poll, PollState.CLOSED, now)
+        results = cache[poll.id]
+        for result in results.options:
+            if result.option.topic_id == topic_id:
+                standings.setdefault(topic_id, []).append((poll, result, results))
+    return [Coverage(topic, standings.get(topic.id, [])) for topic in topics]
