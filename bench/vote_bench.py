@@ -26,95 +26,32 @@ drops the database. Only 127.0.0.1 is ever contacted; every loop is bounded in c
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import random
 import secrets
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-HOST = "127.0.0.1"
+from bench.benchlib import (  # noqa: E402
+    HELLO,
+    HOST,
+    Client,
+    Request,
+    gunicorn,
+    peak_rss_kib,
+    percentile,
+    throwaway_database,
+)
+
 GOAL = 1 / 3
 DEADLINE_SECONDS = 600
-BURST_SECONDS = 120  # no single burst may take longer than this
 USER_AGENT = "vote-bench/1"
-
-Request = tuple[str, str, bytes | None, dict[str, str]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def psql(sql: str) -> None:
-    subprocess.run(
-        ["psql", "-h", HOST, "-U", "postgres", "-d", "postgres", "-q", "-v", "ON_ERROR_STOP=1"]
-        + ["-c", sql],
-        check=True,
-    )
-
-
-class Client:
-    """A bounded load generator for the app on 127.0.0.1 (and nowhere else)."""
-
-    def __init__(self, host: str, port: int, threads: int) -> None:
-        if host != "127.0.0.1":
-            raise SystemExit(f"refusing to load {host}: this client only talks to 127.0.0.1")
-        self.host, self.port, self.threads = host, port, threads
-
-    def one(self, request: Request) -> tuple[float, int]:
-        method, path, body, headers = request
-        started = time.perf_counter()
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        try:
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-            status = response.status
-        except OSError:
-            status = 0
-        finally:
-            connection.close()
-        return time.perf_counter() - started, status
-
-    def run(self, requests: list[Request], expected: int) -> dict[str, Any]:
-        """Send every request (bounded by count, and by BURST_SECONDS in time)."""
-        deadline = time.monotonic() + BURST_SECONDS
-
-        def bounded(request: Request) -> tuple[float, int]:
-            if time.monotonic() > deadline:
-                return 0.0, -1  # skipped: counts as an error
-            return self.one(request)
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(self.threads) as pool:
-            results = list(pool.map(bounded, requests))
-        elapsed = time.perf_counter() - started
-        latencies = sorted(r[0] for r in results)
-        return {
-            "count": len(results),
-            "rate": len(results) / elapsed,
-            "latencies": latencies,
-            "errors": sum(1 for _, status in results if status != expected),
-        }
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
 
 
 def seed(app_env: dict[str, str], members: int) -> tuple[int, list[int], list[tuple[str, str]]]:
@@ -250,22 +187,6 @@ def count_ballots(app_env: dict[str, str], poll_id: int) -> tuple[int, int]:
         return int(row[0]), int(row[1])
 
 
-def peak_rss_kib(parent_pid: int) -> int:
-    """The largest peak RSS (VmHWM) among the gunicorn workers."""
-    peak = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if fields.get("PPid", "").strip() == str(parent_pid) and "VmHWM" in fields:
-            peak = max(peak, int(fields["VmHWM"].split()[0]))
-    return peak
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=600, help="patrons, one vote each a burst")
@@ -275,108 +196,99 @@ def main() -> None:
     if not 3 <= args.reps <= 10 or not 50 <= args.members <= 50_000 or not 1 <= args.threads <= 64:
         parser.error("--reps must be 3..10, --members 50..50000 and --threads 1..64")
 
-    database = f"supporters_vote_bench_{os.getpid()}"
-    psql(f"CREATE DATABASE {database}")
-    port = free_port()
-    app_env = {
-        "SUPPORTERS_DATABASE_URL": f"postgresql://postgres@{HOST}:5432/{database}",
-        "SUPPORTERS_SECRET_KEY": secrets.token_urlsafe(48),
-        "SUPPORTERS_BENCH_ROUTES": "true",
-        "SUPPORTERS_RATELIMIT_STORAGE_URL": "memory://",
-        "SUPPORTERS_INSTANCE_PATH": f"/tmp/{database}",
-    }
-    env = {**os.environ, **app_env}
-    server = None
     deadline = time.monotonic() + DEADLINE_SECONDS
-    try:
-        flask = [sys.executable, "-m", "flask", "--app", "supporters"]
-        subprocess.run([*flask, "db", "upgrade"], env=env, check=True, capture_output=True)
+    with throwaway_database("supporters_vote_bench") as app_env:
         poll_id, option_ids, credentials = seed(app_env, args.members)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b", f"{HOST}:{port}"]
-            + ["--log-level", "warning", "supporters:create_app()"],
-            env=env,
-        )
-        client = Client(HOST, port, args.threads)
-        for _ in range(100):
-            if client.one(("GET", "/bench/hello", None, {}))[1] == 200:
-                break
-            time.sleep(0.1)
-        else:
-            raise SystemExit("gunicorn did not answer on /bench/hello")
-
-        rng = random.Random(7)
-        rows = []
-        for rep in range(1, args.reps + 1):
-            if time.monotonic() > deadline:
-                raise SystemExit("time limit reached")
-            hello: list[Request] = [("GET", "/bench/hello", None, {})] * args.members
-            baseline = client.run(hello, expected=200)
-            votes: list[Request] = []
-            for cookie, token in credentials:
-                chosen = rng.sample(option_ids, rng.choice((1, 2)))
-                body = urlencode([("csrf_token", token)] + [("option", i) for i in chosen])
-                headers = {
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "Cookie": f"session={cookie}",
-                    "User-Agent": USER_AGENT,
-                }
-                votes.append(("POST", f"/polls/{poll_id}/vote", body.encode(), headers))
-            target = client.run(votes, expected=303)
-            rows.append((rep, baseline, target))
-
+        with gunicorn(app_env) as (port, server_pid):
+            client = Client(port, args.threads)
+            rows = burst(client, args, poll_id, option_ids, credentials, deadline)
+            peak = peak_rss_kib(server_pid)
         ballots, voters = count_ballots(app_env, poll_id)
-        peak = peak_rss_kib(server.pid)
-        print(
-            f"\nVotes under gunicorn -w 2 -k sync on PostgreSQL: {args.members} patrons, one "
-            f"ballot each per burst (burst 1 casts, later bursts change), {args.threads} client "
-            "threads\n"
+    report(args, rows, ballots, voters, peak)
+
+
+def burst(
+    client: Client,
+    args: argparse.Namespace,
+    poll_id: int,
+    option_ids: list[int],
+    credentials: list[tuple[str, str]],
+    deadline: float,
+) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """Interleave a baseline burst and a vote burst, ``args.reps`` times."""
+    rng = random.Random(7)
+    rows = []
+    for rep in range(1, args.reps + 1):
+        if time.monotonic() > deadline:
+            raise SystemExit("time limit reached")
+        baseline = client.run([HELLO] * args.members, expected=200)
+        votes: list[Request] = []
+        for cookie, token in credentials:
+            chosen = rng.sample(option_ids, rng.choice((1, 2)))
+            body = urlencode([("csrf_token", token)] + [("option", i) for i in chosen])
+            headers = {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Cookie": f"session={cookie}",
+                "User-Agent": USER_AGENT,
+            }
+            votes.append(("POST", f"/polls/{poll_id}/vote", body.encode(), headers))
+        rows.append((rep, baseline, client.run(votes, expected=303)))
+    return rows
+
+
+def report(
+    args: argparse.Namespace,
+    rows: list[tuple[int, dict[str, Any], dict[str, Any]]],
+    ballots: int,
+    voters: int,
+    peak: int,
+) -> None:
+    """Print the table, the median ratio and the goal; exit non-zero when the run is void."""
+    print(
+        f"\nVotes under gunicorn -w 2 -k sync on PostgreSQL: {args.members} patrons, one "
+        f"ballot each per burst (burst 1 casts, later bursts change), {args.threads} client "
+        "threads\n"
+    )
+    print(
+        f"{'rep':>3} {'requests':>8} {'hello/s':>9} {'votes/s':>9} {'ratio':>6} "
+        f"{'hello p50/p99 ms':>17} {'vote p50/p99 ms':>16} {'errors':>6}"
+    )
+    ratios = []
+    errors = 0
+    for rep, baseline, target in rows:
+        ratio = target["rate"] / baseline["rate"]
+        ratios.append(ratio)
+        burst_errors = baseline["errors"] + target["errors"]
+        errors += burst_errors
+        hello_ms = (
+            f"{percentile(baseline['latencies'], 0.5):.1f}/"
+            f"{percentile(baseline['latencies'], 0.99):.1f}"
+        )
+        vote_ms = (
+            f"{percentile(target['latencies'], 0.5):.1f}/"
+            f"{percentile(target['latencies'], 0.99):.1f}"
         )
         print(
-            f"{'rep':>3} {'requests':>8} {'hello/s':>9} {'votes/s':>9} {'ratio':>6} "
-            f"{'hello p50/p99 ms':>17} {'vote p50/p99 ms':>16} {'errors':>6}"
+            f"{rep:>3} {target['count']:>8} {baseline['rate']:>9.1f} {target['rate']:>9.1f} "
+            f"{ratio:>6.2f} {hello_ms:>17} {vote_ms:>16} {burst_errors:>6}"
         )
-        ratios = []
-        errors = 0
-        for rep, baseline, target in rows:
-            ratio = target["rate"] / baseline["rate"]
-            ratios.append(ratio)
-            burst_errors = baseline["errors"] + target["errors"]
-            errors += burst_errors
-            hello_ms = (
-                f"{percentile(baseline['latencies'], 0.5):.1f}/"
-                f"{percentile(baseline['latencies'], 0.99):.1f}"
-            )
-            vote_ms = (
-                f"{percentile(target['latencies'], 0.5):.1f}/"
-                f"{percentile(target['latencies'], 0.99):.1f}"
-            )
-            print(
-                f"{rep:>3} {target['count']:>8} {baseline['rate']:>9.1f} {target['rate']:>9.1f} "
-                f"{ratio:>6.2f} {hello_ms:>17} {vote_ms:>16} {burst_errors:>6}"
-            )
-        all_votes = [latency for _, _, target in rows for latency in target["latencies"]]
-        median = statistics.median(ratios)
-        consistent = ballots == voters == args.members
-        verdict = "met" if median >= GOAL and errors == 0 and consistent else "not met"
-        print(
-            f"\nvote p50 {percentile(all_votes, 0.5):.1f} ms, p99 {percentile(all_votes, 0.99):.1f}"
-            f" ms over {len(all_votes)} votes; errors {errors}; ballots stored {ballots} for "
-            f"{voters} members (want {args.members}); worker peak RSS {peak / 1024:.0f} MiB"
-        )
-        print(
-            f"median votes/baseline ratio {median:.2f}; goal: the vote path keeps at least a "
-            f"third of the baseline rate (>= {GOAL:.2f}): {verdict}"
-        )
-        if errors:
-            raise SystemExit(f"{errors} request(s) failed: the run does not count")
-        if not consistent:
-            raise SystemExit("the database does not hold exactly one ballot per member")
-    finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
-        psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    all_votes = [latency for _, _, target in rows for latency in target["latencies"]]
+    median = statistics.median(ratios)
+    consistent = ballots == voters == args.members
+    verdict = "met" if median >= GOAL and errors == 0 and consistent else "not met"
+    print(
+        f"\nvote p50 {percentile(all_votes, 0.5):.1f} ms, p99 {percentile(all_votes, 0.99):.1f}"
+        f" ms over {len(all_votes)} votes; errors {errors}; ballots stored {ballots} for "
+        f"{voters} members (want {args.members}); worker peak RSS {peak / 1024:.0f} MiB"
+    )
+    print(
+        f"median votes/baseline ratio {median:.2f}; goal: the vote path keeps at least a "
+        f"third of the baseline rate (>= {GOAL:.2f}): {verdict}"
+    )
+    if errors:
+        raise SystemExit(f"{errors} request(s) failed: the run does not count")
+    if not consistent:
+        raise SystemExit("the database does not hold exactly one ballot per member")
 
 
 if __name__ == "__main__":
