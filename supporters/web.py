@@ -5,7 +5,17 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -37,6 +47,15 @@ def allow_csp(directive: str, *sources: str) -> None:
     """Let this response load from more sources (Stripe's pages need ``https://*.stripe.com``)."""
     extra: dict[str, list[str]] = g.setdefault("csp_extra", {})
     extra.setdefault(directive, []).extend(sources)
+
+
+def external_url(endpoint: str, **values: object) -> str:
+    """An absolute URL on the configured public address, never on the request's Host header.
+
+    Used for links that leave the site (Stripe's return URLs, emails): a forged Host header
+    must not send a reader back to someone else's site.
+    """
+    return current_app.config["BASE_URL"] + url_for(endpoint, **values)
 
 
 def _content_security_policy() -> str:

@@ -115,9 +115,9 @@ def _go_to_checkout(choice: services.Choice, attempt: str) -> Response:
     checkout = services.start_checkout(
         member,
         choice,
-        success_url=url_for("billing.checkout_success", _external=True)
+        success_url=web.external_url("billing.checkout_success")
         + "?session_id={CHECKOUT_SESSION_ID}",
-        cancel_url=url_for("billing.checkout_cancelled", _external=True),
+        cancel_url=web.external_url("billing.checkout_cancelled"),
         attempt=attempt,
     )
     db.session.commit()  # the customer row, if it was just made
@@ -375,7 +375,7 @@ def open_portal() -> Response:
         abort(400)
     try:
         url = services.portal_url(
-            auth.current_member(), return_url=url_for("billing.manage", _external=True)
+            auth.current_member(), return_url=web.external_url("billing.manage")
         )
     except (services.BillingError, gateway.StripeError) as exc:
         return _self_service_failed(exc)
