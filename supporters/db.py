@@ -122,8 +122,10 @@ def insert_ignoring_conflicts(model: type[Base], values: dict[str, Any]) -> bool
         statement = sqlite.insert(table).values(values).on_conflict_do_nothing()
     else:  # pragma: no cover - only the two supported databases reach here
         raise NotImplementedError(f"no conflict-free insert for {dialect}")
-    result = db.session.execute(statement)
-    return bool(result.rowcount)
+    # RETURNING says whether a row was written; rowcount cannot (the dialect may add its own
+    # RETURNING for the primary key, and then reports -1).
+    result = db.session.execute(statement.returning(*table.primary_key.columns))
+    return result.first() is not None
 
 
 def render_migration_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:

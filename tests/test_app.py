@@ -196,3 +196,18 @@ def test_amounts_typed_by_people_become_minor_units() -> None:
     for bad, currency in [("abc", "EUR"), ("-3", "EUR"), ("1.234", "EUR"), ("10.5", "JPY")]:
         with pytest.raises(AmountError):
             parse_amount(bad, currency)
+
+
+def test_a_conflict_free_insert_says_whether_it_wrote(app: Flask) -> None:
+    from supporters.db import insert_ignoring_conflicts
+
+    values = {
+        "email": "once@example.org",
+        "display_name": "",
+        "role": "member",
+        "session_version": 1,
+    }
+    assert insert_ignoring_conflicts(Member, values) is True
+    assert insert_ignoring_conflicts(Member, {**values, "display_name": "again"}) is False
+    db.session.commit()
+    assert db.session.scalars(sa.select(Member.display_name)).all() == [""]
