@@ -51,6 +51,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from supporters.members import cli as members_cli
 
     app.cli.add_command(members_cli.create_staff)
+    app.cli.add_command(members_cli.members_cli)
     app.cli.add_command(demo.seed_demo)
     app.cli.add_command(billing_cli)
 

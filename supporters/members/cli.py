@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from flask.cli import with_appcontext
+from flask.cli import AppGroup, with_appcontext
 
 from supporters.extensions import db
 from supporters.members import services
@@ -37,3 +37,14 @@ def create_staff(email: str, role: str, display_name: str) -> None:
     else:
         click.echo(f"{member.email} was already {role}.")
     click.echo(f"Sign in within 15 minutes, once, with:\n  {link}")
+
+
+members_cli = AppGroup("members", help="Member accounts.")
+
+
+@members_cli.command("prune")
+def prune() -> None:
+    """Delete expired sign-in requests and ended sessions (run it daily from cron)."""
+    requests, sessions = services.prune()
+    db.session.commit()
+    click.echo(f"Deleted {requests} expired sign-in request(s) and {sessions} ended session(s).")

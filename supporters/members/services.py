@@ -345,6 +345,31 @@ def end_all_sessions(member: Member) -> None:
     db.session.flush()
 
 
+def prune(now: dt.datetime | None = None) -> tuple[int, int]:
+    """Delete sign-in requests that expired a day ago and sessions that can never work again.
+
+    Returns (requests, sessions) deleted. Safe to run from cron.
+    """
+    now = now or utcnow()
+    requests = db.session.execute(
+        sa.delete(SignInRequest).where(SignInRequest.expires_at < now - dt.timedelta(days=1))
+    )
+    outdated_version = (
+        sa.select(Member.session_version)
+        .where(Member.id == MemberSession.member_id)
+        .scalar_subquery()
+    )
+    sessions = db.session.execute(
+        sa.delete(MemberSession).where(
+            sa.or_(
+                MemberSession.revoked_at.is_not(None),
+                MemberSession.session_version != outdated_version,
+            )
+        )
+    )
+    return int(requests.rowcount or 0), int(sessions.rowcount or 0)
+
+
 def update_profile(member: Member, *, display_name: str) -> None:
     member.display_name = display_name.strip()
     db.session.flush()

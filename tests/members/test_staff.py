@@ -72,3 +72,29 @@ def test_staff_pages_redirect_visitors_and_refuse_members(app: Flask) -> None:
     assert member.get("/account").status_code == 200
     refused = member.get("/staff/")
     assert refused.status_code == 403 and "Not allowed" in text(refused)
+
+
+def test_prune_deletes_what_can_never_be_used_again(app: Flask) -> None:
+    import datetime as dt
+
+    from supporters.members import services
+    from supporters.members.models import MemberSession, SignInRequest
+
+    kept, gone = make_member("kept@example.org"), make_member("gone@example.org")
+    live = services.start_session(kept)
+    revoked = services.start_session(kept)
+    outdated = services.start_session(gone)
+    services.end_all_sessions(gone)
+    services.end_session(revoked.id)
+    fresh = services.request_sign_in("kept@example.org")
+    old = services.request_sign_in("gone@example.org")
+    old.request.expires_at -= dt.timedelta(days=2)
+    db.session.commit()
+    live_id, fresh_id = live.id, fresh.request.id
+    assert outdated.id != live_id
+
+    result = app.test_cli_runner().invoke(args=["members", "prune"])
+    assert "Deleted 1 expired sign-in request(s) and 2 ended session(s)." in result.output
+    db.session.expire_all()
+    assert db.session.scalars(sa.select(MemberSession.id)).all() == [live_id]
+    assert db.session.scalars(sa.select(SignInRequest.id)).all() == [fresh_id]
