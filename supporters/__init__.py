@@ -49,11 +49,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from supporters import demo
     from supporters.billing.cli import billing_cli
     from supporters.members import cli as members_cli
+    from supporters.staff.cli import staff_cli
 
     app.cli.add_command(members_cli.create_staff)
     app.cli.add_command(members_cli.members_cli)
     app.cli.add_command(demo.seed_demo)
     app.cli.add_command(billing_cli)
+    app.cli.add_command(staff_cli)
 
     if app.config["IS_PRODUCTION"] and app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
         log.warning(

@@ -950,6 +950,12 @@ def seed_demo(members: int, seed: int) -> None:
     seeder = DemoSeeder(members=members, seed=seed, now=utcnow())
     try:
         seeder.run()
+        # --- staff reports: the bulk inserts above bypass the ORM, so the report rollups are
+        # rebuilt from the rows just written, in the same transaction (supporters/staff).
+        from supporters.staff import rollups
+
+        rollups.rebuild()
+        # --- end of staff reports
         db.session.commit()
     except BaseException:
         db.session.rollback()

@@ -90,7 +90,8 @@ class Choice:
 def monthly_revenue(currency: str) -> int:
     """Recurring revenue per month in one currency, in minor units (a yearly plan is a twelfth)."""
     monthly = sa.case(
-        (Subscription.interval == Interval.YEAR, Subscription.amount / 12),
+        # Integer division per subscription, as Subscription.monthly_amount and the reports do.
+        (Subscription.interval == Interval.YEAR, Subscription.amount // 12),
         else_=Subscription.amount,
     )
     total = db.session.scalar(

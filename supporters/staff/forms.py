@@ -1,0 +1,219 @@
+"""Forms of the staff pages: list filters (GET, no CSRF token) and admin changes (POST)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+
+from supporters.billing.models import GoalMeasure, SubscriptionStatus
+from supporters.members.forms import EmailAddress
+from supporters.members.models import EMAIL_MAX_LENGTH, Role
+from supporters.money import AmountError, parse_amount
+from supporters.staff.member_list import CUSTOM, NO_SUBSCRIPTION, SORTS
+
+STATUS_LABELS = {
+    SubscriptionStatus.ACTIVE.value: _l("Active"),
+    SubscriptionStatus.TRIALING.value: _l("Trialing"),
+    SubscriptionStatus.PAST_DUE.value: _l("Past due"),
+    SubscriptionStatus.UNPAID.value: _l("Unpaid"),
+    SubscriptionStatus.PAUSED.value: _l("Paused"),
+    SubscriptionStatus.INCOMPLETE.value: _l("Waiting for first payment"),
+    SubscriptionStatus.INCOMPLETE_EXPIRED.value: _l("First payment never made"),
+    SubscriptionStatus.CANCELED.value: _l("Cancelled"),
+}
+SORT_LABELS = {
+    "newest": _l("Newest first"),
+    "oldest": _l("Oldest first"),
+    "name": _l("Name"),
+    "email": _l("Email address"),
+}
+
+
+class _GetForm(FlaskForm):
+    """A form read from the query string: bookmarkable, no CSRF token."""
+
+    class Meta:
+        csrf = False
+
+
+class MemberFilterForm(_GetForm):
+    q = StringField(
+        _l("Search"),
+        description=_l("Any part of a name or an email address."),
+        validators=[Optional(), Length(max=254)],
+        render_kw={"type": "search", "maxlength": 254},
+    )
+    status = SelectField(
+        _l("Status"),
+        description=_l("Of the member's current subscription: the live one, else the latest."),
+        choices=[SelectChoice("", _l("Any"))]
+        + [SelectChoice(value, label) for value, label in STATUS_LABELS.items()]
+        + [SelectChoice(NO_SUBSCRIPTION, _l("Never subscribed"))],
+        default="",
+        validators=[Optional()],
+    )
+    tier = SelectField(_l("Tier"), default="", validators=[Optional()])
+    interval = SelectField(
+        _l("Interval"),
+        choices=[
+            SelectChoice("", _l("Any")),
+            SelectChoice("month", _l("Monthly")),
+            SelectChoice("year", _l("Yearly")),
+        ],
+        default="",
+        validators=[Optional()],
+    )
+    joined_from = DateField(_l("Joined from"), validators=[Optional()])
+    joined_to = DateField(_l("Joined until"), validators=[Optional()])
+    sort = SelectField(
+        _l("Sort by"), choices=[SelectChoice(s, SORT_LABELS[s]) for s in SORTS], default="newest"
+    )
+
+    def set_tiers(self, tiers: list[tuple[int, str]]) -> None:
+        self.tier.choices = (
+            [SelectChoice("", _l("Any"))]
+            + [SelectChoice(str(tier_id), name) for tier_id, name in tiers]
+            + [SelectChoice(CUSTOM, _l("Custom amount"))]
+        )
+
+    def validate_joined_to(self, field: DateField) -> None:
+        if field.data and self.joined_from.data and field.data < self.joined_from.data:
+            raise ValidationError(_l("The end date is before the start date."))
+
+
+class PaymentExportForm(_GetForm):
+    date_from = DateField(_l("From"), validators=[DataRequired(_l("Enter the first day."))])
+    date_to = DateField(_l("Until"), validators=[DataRequired(_l("Enter the last day."))])
+
+    def validate_date_to(self, field: DateField) -> None:
+        if field.data and self.date_from.data and field.data < self.date_from.data:
+            raise ValidationError(_l("The end date is before the start date."))
+
+
+class RoleForm(FlaskForm):
+    role = SelectField(
+        _l("Role"),
+        choices=[
+            SelectChoice(Role.MEMBER.value, _l("Member")),
+            SelectChoice(Role.STAFF.value, _l("Staff: reads reports and members")),
+            SelectChoice(Role.ADMIN.value, _l("Admin: also manages tiers, goals, polls and staff")),
+        ],
+    )
+
+
+class StaffAccountForm(RoleForm):
+    email = StringField(
+        _l("Email address"),
+        validators=[
+            DataRequired(_l("Enter an email address.")),
+            Length(max=EMAIL_MAX_LENGTH),
+            EmailAddress(),
+        ],
+        render_kw={"autocomplete": "off", "inputmode": "email", "maxlength": EMAIL_MAX_LENGTH},
+    )
+
+
+class Money:
+    """Read a typed amount in the form's currency into minor units (``field.minor_units``)."""
+
+    def __init__(self, currency_field: str = "currency") -> None:
+        self.currency_field = currency_field
+
+    def __call__(self, form: FlaskForm, field: StringField) -> None:
+        field.minor_units = None
+        currency = (form[self.currency_field].data or "").strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", currency):
+            return  # the currency field reports its own error
+        try:
+            field.minor_units = parse_amount(field.data or "", currency)
+        except AmountError as exc:
+            raise ValidationError(str(exc)) from exc
+        if field.minor_units <= 0:
+            raise ValidationError(_l("Enter an amount above zero."))
+
+
+def _currency_field(**kwargs: Any) -> StringField:
+    def iso(form: FlaskForm, field: StringField) -> None:
+        if field.data and not re.fullmatch(r"[A-Za-z]{3}", field.data.strip()):
+            raise ValidationError(_l("A three-letter ISO code such as EUR."))
+
+    return StringField(
+        _l("Currency"),
+        validators=[Length(max=3), iso, *kwargs.pop("validators", [])],
+        render_kw={"maxlength": 3, "autocomplete": "off"},
+        **kwargs,
+    )
+
+
+class TierForm(FlaskForm):
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=80)])
+    slug = StringField(
+        _l("Short name in links"),
+        description=_l("Lower-case letters, digits and dashes, e.g. supporter."),
+        validators=[DataRequired(), Length(max=64)],
+    )
+    description = TextAreaField(_l("What it gives"), validators=[Length(max=2000)])
+    currency = _currency_field(validators=[DataRequired()])
+    monthly_amount = StringField(
+        _l("Monthly price"),
+        validators=[DataRequired(), Money()],
+        render_kw={"inputmode": "decimal"},
+    )
+    yearly_amount = StringField(
+        _l("Yearly price"), validators=[DataRequired(), Money()], render_kw={"inputmode": "decimal"}
+    )
+    position = IntegerField(_l("Order on the support page"), default=0, validators=[Optional()])
+    is_active = BooleanField(_l("Offered to new patrons"), default=True)
+
+    def validate_slug(self, field: StringField) -> None:
+        if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", field.data or ""):
+            raise ValidationError(_l("Use lower-case letters, digits and dashes."))
+        if field.data == CUSTOM:
+            raise ValidationError(_l("This name is reserved for custom amounts."))
+
+
+class GoalForm(FlaskForm):
+    title = StringField(_l("Title"), validators=[DataRequired(), Length(max=120)])
+    description = TextAreaField(_l("Description"), validators=[Length(max=2000)])
+    measure = SelectField(
+        _l("Counts"),
+        choices=[
+            SelectChoice(GoalMeasure.MONTHLY_REVENUE.value, _l("Recurring revenue per month")),
+            SelectChoice(GoalMeasure.PATRONS.value, _l("Patrons")),
+        ],
+    )
+    target = StringField(
+        _l("Target"),
+        description=_l("An amount per month for a revenue goal, a number of patrons otherwise."),
+        validators=[DataRequired()],
+    )
+    currency = _currency_field(description=_l("For a revenue goal."))
+    position = IntegerField(_l("Order"), default=0, validators=[Optional()])
+    is_active = BooleanField(_l("Shown to readers"), default=True)
+
+    def validate_target(self, field: StringField) -> None:
+        field.value = None
+        if self.measure.data == GoalMeasure.PATRONS.value:
+            if not (field.data or "").strip().isdigit() or int(field.data) <= 0:
+                raise ValidationError(_l("Enter a whole number of patrons."))
+            field.value = int(field.data)
+            return
+        currency = (self.currency.data or "").strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", currency):
+            raise ValidationError(_l("A revenue goal needs a currency."))
+        try:
+            field.value = parse_amount(field.data or "", currency)
+        except AmountError as exc:
+            raise ValidationError(str(exc)) from exc
+        if field.value <= 0:
+            raise ValidationError(_l("Enter an amount above zero."))
+
+
+class AuditFilterForm(_GetForm):
+    action = StringField(_l("Action"), validators=[Optional(), Length(max=64)])
