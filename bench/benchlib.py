@@ -117,12 +117,14 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 @contextlib.contextmanager
-def gunicorn(app_env: dict[str, str], workers: int = 2) -> Iterator[tuple[int, int]]:
+def gunicorn(
+    app_env: dict[str, str], workers: int = 2, timeout: int = 30
+) -> Iterator[tuple[int, int]]:
     """The app served as in production; yields (port, server pid) once it answers."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "sync", "-b", f"{HOST}:{port}"]
-        + ["--log-level", "warning", "supporters:create_app()"],
+        + ["--timeout", str(timeout), "--log-level", "warning", "supporters:create_app()"],
         env={**os.environ, **app_env},
     )
     try:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,6 @@ from bench.benchlib import (  # noqa: E402
     HELLO,
     HOST,
     Client,
-    free_port,
     gunicorn,
     peak_rss_kib,
     percentile,
@@ -213,35 +211,12 @@ def pages(port: int, cookie: str, facts: dict[str, Any], renders: int) -> dict[s
     }
 
 
-@contextlib.contextmanager
-def export_server(app_env: dict[str, str]) -> Iterator[tuple[int, int]]:
-    """One sync worker whose timeout allows a long download (gunicorn's default is 30 s)."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"{HOST}:{port}"]
-        + ["--timeout", str(EXPORT_TIMEOUT), "--log-level", "warning", "supporters:create_app()"],
-        env={**os.environ, **app_env},
-    )
-    try:
-        probe = Client(port, 1)
-        for _ in range(100):
-            if probe.one(HELLO)[1] == 200:
-                break
-            time.sleep(0.1)
-        else:
-            raise SystemExit("gunicorn did not answer on /bench/hello")
-        yield port, server.pid
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-
-
 def export(app_env: dict[str, str], cookie: str, path: str) -> dict[str, Any]:
     """One CSV download through a fresh one-worker gunicorn: rows, seconds, peak RSS."""
     import http.client
 
     headers = {"Cookie": f"session={cookie}"}
-    with export_server(app_env) as (port, server_pid):
+    with gunicorn(app_env, workers=1, timeout=EXPORT_TIMEOUT) as (port, server_pid):
         client = Client(port, 1)
         for warm in ("/staff/members", "/staff/reports/patrons.csv"):
             client.one(("GET", warm, None, headers))
