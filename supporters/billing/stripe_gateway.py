@@ -521,13 +521,6 @@ def retrieve_invoice(invoice_id: str) -> InvoiceInfo:
     return _invoice(invoice)
 
 
-def list_invoices(subscription_id: str) -> list[InvoiceInfo]:
-    found = client().v1.invoices.list(
-        params={"subscription": subscription_id, "limit": 100, "expand": ["data.payments"]}
-    )
-    return [_invoice(i) for i in found.auto_paging_iter()]
-
-
 def retrieve_charge(charge_id: str) -> ChargeInfo:
     """:raises StripeError: unknown charge or Stripe unreachable."""
     return _charge(client().v1.charges.retrieve(charge_id))

@@ -44,6 +44,11 @@ def join(client: FlaskClient, **choice: str) -> str:
     return match.group(1)
 
 
+def posts(fake: FakeStripe, path: str) -> list[Any]:
+    """The POST requests the gateway sent to one Stripe path, oldest first."""
+    return [r for r in fake.requests if r.method == "POST" and r.path == path]
+
+
 def the_subscription() -> Subscription:
     db.session.expire_all()
     return db.session.scalars(sa.select(Subscription)).one()
@@ -91,9 +96,7 @@ def test_checkout_passes_the_member_s_one_customer_and_never_grants_from_the_red
     session_id = join(client, tier="supporter", interval="month")
     tier = db.session.scalars(sa.select(Tier).where(Tier.slug == "supporter")).one()
 
-    creates = [
-        r for r in fake_stripe.requests if r.method == "POST" and r.path == "/v1/checkout/sessions"
-    ]
+    creates = posts(fake_stripe, "/v1/checkout/sessions")
     [request] = creates
     customer_id = db.session.scalar(sa.select(Customer.stripe_customer_id))
     assert request.params["customer"] == customer_id
@@ -102,9 +105,7 @@ def test_checkout_passes_the_member_s_one_customer_and_never_grants_from_the_red
     assert request.params["metadata"]["member_id"] == str(member.id)
     assert request.params["subscription_data"]["metadata"]["tier"] == "supporter"
     assert request.idempotency_key and request.stripe_version == "2026-10-28.endive"
-    [customer_create] = [
-        r for r in fake_stripe.requests if r.path == "/v1/customers" and r.method == "POST"
-    ]
+    [customer_create] = posts(fake_stripe, "/v1/customers")
     assert customer_create.idempotency_key == f"customer-member-{member.id}"
 
     # Reaching the success page with an unpaid session grants nothing.
@@ -132,16 +133,7 @@ def test_checkout_passes_the_member_s_one_customer_and_never_grants_from_the_red
     # A second subscription is refused before any new checkout; the same customer is reused.
     again = submit(client, "/", action="/support", tier="reader", interval="month")
     assert again.headers["Location"] == "/account/support"
-    assert (
-        len(
-            [
-                r
-                for r in fake_stripe.requests
-                if r.path == "/v1/checkout/sessions" and r.method == "POST"
-            ]
-        )
-        == 1
-    )
+    assert len(posts(fake_stripe, "/v1/checkout/sessions")) == 1
     assert count(Customer) == 1
 
 
@@ -227,11 +219,7 @@ def test_the_whole_lifecycle(
         interval="month",
     )
     assert response.status_code == 302
-    update = [
-        r
-        for r in fake_stripe.requests
-        if r.method == "POST" and r.path == f"/v1/subscriptions/{subscription_id}"
-    ][-1]
+    update = posts(fake_stripe, f"/v1/subscriptions/{subscription_id}")[-1]
     supporter = db.session.scalars(sa.select(Tier).where(Tier.slug == "supporter")).one()
     assert update.params["items"][0]["price"] == supporter.stripe_monthly_price_id
     assert update.params["proration_behavior"] == "create_prorations"
@@ -283,9 +271,7 @@ def test_a_custom_amount_uses_inline_price_data(
 ) -> None:
     _, client = patron
     session_id = join(client, tier="custom", amount="7.50", interval="month")
-    request = [
-        r for r in fake_stripe.requests if r.path == "/v1/checkout/sessions" and r.method == "POST"
-    ][-1]
+    request = posts(fake_stripe, "/v1/checkout/sessions")[-1]
     price_data: dict[str, Any] = request.params["line_items"][0]["price_data"]
     assert (
         price_data["unit_amount"],
@@ -312,7 +298,7 @@ def test_portal_sends_the_member_to_stripe(
     response = submit(client, "/account/support", action="/account/support/portal")
     assert response.status_code == 303
     assert response.headers["Location"].startswith("https://billing.stripe.com/")
-    [request] = [r for r in fake_stripe.requests if r.path == "/v1/billing_portal/sessions"]
+    [request] = posts(fake_stripe, "/v1/billing_portal/sessions")
     assert request.params["return_url"] == "http://localhost/account/support"
 
 
@@ -325,7 +311,7 @@ def test_a_one_time_gift_is_recorded_once_from_its_webhook(
 ) -> None:
     member, client = patron
     session_id = join(client, tier="custom", amount="25", interval="once")
-    request = [r for r in fake_stripe.requests if r.path == "/v1/checkout/sessions"][-1]
+    request = posts(fake_stripe, "/v1/checkout/sessions")[-1]
     assert request.params["mode"] == "payment"
     assert "recurring" not in request.params["line_items"][0]["price_data"]
     events = fake_stripe.complete_checkout(session_id)
