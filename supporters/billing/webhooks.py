@@ -1,8 +1,11 @@
 """Stripe webhooks: verify, record once, process by re-fetching, and replay what failed.
 
-An event is recorded by its unique Stripe id before anything acts on it; a delivery of an event
-already processed is answered 200 and does nothing, even when two deliveries race (the row is
-locked, and the second waits for the first). Handlers never trust the payload's snapshot: they
+An event is recorded by its unique Stripe id in the transaction that acts on it: a new event is
+inserted already marked processed, and that insert commits with the handler's work or rolls
+back with it (the failure is then stored on the row, unprocessed, for a retry or a replay). A
+delivery of an event already processed is answered 200 and does nothing, even when two
+deliveries race: the second waits on the unique index (or on the row's lock, for an event that
+failed before) until the first has committed. Handlers never trust the payload's snapshot: they
 fetch the subscription, invoice or charge from Stripe and upsert what it says now, so the order
 in which events arrive does not matter.
 """
@@ -100,15 +103,8 @@ def strip_secrets(value: Any) -> Any:
     return value
 
 
-def _already_processed(event_id: str) -> bool:
-    """The cheap path for Stripe's retries: one indexed read, no lock, no write."""
-    processed_at = db.session.scalar(
-        sa.select(StripeEvent.processed_at).where(StripeEvent.stripe_event_id == event_id)
-    )
-    return processed_at is not None
-
-
 def _insert(event: gateway.EventInfo, **values: Any) -> bool:
+    """INSERT the event unless its id is recorded already; True when this call recorded it."""
     return insert_ignoring_conflicts(
         StripeEvent,
         {
@@ -136,35 +132,65 @@ def _record(event: gateway.EventInfo) -> StripeEvent:
     ).one()
 
 
+def _is_processed(event_id: str) -> bool:
+    """One indexed read, no lock: whether an event already recorded was processed."""
+    processed_at = db.session.scalar(
+        sa.select(StripeEvent.processed_at).where(StripeEvent.stripe_event_id == event_id)
+    )
+    return processed_at is not None
+
+
 def ingest(event: gateway.EventInfo) -> Outcome:
     """Record and process one verified event as one unit of work, committing its outcome."""
     handler = HANDLERS.get(event.type)
-    if handler is None:
-        # Nothing to do but keep it: one statement, no lock.
-        inserted = _insert(event, processed_at=utcnow(), attempts=1)
-        db.session.commit()
-        return Outcome.IGNORED if inserted else Outcome.DUPLICATE
-    if _already_processed(event.id):
+    # A new event is recorded as processed by one INSERT, which commits (or rolls back) with
+    # the handler's work. Until then the row is this transaction's: a concurrent delivery of
+    # the same id waits on the unique index, then finds it recorded.
+    now = utcnow()
+    if _insert(event, received_at=now, processed_at=now, attempts=1):
+        if handler is None:
+            db.session.commit()
+            return Outcome.IGNORED
+        return _process(event, handler, None)
+    if handler is None or _is_processed(event.id):
         db.session.rollback()
         return Outcome.DUPLICATE
+    # Recorded but never processed (an earlier delivery failed): take the row's lock, look again.
     row = _record(event)
     if row.processed_at is not None:
         db.session.commit()
         return Outcome.DUPLICATE
+    return _process(event, handler, row)
+
+
+def _process(
+    event: gateway.EventInfo,
+    handler: Callable[[gateway.EventInfo], None],
+    row: StripeEvent | None,
+) -> Outcome:
+    """Run the handler; ``row`` is the locked row of an event that failed before, else None."""
+    error = ""
     try:
         handler(event)
     except services.UnknownCustomer as exc:
         # Not ours (made in the dashboard, another app): retrying would not help.
-        row.error = f"skipped: customer {exc} belongs to no member here"
-        log.warning("Stripe event %s: %s", event.id, row.error)
+        error = f"skipped: customer {exc} belongs to no member here"
+        log.warning("Stripe event %s: %s", event.id, error)
     except Exception as exc:  # noqa: BLE001 - any failure is stored and retried by Stripe
         db.session.rollback()
         _store_failure(event, exc)
         return Outcome.FAILED
-    row.processed_at = utcnow()
-    row.attempts += 1
-    if not row.error.startswith("skipped"):
-        row.error = ""
+    if row is not None:
+        row.processed_at = utcnow()
+        row.attempts += 1
+        if error or not row.error.startswith("skipped"):
+            row.error = error
+    elif error:
+        db.session.execute(
+            sa.update(StripeEvent)
+            .where(StripeEvent.stripe_event_id == event.id)
+            .values(error=error)
+        )
     db.session.commit()
     log.info("Stripe event %s (%s) processed", event.id, event.type)
     return Outcome.PROCESSED

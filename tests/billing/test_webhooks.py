@@ -158,3 +158,73 @@ def test_the_same_event_50_times_at_once_gives_one_payment(
     assert (count(StripeEvent), count(Subscription), count(Payment)) == (1, 1, 1)
     outcomes = db.session.scalars(sa.select(StripeEvent.attempts)).one()
     assert outcomes == 1  # processed once; 49 deliveries found it done
+
+
+def test_an_event_of_a_customer_no_member_has_is_kept_as_skipped(
+    stripe_app: Flask, fake_stripe: FakeStripe, webhooks: Webhooks, synced_tiers: None
+) -> None:
+    stripe = stripe_app.extensions["stripe_client"]
+    customer = stripe.v1.customers.create(params={"email": "dashboard@example.org"})
+    price = stripe.v1.prices.list(params={"limit": 1}).data[0]
+    session = stripe.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": customer.id,
+            "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": "http://127.0.0.1/done",
+        }
+    )
+    events = fake_stripe.complete_checkout(session.id)
+    created = [e for e in events if e["type"] == "customer.subscription.created"][-1]
+    assert webhooks.deliver(created) == [200]
+    row = db.session.scalars(sa.select(StripeEvent)).one()
+    assert row.processed_at is not None and row.attempts == 1
+    assert row.error == f"skipped: customer {customer.id} belongs to no member here"
+    assert count(Subscription) == 0
+    # Stripe's retry is a duplicate: not processed again, the reason kept.
+    assert webhooks.deliver(created) == [200]
+    db.session.expire_all()
+    assert row.attempts == 1 and row.error.startswith("skipped")
+
+
+@pytest.mark.postgres_only
+def test_retries_of_a_failed_event_at_once_process_it_once(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    webhooks: Webhooks,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = _paid_checkout(fake_stripe, patron[1])
+    invoice_paid = [e for e in events if e["type"] == "invoice.paid"][-1]
+    original = services.record_invoice
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr(services, "record_invoice", broken)
+    assert webhooks.deliver(invoice_paid) == [500]
+    monkeypatch.setattr(services, "record_invoice", original)
+    # The recorded, unprocessed row is locked by the first retry; the others wait, then see it.
+    body, headers = fake_stripe.webhook_request(invoice_paid, WEBHOOK_SECRET)
+    start = threading.Barrier(20)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        client = stripe_app.test_client()
+        start.wait()
+        status = client.post("/stripe/webhook", data=body, headers=headers).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=deliver) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [200] * 20
+    assert (count(StripeEvent), count(Subscription), count(Payment)) == (1, 1, 1)
+    row = db.session.scalars(sa.select(StripeEvent)).one()
+    assert row.processed_at is not None and row.attempts == 2 and row.error == ""
