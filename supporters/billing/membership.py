@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 
 import sqlalchemy as sa
 from flask import current_app
@@ -73,15 +74,21 @@ def status_of(
     return MembershipStatus.LAPSED
 
 
-def current_subscription(member_id: int) -> Subscription | None:
-    """The member's live subscription if they have one, else their most recent one."""
+@functools.cache
+def _current_subscription_query() -> sa.Select[tuple[Subscription]]:
+    """Built once: every signed-in page asks it, and a built statement skips the building."""
     live_first = sa.case((Subscription.status.in_(LIVE_STATUSES), 0), else_=1)
-    return db.session.scalars(
+    return (
         sa.select(Subscription)
-        .where(Subscription.member_id == member_id)
+        .where(Subscription.member_id == sa.bindparam("member_id"))
         .order_by(live_first, Subscription.created_at.desc(), Subscription.id.desc())
         .limit(1)
-    ).first()
+    )
+
+
+def current_subscription(member_id: int) -> Subscription | None:
+    """The member's live subscription if they have one, else their most recent one."""
+    return db.session.scalars(_current_subscription_query(), {"member_id": member_id}).first()
 
 
 def membership_of(member_id: int, now: dt.datetime | None = None) -> MembershipStatus:

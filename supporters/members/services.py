@@ -6,6 +6,7 @@ Services flush and never commit; the view or command that calls them owns the tr
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import secrets
@@ -312,17 +313,23 @@ def start_session(member: Member, *, user_agent: str = "") -> MemberSession:
     return row
 
 
-def load_session_member(session_id: str) -> Member | None:
-    """The member of a live session: not revoked, and not older than "sign out everywhere"."""
-    return db.session.scalar(
+@functools.cache
+def _session_member_query() -> sa.Select[tuple[Member]]:
+    """Built once: it runs on every signed-in request, and a built statement skips the building."""
+    return (
         sa.select(Member)
         .join(MemberSession, MemberSession.member_id == Member.id)
         .where(
-            MemberSession.id == session_id,
+            MemberSession.id == sa.bindparam("session_id"),
             MemberSession.revoked_at.is_(None),
             MemberSession.session_version == Member.session_version,
         )
     )
+
+
+def load_session_member(session_id: str) -> Member | None:
+    """The member of a live session: not revoked, and not older than "sign out everywhere"."""
+    return db.session.scalar(_session_member_query(), {"session_id": session_id})
 
 
 def end_session(session_id: str) -> None:

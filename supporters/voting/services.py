@@ -153,13 +153,20 @@ def refresh_state(poll: Poll, at: dt.datetime | None = None) -> PollState:
     return state
 
 
+@functools.cache
+def _poll_query() -> sa.Select[tuple[Poll]]:
+    """A poll with its options in one query (every page and every ballot needs them), built once."""
+    return (
+        sa.select(Poll).options(joinedload(Poll.options)).where(Poll.id == sa.bindparam("poll_id"))
+    )
+
+
 def get_poll(poll_id: int, *, viewer: Member | None = None) -> tuple[Poll, PollState]:
     """A poll and its current state; drafts exist only for staff.
 
     :raises PollNotFound: no such poll, or a draft and the viewer is not staff.
     """
-    # The options come in the same query: every page and every ballot needs them.
-    poll = db.session.get(Poll, poll_id, options=[joinedload(Poll.options)])
+    poll = db.session.scalars(_poll_query(), {"poll_id": poll_id}).unique().one_or_none()
     if poll is None or (poll.state is PollState.DRAFT and not (viewer and viewer.is_staff)):
         raise PollNotFound(_("There is no such poll."))
     return poll, refresh_state(poll)
@@ -316,6 +323,49 @@ def _upsert_ballot(
     return int(vote_id), created_at
 
 
+_CHOICES = cast(sa.Table, VoteChoice.__table__)
+
+# PostgreSQL: one statement. It runs after the upsert has locked the ballot, so its snapshot
+# holds every choice committed before; unchosen ones go, chosen ones already there stay.
+_REPLACE_CHOICES_POSTGRESQL = sa.text(
+    """
+    WITH dropped AS (
+        DELETE FROM vote_choices
+        WHERE vote_id = :vote_id AND NOT (option_id = ANY(:option_ids))
+    )
+    INSERT INTO vote_choices (vote_id, poll_id, option_id)
+    SELECT :vote_id, :poll_id, chosen FROM unnest(:option_ids) AS chosen
+    ON CONFLICT (vote_id, option_id) DO NOTHING
+    """
+).bindparams(sa.bindparam("option_ids", type_=postgresql.ARRAY(sa.Integer)))
+_DROP_UNCHOSEN = sa.delete(_CHOICES).where(
+    _CHOICES.c.vote_id == sa.bindparam("vote_id"),
+    _CHOICES.c.option_id.not_in(sa.bindparam("option_ids", expanding=True)),
+)
+_ADD_CHOSEN = (
+    sqlite.insert(_CHOICES)
+    .values(
+        vote_id=sa.bindparam("vote_id"),
+        poll_id=sa.bindparam("poll_id"),
+        option_id=sa.bindparam("option_id"),
+    )
+    .on_conflict_do_nothing(index_elements=[_CHOICES.c.vote_id, _CHOICES.c.option_id])
+)
+
+
+def _replace_choices(vote_id: int, poll_id: int, option_ids: list[int]) -> None:
+    """Make the ballot's choices exactly ``option_ids``, leaving those that stay untouched."""
+    params = {"vote_id": vote_id, "poll_id": poll_id, "option_ids": option_ids}
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(_REPLACE_CHOICES_POSTGRESQL, params)
+        return
+    db.session.execute(_DROP_UNCHOSEN, params)
+    db.session.execute(
+        _ADD_CHOSEN,
+        [{"vote_id": vote_id, "poll_id": poll_id, "option_id": option} for option in option_ids],
+    )
+
+
 def validate_choices(poll: Poll, option_ids: Iterable[int]) -> list[int]:
     """The distinct options chosen, checked against the poll.
 
@@ -360,12 +410,7 @@ def cast_vote(poll: Poll, member: Member, option_ids: Sequence[int]) -> CastBall
     chosen = validate_choices(poll, option_ids)
 
     vote_id, created_at = _upsert_ballot(poll.id, member.id, eligibility.weight, at)
-    choices = cast(sa.Table, VoteChoice.__table__)
-    db.session.execute(sa.delete(choices).where(choices.c.vote_id == vote_id))
-    db.session.execute(
-        sa.insert(choices),
-        [{"vote_id": vote_id, "poll_id": poll.id, "option_id": option_id} for option_id in chosen],
-    )
+    _replace_choices(vote_id, poll.id, chosen)
     # Core statements changed rows the session may hold: let it read them afresh.
     stale = db.session.identity_map.get(identity_key(Vote, vote_id))
     if stale is not None:
