@@ -160,7 +160,7 @@ def seed(app_env: dict[str, str], members: int) -> tuple[int, list[int], list[tu
                 "/", environ_base={"REMOTE_ADDR": HOST}, headers={"User-Agent": USER_AGENT}
             ):
                 session.permanent = True
-                login_user(SessionUser(members_by_id[mid], sid))
+                login_user(SessionUser(members_by_id[mid], sid, None))
                 g.pop("csrf_token", None)  # cached per app context, and this one is shared
                 token = generate_csrf()
                 credentials.append((serializer.dumps(dict(session)), token))

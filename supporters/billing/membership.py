@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.orm import aliased
+from sqlalchemy.orm.util import AliasedClass
 
 from supporters.billing.models import Subscription, SubscriptionStatus
 from supporters.db import utcnow
@@ -74,14 +77,21 @@ def status_of(
     return MembershipStatus.LAPSED
 
 
+def _current_first(
+    subscription: type[Subscription] | AliasedClass[Subscription],
+) -> tuple[sa.ColumnElement[Any], ...]:
+    """Order a member's subscriptions so that the current one comes first: live, then newest."""
+    live_first = sa.case((subscription.status.in_(LIVE_STATUSES), 0), else_=1)
+    return (live_first, subscription.created_at.desc(), subscription.id.desc())
+
+
 @functools.cache
-def _current_subscription_query() -> sa.Select[tuple[Subscription]]:
-    """Built once: every signed-in page asks it, and a built statement skips the building."""
-    live_first = sa.case((Subscription.status.in_(LIVE_STATUSES), 0), else_=1)
+def _current_subscription_query() -> sa.Select[Subscription]:
+    """Built once: a built statement skips SQLAlchemy's building on every call."""
     return (
         sa.select(Subscription)
         .where(Subscription.member_id == sa.bindparam("member_id"))
-        .order_by(live_first, Subscription.created_at.desc(), Subscription.id.desc())
+        .order_by(*_current_first(Subscription))
         .limit(1)
     )
 
@@ -89,6 +99,22 @@ def _current_subscription_query() -> sa.Select[tuple[Subscription]]:
 def current_subscription(member_id: int) -> Subscription | None:
     """The member's live subscription if they have one, else their most recent one."""
     return db.session.scalars(_current_subscription_query(), {"member_id": member_id}).first()
+
+
+def current_subscription_id(member_id: sa.ColumnElement[int]) -> sa.ScalarSelect[int]:
+    """The id of the current subscription of ``member_id`` (a column of an enclosing query).
+
+    It lets a query that selects members bring each one's current subscription along, as the
+    sign-in check does once per request.
+    """
+    other = aliased(Subscription)
+    return (
+        sa.select(other.id)
+        .where(other.member_id == member_id)
+        .order_by(*_current_first(other))
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 def membership_of(member_id: int, now: dt.datetime | None = None) -> MembershipStatus:

@@ -433,7 +433,7 @@ def membership_banner() -> dict[str, Any]:
     """A signed-in member whose renewal failed sees how to fix it on every page."""
     if not current_user.is_authenticated:
         return {"membership_banner": None}
-    subscription = membership.current_subscription(current_user.member.id)
+    subscription = current_user.subscription  # loaded with the session
     status = membership.status_of(subscription)
     if subscription is not None and subscription.status.value in ("past_due", "unpaid"):
         return {"membership_banner": {"status": status, "subscription": subscription}}

@@ -6,10 +6,14 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from flask import Flask, abort, session
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user, login_user, logout_user
 
+from supporters.billing import membership
+from supporters.billing.models import Subscription
+from supporters.extensions import db
 from supporters.members import services
 from supporters.members.models import Member
 
@@ -23,9 +27,12 @@ class SessionUser:
     is_active = True
     is_anonymous = False
 
-    def __init__(self, member: Member, session_id: str) -> None:
+    def __init__(self, member: Member, session_id: str, subscription: Subscription | None) -> None:
         self.member = member
         self.session_id = session_id
+        #: The member's current subscription, loaded with the session: what their support
+        #: gives them on this request (the banner, voting) without a query of its own.
+        self.subscription = subscription
 
     def get_id(self) -> str:
         return self.session_id
@@ -43,8 +50,18 @@ def init_login(app: Flask, manager: LoginManager) -> None:
 
     @manager.user_loader
     def load_user(session_id: str) -> SessionUser | None:
-        member = services.load_session_member(session_id)
-        return SessionUser(member, session_id) if member else None
+        row = db.session.execute(_session_query(), {"session_id": session_id}).first()
+        return SessionUser(row.Member, session_id, row.Subscription) if row else None
+
+
+@functools.cache
+def _session_query() -> sa.Select[Member, Subscription]:
+    """The session's member and their current subscription: one statement, built once."""
+    return (
+        services.session_member_query()
+        .add_columns(Subscription)
+        .outerjoin(Subscription, Subscription.id == membership.current_subscription_id(Member.id))
+    )
 
 
 def sign_in(member: Member, *, user_agent: str) -> None:
@@ -53,7 +70,7 @@ def sign_in(member: Member, *, user_agent: str) -> None:
     # A new cookie from scratch: nothing from before sign-in (a fixated session) carries over.
     session.clear()
     session.permanent = True
-    login_user(SessionUser(member, row.id))
+    login_user(SessionUser(member, row.id, membership.current_subscription(member.id)))
 
 
 def sign_out() -> None:

@@ -6,7 +6,6 @@ Services flush and never commit; the view or command that calls them owns the tr
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import hmac
 import secrets
@@ -313,9 +312,9 @@ def start_session(member: Member, *, user_agent: str = "") -> MemberSession:
     return row
 
 
-@functools.cache
-def _session_member_query() -> sa.Select[tuple[Member]]:
-    """Built once: it runs on every signed-in request, and a built statement skips the building."""
+def session_member_query() -> sa.Select[Member]:
+    """Select the member of a live session (bound as ``session_id``): not revoked, and not
+    older than "sign out everywhere"."""
     return (
         sa.select(Member)
         .join(MemberSession, MemberSession.member_id == Member.id)
@@ -325,11 +324,6 @@ def _session_member_query() -> sa.Select[tuple[Member]]:
             MemberSession.session_version == Member.session_version,
         )
     )
-
-
-def load_session_member(session_id: str) -> Member | None:
-    """The member of a live session: not revoked, and not older than "sign out everywhere"."""
-    return db.session.scalar(_session_member_query(), {"session_id": session_id})
 
 
 def end_session(session_id: str) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm.util import identity_key
 
 from supporters.audit import record_action
 from supporters.billing.membership import MembershipStatus, current_subscription, status_of
+from supporters.billing.models import Subscription
 from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.models import Member
@@ -154,7 +155,7 @@ def refresh_state(poll: Poll, at: dt.datetime | None = None) -> PollState:
 
 
 @functools.cache
-def _poll_query() -> sa.Select[tuple[Poll]]:
+def _poll_query() -> sa.Select[Poll]:
     """A poll with its options in one query (every page and every ballot needs them), built once."""
     return (
         sa.select(Poll).options(joinedload(Poll.options)).where(Poll.id == sa.bindparam("poll_id"))
@@ -235,16 +236,20 @@ def tier_rules(poll: Poll) -> dict[int, PollTierRule]:
     return {rule.tier_id: rule for rule in poll.tier_rules}
 
 
-def check_eligibility(poll: Poll, member: Member | None, at: dt.datetime) -> Eligibility:
+def check_eligibility(
+    poll: Poll, member: Member | None, at: dt.datetime, subscription: Subscription | None = None
+) -> Eligibility:
     """May this person vote in this poll at ``at``, and with what weight?
 
     Patrons whose membership entitles them (active, or past_due within the grace period) may
     vote; a poll restricted to tiers also wants their tier to be allowed. The weight follows
-    the poll's rule (see :mod:`supporters.voting.weights`).
+    the poll's rule (see :mod:`supporters.voting.weights`). ``subscription`` is the member's
+    current one when the caller has it (loaded with the session); without it, it is looked up.
     """
     if member is None:
         return Eligibility(Refusal.SIGNED_OUT, MembershipStatus.NONE)
-    subscription = current_subscription(member.id)
+    if subscription is None:
+        subscription = current_subscription(member.id)
     membership = status_of(subscription, at)
     if not membership.is_entitled:
         return Eligibility(_MEMBERSHIP_REFUSALS[membership], membership)
@@ -388,8 +393,16 @@ def validate_choices(poll: Poll, option_ids: Iterable[int]) -> list[int]:
     return chosen
 
 
-def cast_vote(poll: Poll, member: Member, option_ids: Sequence[int]) -> CastBallot:
+def cast_vote(
+    poll: Poll,
+    member: Member,
+    option_ids: Sequence[int],
+    subscription: Subscription | None = None,
+) -> CastBallot:
     """Record (or replace) the member's ballot in an open poll, with its weight as of now.
+
+    ``subscription``: the member's current one, if the caller has it (see
+    :func:`check_eligibility`).
 
     :raises PollNotFound: a draft.
     :raises PollNotOpen: not open yet, or closed.
@@ -404,7 +417,7 @@ def cast_vote(poll: Poll, member: Member, option_ids: Sequence[int]) -> CastBall
         raise PollNotOpen(_("This poll has not opened yet."))
     if state is PollState.CLOSED:
         raise PollNotOpen(_("This poll has closed: ballots can no longer be cast or changed."))
-    eligibility = check_eligibility(poll, member, at)
+    eligibility = check_eligibility(poll, member, at, subscription)
     if not eligibility.may_vote:
         raise NotEligible(eligibility.message)
     chosen = validate_choices(poll, option_ids)

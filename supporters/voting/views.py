@@ -31,7 +31,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response as BaseResponse
 
-from supporters.billing.models import Tier
+from supporters.billing.models import Subscription, Tier
 from supporters.extensions import db, login_manager
 from supporters.members.auth import admin_required, current_member, staff_required
 from supporters.members.forms import EmptyForm
@@ -96,6 +96,10 @@ def _viewer() -> Member | None:
     return current_member() if current_user.is_authenticated else None
 
 
+def _viewer_subscription() -> Subscription | None:
+    return current_user.subscription if current_user.is_authenticated else None
+
+
 def _actor() -> services.Actor:
     return services.Actor(current_member().id, request.remote_addr or "")
 
@@ -141,7 +145,7 @@ def _render_poll(
     viewer = _viewer()
     at = services.now()
     ballot = services.get_ballot(poll.id, viewer.id) if viewer else None
-    eligibility = services.check_eligibility(poll, viewer, at)
+    eligibility = services.check_eligibility(poll, viewer, at, _viewer_subscription())
     show_results = services.may_see_results(poll, state, viewer, ballot is not None)
     outcome = results.compute_results(poll, state, at) if show_results else None
     allowed_tiers: list[Tier] = []
@@ -200,7 +204,9 @@ def cast_vote(poll_id: int) -> RenderResult | BaseResponse:
         message = " ".join(str(e) for e in form.option.errors) or _("Choose at least one topic.")
         return _render_poll(poll, state, error=message, status=400)
     try:
-        ballot = services.cast_vote(poll, current_member(), form.option.data or [])
+        ballot = services.cast_vote(
+            poll, current_member(), form.option.data or [], current_user.subscription
+        )
     except services.VotingError as exc:
         db.session.rollback()
         if isinstance(exc, services.PollNotFound):
