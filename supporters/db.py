@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, registry
@@ -56,6 +57,9 @@ class Base(DeclarativeBase):
     )
 
 
+ModelT = TypeVar("ModelT", bound=Base)
+
+
 def enum_column(enum_cls: type, name: str) -> sa.Enum:
     """A portable enum column stored as its string values, checked by a named CHECK constraint."""
     return sa.Enum(
@@ -104,28 +108,52 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
+def _insert_on_conflict_do_nothing(
+    target: Any, values: dict[str, Any], conflict_on: Sequence[str] | None
+) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from supporters.extensions import db
+
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(target)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(target)
+    else:  # pragma: no cover - only the two supported databases reach here
+        raise NotImplementedError(f"no conflict-free insert for {dialect}")
+    return statement.values(values).on_conflict_do_nothing(index_elements=conflict_on)
+
+
 def insert_ignoring_conflicts(model: type[Base], values: dict[str, Any]) -> bool:
     """INSERT a row unless it would break a unique constraint; True when a row was written.
 
     Lets the database, not a read-then-write in Python, decide races between concurrent requests
     (two confirmations of the same sign-up, the same webhook twice, the same vote from two tabs).
     """
-    from sqlalchemy.dialects import postgresql, sqlite
-
     from supporters.extensions import db
 
-    dialect = db.session.get_bind().dialect.name
-    table = model.__table__
-    if dialect == "postgresql":
-        statement: Any = postgresql.insert(table).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table).values(values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two supported databases reach here
-        raise NotImplementedError(f"no conflict-free insert for {dialect}")
+    table = cast(sa.Table, model.__table__)
+    statement = _insert_on_conflict_do_nothing(table, values, None)
     # RETURNING says whether a row was written; rowcount cannot (the dialect may add its own
     # RETURNING for the primary key, and then reports -1).
     result = db.session.execute(statement.returning(*table.primary_key.columns))
     return result.first() is not None
+
+
+def insert_returning(
+    model: type[ModelT], values: dict[str, Any], *, conflict_on: Sequence[str]
+) -> ModelT | None:
+    """INSERT a row unless one with the same ``conflict_on`` columns exists; the new row or None.
+
+    The row comes back from RETURNING as a loaded object of the session, so the caller needs no
+    read after the write. A conflict on another unique constraint raises, as an ORM flush would.
+    Values may be SQL expressions (a scalar subquery looking up a foreign key, say).
+    """
+    from supporters.extensions import db
+
+    statement = _insert_on_conflict_do_nothing(model, values, conflict_on)
+    return db.session.scalars(statement.returning(model)).first()
 
 
 def render_migration_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:

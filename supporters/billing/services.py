@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
@@ -38,7 +39,7 @@ from supporters.billing.stripe_gateway import (
     NewPrice,
     SubscriptionInfo,
 )
-from supporters.db import insert_ignoring_conflicts, utcnow
+from supporters.db import insert_ignoring_conflicts, insert_returning, utcnow
 from supporters.extensions import db
 from supporters.members.models import Member
 
@@ -288,10 +289,24 @@ def complete_checkout(session_id: str, *, member_id: int | None = None) -> Check
 # --- the idempotent sync -----------------------------------------------------------------
 
 
-def _member_for_customer(customer_id: str, metadata_member_id: str | None) -> int | None:
-    member_id = db.session.scalar(
-        sa.select(Customer.member_id).where(Customer.stripe_customer_id == customer_id)
+def _customer_member(customer_id: str) -> sa.ScalarSelect[int]:
+    """The member a customer is linked to, as a subquery to read along with another row."""
+    return (
+        sa.select(Customer.member_id)
+        .where(Customer.stripe_customer_id == customer_id)
+        .scalar_subquery()
     )
+
+
+def _member_for_customer(customer_id: str, metadata_member_id: str | None) -> int | None:
+    member_id = db.session.scalar(sa.select(_customer_member(customer_id)))
+    return _member_from_metadata(customer_id, member_id, metadata_member_id)
+
+
+def _member_from_metadata(
+    customer_id: str, member_id: int | None, metadata_member_id: str | None
+) -> int | None:
+    """``member_id`` as linked; else the member the metadata names, linked to the customer now."""
     if member_id is not None:
         return member_id
     if metadata_member_id and metadata_member_id.isdigit():
@@ -305,18 +320,26 @@ def _member_for_customer(customer_id: str, metadata_member_id: str | None) -> in
     return None
 
 
-def _tier_for(info: SubscriptionInfo) -> int | None:
-    if info.price_id:
-        tier_id = db.session.scalar(
-            sa.select(Tier.id).where(
-                sa.or_(
-                    Tier.stripe_monthly_price_id == info.price_id,
-                    Tier.stripe_yearly_price_id == info.price_id,
-                )
+def _price_tier(info: SubscriptionInfo) -> sa.ColumnElement[Any]:
+    """The tier selling the subscription's price, as a subquery (NULL when none does)."""
+    if not info.price_id:
+        return sa.null()
+    return (
+        sa.select(Tier.id)
+        .where(
+            sa.or_(
+                Tier.stripe_monthly_price_id == info.price_id,
+                Tier.stripe_yearly_price_id == info.price_id,
             )
         )
-        if tier_id is not None:
-            return tier_id
+        .scalar_subquery()
+    )
+
+
+def _tier_for(info: SubscriptionInfo, price_tier_id: int | None) -> int | None:
+    """The tier of the price (looked up already), else the one metadata names if it matches."""
+    if price_tier_id is not None:
+        return price_tier_id
     slug = info.metadata.get("tier")
     if slug and slug != CUSTOM:
         tier = db.session.scalar(sa.select(Tier).where(Tier.slug == slug))
@@ -330,11 +353,23 @@ class UnknownCustomer(LookupError):
     """A subscription or invoice of a customer no member here is linked to."""
 
 
-def _lock(statement: sa.Select[Subscription]) -> Subscription | None:
-    """The row, locked where the database can, and read afresh whatever the session held."""
-    return db.session.scalars(
-        statement.with_for_update().execution_options(populate_existing=True)
+def _lock_subscription(
+    info: SubscriptionInfo,
+) -> tuple[Subscription | None, int | None, int | None]:
+    """Our row of the subscription, locked where the database can and read afresh, with the
+    customer's member and the price's tier looked up in the same statement."""
+    found = db.session.execute(
+        sa.select(Subscription, _customer_member(info.customer_id), _price_tier(info))
+        .where(Subscription.stripe_subscription_id == info.id)
+        .with_for_update(of=Subscription)
+        .execution_options(populate_existing=True)
     ).first()
+    if found is not None:
+        return found[0], found[1], found[2]
+    member_id, tier_id = db.session.execute(
+        sa.select(_customer_member(info.customer_id), _price_tier(info))
+    ).one()
+    return None, member_id, tier_id
 
 
 def sync_subscription(info: SubscriptionInfo) -> Subscription:
@@ -342,47 +377,56 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
 
     :raises UnknownCustomer: the customer belongs to no member (reconciliation reports it).
     """
-    member_id = _member_for_customer(info.customer_id, info.metadata.get("member_id"))
+    # The row is locked (PostgreSQL) so two deliveries about one subscription apply one at a time.
+    row, member_id, price_tier_id = _lock_subscription(info)
+    member_id = _member_from_metadata(info.customer_id, member_id, info.metadata.get("member_id"))
     if member_id is None:
         raise UnknownCustomer(info.customer_id)
     now = utcnow()
-    insert_ignoring_conflicts(
-        Subscription,
-        {
-            "stripe_subscription_id": info.id,
-            "member_id": member_id,
-            "interval": Interval(info.interval),
-            "amount": max(info.amount, 1),
-            "currency": info.currency,
-            "status": SubscriptionStatus(info.status),
-            "cancel_at_period_end": False,
-            "cancel_reason": "",
-            "created_at": info.started_at or now,
-            "updated_at": now,
-        },
-    )
-    # Lock the row (PostgreSQL) so two deliveries about one subscription apply one at a time.
-    row = _lock(sa.select(Subscription).where(Subscription.stripe_subscription_id == info.id))
-    assert row is not None
-    row.member_id = member_id
-    row.tier_id = _tier_for(info)
-    row.interval = Interval(info.interval)
+    status = SubscriptionStatus(info.status)
+    values = {
+        "member_id": member_id,
+        "tier_id": _tier_for(info, price_tier_id),
+        "interval": Interval(info.interval),
+        "currency": info.currency,
+        "status": status,
+        "stripe_customer_id": info.customer_id,
+        "stripe_price_id": info.price_id,
+        "current_period_start": info.current_period_start,
+        "current_period_end": info.current_period_end,
+        "cancel_at_period_end": info.cancel_at_period_end,
+        "canceled_at": info.canceled_at,
+        "ended_at": info.ended_at,
+    }
+    if status is SubscriptionStatus.CANCELED and info.ended_at is None:
+        values["ended_at"] = info.canceled_at or now
+    if row is None:
+        # New here: inserted whole, in one statement. A concurrent delivery may insert it
+        # first; then this one waits for it, and updates its row like any other.
+        row = insert_returning(
+            Subscription,
+            {
+                **values,
+                "stripe_subscription_id": info.id,
+                "amount": max(info.amount, 1),
+                "cancel_reason": info.cancel_reason[:500],
+                "started_at": info.started_at,
+                "created_at": info.started_at or now,
+                "updated_at": now,
+            },
+            conflict_on=["stripe_subscription_id"],
+        )
+        if row is not None:
+            return row
+        row = _lock_subscription(info)[0]
+        assert row is not None
+    for name, value in values.items():
+        setattr(row, name, value)
     if info.amount > 0:
         row.amount = info.amount
-    row.currency = info.currency
-    row.status = SubscriptionStatus(info.status)
-    row.stripe_customer_id = info.customer_id
-    row.stripe_price_id = info.price_id
-    row.current_period_start = info.current_period_start
-    row.current_period_end = info.current_period_end
-    row.cancel_at_period_end = info.cancel_at_period_end
     if info.cancel_reason:
         row.cancel_reason = info.cancel_reason[:500]
     row.started_at = info.started_at or row.started_at
-    row.canceled_at = info.canceled_at
-    row.ended_at = info.ended_at
-    if row.status is SubscriptionStatus.CANCELED and row.ended_at is None:
-        row.ended_at = info.canceled_at or now
     db.session.flush()
     return row
 
@@ -406,45 +450,64 @@ def record_invoice(info: InvoiceInfo) -> Payment | None:
     amount = info.amount_paid if status is PaymentStatus.PAID else info.amount_due
     if status is None or amount <= 0:
         return None
-    member_id = _member_for_customer(info.customer_id, None)
-    subscription_id = None
+    # The member and the subscription are looked up by the statement that writes or locks.
+    member_id = _customer_member(info.customer_id)
+    subscription_id: sa.ColumnElement[Any] = sa.null()
     if info.subscription_id:
-        subscription_id = db.session.scalar(
-            sa.select(Subscription.id).where(
-                Subscription.stripe_subscription_id == info.subscription_id
-            )
+        subscription_id = (
+            sa.select(Subscription.id)
+            .where(Subscription.stripe_subscription_id == info.subscription_id)
+            .scalar_subquery()
         )
     now = utcnow()
-    insert_ignoring_conflicts(
-        Payment,
-        {
-            "stripe_invoice_id": info.id,
-            "member_id": member_id,
-            "kind": PaymentKind.SUBSCRIPTION,
-            "amount": amount,
-            "currency": info.currency,
-            "status": status,
-            "refunded_amount": 0,
-            "failure_message": "",
-            "receipt_url": "",
-            "created_at": info.created_at or now,
-        },
-    )
-    payment = db.session.scalars(
-        sa.select(Payment)
+    values: dict[str, object] = {
+        "stripe_invoice_id": info.id,
+        "member_id": member_id,
+        "subscription_id": subscription_id,
+        "kind": PaymentKind.SUBSCRIPTION,
+        "amount": amount,
+        "currency": info.currency,
+        "status": status,
+        "refunded_amount": 0,
+        "failure_message": "",
+        "receipt_url": info.receipt_url,
+        "stripe_charge_id": info.charge_id,
+        "created_at": info.created_at or now,
+    }
+    if info.payment_intent_id:
+        # Claimed unless another payment holds it already (see _claim_payment_intent).
+        values["stripe_payment_intent_id"] = (
+            sa.select(sa.literal(info.payment_intent_id))
+            .where(~sa.exists().where(Payment.stripe_payment_intent_id == info.payment_intent_id))
+            .scalar_subquery()
+        )
+    if status is PaymentStatus.PAID:
+        values["paid_at"] = info.paid_at or now
+    elif status is PaymentStatus.FAILED:
+        values["failed_at"] = now
+        values["failure_message"] = _("The card was declined.")
+    inserted = insert_returning(Payment, values, conflict_on=["stripe_invoice_id"])
+    if inserted is not None:
+        return inserted
+    # Recorded before: lock the row and bring it up to date.
+    found = db.session.execute(
+        sa.select(Payment, member_id, subscription_id)
         .where(Payment.stripe_invoice_id == info.id)
-        .with_for_update()
+        .with_for_update(of=Payment)
         .execution_options(populate_existing=True)
     ).one()
-    payment.member_id = payment.member_id or member_id
-    payment.subscription_id = subscription_id or payment.subscription_id
+    payment: Payment = found[0]
+    found_member_id: int | None = found[1]
+    found_subscription_id: int | None = found[2]
+    if info.payment_intent_id and payment.stripe_payment_intent_id != info.payment_intent_id:
+        _claim_payment_intent(payment, info.payment_intent_id)
+    payment.member_id = payment.member_id or found_member_id
+    payment.subscription_id = found_subscription_id or payment.subscription_id
     payment.amount = amount
     payment.currency = info.currency
     if payment.status is not PaymentStatus.PAID:  # a paid invoice never goes back
         payment.status = status
     payment.receipt_url = info.receipt_url or payment.receipt_url
-    if info.payment_intent_id and payment.stripe_payment_intent_id != info.payment_intent_id:
-        _claim_payment_intent(payment, info.payment_intent_id)
     payment.stripe_charge_id = info.charge_id or payment.stripe_charge_id
     if status is PaymentStatus.PAID:
         payment.paid_at = info.paid_at or payment.paid_at or now

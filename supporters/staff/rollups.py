@@ -25,9 +25,10 @@ Writes that the listeners see:
 * ORM inserts, updates and deletes of payments and subscriptions (``before_flush`` reads the
   old payment values and subscription statuses; ``after_flush`` writes ledger rows and works
   out the deltas);
-* single-row Core INSERTs run through the session, as ``insert_ignoring_conflicts`` does for
-  billing's skeleton rows (``do_orm_execute``): an inserted payment is counted at once, an
-  inserted subscription is observed at the next flush or at commit;
+* single-row INSERTs run through the session as statements, as ``insert_ignoring_conflicts``
+  and ``insert_returning`` do (``do_orm_execute``): an inserted payment is counted at once
+  (from the row RETURNING gave back, else read by its Stripe id), an inserted subscription is
+  observed at commit, the status it was inserted with standing for its status before;
 * deletion of a member through the ORM (the database cascades their subscriptions away): what
   those subscriptions contributed ends.
 
@@ -49,7 +50,7 @@ import itertools
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -80,6 +81,8 @@ from supporters.staff.models import (
 )
 
 log = logging.getLogger(__name__)
+
+EntityT = TypeVar("EntityT", Payment, Subscription)
 
 FAILED_STATUSES = (SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID)
 ENDED_STATUSES = (SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED)
@@ -721,42 +724,81 @@ def _on_execute(state: Any) -> Any:
         values.update(parameters)
     elif parameters:
         values.update(parameters[0])
-    result, inserted = _invoke(state)
-    if not inserted:
+    result, rows = _invoke(state)
+    if not rows:
         return result
     if table is _subscriptions:
-        if values.get("stripe_subscription_id"):
-            unit.inserted_subscriptions.add(values["stripe_subscription_id"])
-        else:
-            unit.is_stale = True
+        _note_inserted_subscription(unit, values, rows)
         return result
-    keys = [c for c in ("stripe_invoice_id", "stripe_payment_intent_id", "stripe_charge_id")]
-    key = next((k for k in keys if values.get(k)), None)
-    if key is None:
-        unit.is_stale = True
-        return result
-    connection = state.session.connection()
+    # The row came back whole (``insert_returning``): what it adds is known without a read.
+    written = [p for p in (_entity(row, Payment) for row in rows) if p is not None]
     deltas = Deltas()
-    for facts in _payment_facts(connection, _payments.c[key] == values[key]).values():
-        deltas.add_payment(facts, 1)
+    if written:
+        for payment in written:
+            deltas.add_payment(PaymentFacts(*(getattr(payment, c) for c in PAYMENT_COLUMNS)), 1)
+    else:
+        keys = ("stripe_invoice_id", "stripe_payment_intent_id", "stripe_charge_id")
+        key = next((k for k in keys if values.get(k)), None)
+        if key is None:
+            unit.is_stale = True
+            return result
+        connection = state.session.connection()
+        for facts in _payment_facts(connection, _payments.c[key] == values[key]).values():
+            deltas.add_payment(facts, 1)
     _keep(state.session, unit, deltas)
     return result
 
 
-def _invoke(state: Any) -> tuple[Any, bool]:
-    """Run an INSERT ... ON CONFLICT DO NOTHING; return its result and whether it wrote a row.
+def _note_inserted_subscription(
+    unit: _Unit, values: Mapping[str, Any], rows: Sequence[Any]
+) -> None:
+    """Remember an inserted subscription, to observe at commit.
 
-    With RETURNING (``insert_ignoring_conflicts`` asks for the key), the rows say it: they are
-    read here and replayed to the caller. Without, ``rowcount`` says it, except on PostgreSQL
-    where SQLAlchemy's own RETURNING of the key makes it -1 and the key itself answers.
+    Its id comes back from RETURNING (the whole row, or the key with the status in ``values``);
+    the status it was inserted with stands for its status when the unit of work began. Failing
+    those, it is found by its Stripe id at commit.
+    """
+    for row in rows:
+        subscription = _entity(row, Subscription)
+        if subscription is not None:
+            subscription_id, status = subscription.id, subscription.status
+        else:
+            subscription_id, status = getattr(row, "id", None), values.get("status")
+        if subscription_id is not None and status is not None:
+            unit.subscriptions.add(subscription_id)
+            unit.old_statuses[subscription_id] = SubscriptionStatus(status)
+        elif values.get("stripe_subscription_id"):
+            unit.inserted_subscriptions.add(values["stripe_subscription_id"])
+        else:
+            unit.is_stale = True
+
+
+def _entity(row: Any, cls: type[EntityT]) -> EntityT | None:
+    """The ORM object a row of RETURNING carries, if it carries one."""
+    if isinstance(row, cls):
+        return row
+    if isinstance(row, sa.Row) and len(row) == 1 and isinstance(row[0], cls):
+        return row[0]
+    return None
+
+
+def _invoke(state: Any) -> tuple[Any, Sequence[Any]]:
+    """Run an INSERT ... ON CONFLICT DO NOTHING; return its result and the rows it wrote.
+
+    With RETURNING (``insert_ignoring_conflicts`` asks for the key, ``insert_returning`` for
+    the whole row), the rows say it: they are read here and replayed to the caller. Without,
+    ``rowcount`` says whether a row was written, except on PostgreSQL where SQLAlchemy's own
+    RETURNING of the key makes it -1 and the key itself answers; the rows are then ``(key,)``.
     """
     result = state.invoke_statement()
-    if state.statement.returning_column_descriptions:
+    # An ORM RETURNING of entities gives a plain Result: it returns rows by construction.
+    if not isinstance(result, sa.CursorResult) or result.returns_rows:
         frozen = result.freeze()
-        return frozen(), bool(frozen.data)
+        return frozen(), list(frozen.data)
     if result.rowcount >= 0:
-        return result, bool(result.rowcount)
-    return result, result.inserted_primary_key is not None
+        return result, [()] * result.rowcount
+    key = result.inserted_primary_key
+    return result, [] if key is None else [key]
 
 
 def _before_commit(session: Session) -> None:

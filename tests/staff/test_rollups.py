@@ -13,7 +13,7 @@ from flask import Flask
 
 from supporters.billing import services as billing_services
 from supporters.billing.models import Payment, PaymentStatus, Subscription, SubscriptionStatus
-from supporters.billing.stripe_gateway import CheckoutInfo
+from supporters.billing.stripe_gateway import CheckoutInfo, InvoiceInfo
 from supporters.extensions import db
 from supporters.staff import queries, rollups
 from supporters.staff.models import Movement, MovementKind
@@ -279,4 +279,108 @@ def test_statuses_that_do_not_count(app: Flask, monkeypatch: pytest.MonkeyPatch)
     assert (
         db.session.scalar(sa.select(Subscription.status)) is SubscriptionStatus.INCOMPLETE_EXPIRED
     )
+    rebuilt_matches()
+
+
+def test_an_invoice_open_then_failed_then_paid_is_counted_each_time(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member = make_member()
+    db.session.commit()
+    d = Driver(monkeypatch).at(utc(2026, 3, 1))
+    d.subscribe(member, "s_i", amount=800, pay=False)
+    d.gift(member, 1200)  # holds the payment intent "pi_gift_1"
+    subscription = db.session.scalars(sa.select(Subscription)).one()
+    opened = InvoiceInfo(
+        id="in_states",
+        customer_id=f"cus_{member.id}",
+        subscription_id="s_i",
+        status="open",
+        amount_due=800,
+        amount_paid=0,
+        currency="EUR",
+        created_at=d.now,
+        paid_at=None,
+        receipt_url="",
+        payment_intent_id=None,
+        charge_id=None,
+        attempt_count=0,
+        billing_reason="subscription_cycle",
+    )
+    for step, info in enumerate(
+        (
+            opened,
+            # Failed, naming a payment intent another payment holds: not taken from it.
+            dataclasses.replace(opened, attempt_count=1, payment_intent_id="pi_gift_1"),
+            dataclasses.replace(opened, attempt_count=2, payment_intent_id="pi_states"),
+            dataclasses.replace(
+                opened,
+                status="paid",
+                amount_paid=800,
+                paid_at=utc(2026, 4, 3),
+                attempt_count=3,
+                payment_intent_id="pi_states",
+                charge_id="ch_states",
+                receipt_url="https://pay.example/r",
+            ),
+        )
+    ):
+        d.at(utc(2026, 3 + step, 2))
+        billing_services.record_invoice(info)
+        db.session.commit()
+        rebuilt_matches()
+    payment = db.session.scalars(
+        sa.select(Payment).where(Payment.stripe_invoice_id == "in_states")
+    ).one()
+    assert (payment.member_id, payment.subscription_id) == (member.id, subscription.id)
+    assert payment.status is PaymentStatus.PAID
+    assert (payment.failed_at, payment.paid_at) == (utc(2026, 4, 2), utc(2026, 4, 3))
+    assert payment.stripe_payment_intent_id == "pi_states"
+    assert (payment.stripe_charge_id, payment.receipt_url) == ("ch_states", "https://pay.example/r")
+    # A new invoice naming a payment intent another payment holds is recorded without it.
+    taken = dataclasses.replace(opened, id="in_taken", payment_intent_id="pi_gift_1")
+    billing_services.record_invoice(taken)
+    db.session.commit()
+    payment = db.session.scalars(
+        sa.select(Payment).where(Payment.stripe_invoice_id == "in_taken")
+    ).one()
+    assert payment.stripe_payment_intent_id is None and payment.status is PaymentStatus.PENDING
+    rebuilt_matches()
+
+
+@pytest.mark.postgres_only
+def test_a_new_subscription_synced_at_once_is_one_row_counted_once(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent deliveries about a subscription not yet here: one inserts, the rest update."""
+    member = make_member()
+    db.session.commit()
+    d = Driver(monkeypatch).at(utc(2026, 5, 1))
+    info = d.subscribe(member, "s_once", amount=600, pay=False)
+    db.session.execute(sa.delete(Movement))
+    db.session.execute(sa.delete(Subscription))
+    rollups.rebuild()
+    db.session.commit()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(10)
+
+    def sync() -> None:
+        try:
+            with app.app_context():
+                barrier.wait()
+                billing_services.sync_subscription(info)
+                db.session.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Subscription)) == 1
+    assert queries.now_figures().mrr == {"EUR": 600}
+    kinds = list(db.session.scalars(sa.select(Movement.kind)))
+    assert kinds == [MovementKind.NEW]
     rebuilt_matches()
