@@ -563,9 +563,18 @@ def _observe_one(
     at: dt.datetime,
 ) -> list[Entry]:
     """Observe one subscription against the ledger in the database; write its new rows."""
-    own = _entries(connection, _movements.c.subscription_id == subscription_id)
-    members = {e.member_id for e in own} | ({facts.member_id} if facts else set())
-    book = Book(_entries(connection, _movements.c.member_id.in_(members)) if members else own)
+    # The book holds the rows of every member the subscription's rows name, and of its member
+    # now: one read gives them unless its rows name another member (it was moved).
+    own_of = _movements.c.subscription_id == subscription_id
+    if facts is None:
+        entries = _entries(connection, own_of)
+    else:
+        entries = _entries(connection, sa.or_(own_of, _movements.c.member_id == facts.member_id))
+    members = {e.member_id for e in entries if e.subscription_id == subscription_id}
+    members |= {facts.member_id} if facts else set()
+    if facts is None or members != {facts.member_id}:
+        entries = _entries(connection, _movements.c.member_id.in_(members)) if members else entries
+    book = Book(entries)
     new = observe(
         book,
         subscription_id,
