@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
+from urllib.parse import quote
 
 import stripe
 from flask import current_app
@@ -191,6 +192,22 @@ def client() -> stripe.StripeClient:
     )
     current_app.extensions["stripe_client"] = built
     return built
+
+
+def _fetch(path: str, *, expand: Sequence[str] = ()) -> dict[str, Any]:
+    """GET one object as plain JSON.
+
+    The conversions below read plain dicts, so building the SDK's objects first (costly for
+    expanded responses, and turned back into dicts at once) is skipped. The request is still
+    the SDK's: the pinned version, retries, and a StripeError for an error response.
+    """
+    params: dict[str, Any] = {"expand": list(expand)} if expand else {}
+    response = client().raw_request("get", path, **params)
+    return cast(dict[str, Any], response.data)
+
+
+def _path(*parts: str) -> str:
+    return "/v1/" + "/".join(quote(part, safe="") for part in parts)
 
 
 def _options(idempotency_key: str | None) -> Any:
@@ -430,8 +447,8 @@ def retrieve_checkout_session(session_id: str) -> CheckoutInfo:
 
     :raises StripeError: unknown session or Stripe unreachable.
     """
-    session = client().v1.checkout.sessions.retrieve(
-        session_id, params={"expand": ["subscription.latest_invoice.payments"]}
+    session = _fetch(
+        _path("checkout", "sessions", session_id), expand=["subscription.latest_invoice.payments"]
     )
     return _checkout(session)
 
@@ -449,7 +466,7 @@ def create_portal_session(*, customer_id: str, return_url: str) -> str:
 
 def retrieve_subscription(subscription_id: str) -> SubscriptionInfo:
     """:raises StripeError: unknown subscription or Stripe unreachable."""
-    return _subscription(client().v1.subscriptions.retrieve(subscription_id))
+    return _subscription(_fetch(_path("subscriptions", subscription_id)))
 
 
 def list_subscriptions(customer_id: str) -> list[SubscriptionInfo]:
@@ -515,15 +532,16 @@ def retrieve_invoice(invoice_id: str) -> InvoiceInfo:
 
     :raises StripeError: unknown invoice or Stripe unreachable.
     """
-    invoice = client().v1.invoices.retrieve(
-        invoice_id, params={"expand": ["payments", "parent.subscription_details.subscription"]}
+    invoice = _fetch(
+        _path("invoices", invoice_id),
+        expand=["payments", "parent.subscription_details.subscription"],
     )
     return _invoice(invoice)
 
 
 def retrieve_charge(charge_id: str) -> ChargeInfo:
     """:raises StripeError: unknown charge or Stripe unreachable."""
-    return _charge(client().v1.charges.retrieve(charge_id))
+    return _charge(_fetch(_path("charges", charge_id)))
 
 
 # --- products and prices (billing sync-stripe) -----------------------------------------------

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from supporters.billing import services
 from supporters.billing.models import Payment, StripeEvent, Subscription
+from supporters.billing.webhooks import HANDLERS
 from supporters.extensions import db
 from supporters.members.models import Member
 from tests.billing.conftest import WEBHOOK_SECRET, Webhooks
@@ -228,3 +229,32 @@ def test_retries_of_a_failed_event_at_once_process_it_once(
     assert (count(StripeEvent), count(Subscription), count(Payment)) == (1, 1, 1)
     row = db.session.scalars(sa.select(StripeEvent)).one()
     assert row.processed_at is not None and row.attempts == 2 and row.error == ""
+
+
+def test_each_handled_event_costs_one_request_to_stripe(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    webhooks: Webhooks,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+) -> None:
+    events = _paid_checkout(fake_stripe, patron[1])
+    seen = len(fake_stripe.requests)
+    assert set(webhooks.deliver(*events)) == {200}
+
+    asked = [(r.method, r.path, r.params.get("expand")) for r in fake_stripe.requests[seen:]]
+    handled = [e for e in events if e["type"] in HANDLERS]
+    assert len(asked) == len(handled)
+    # Invoices and Checkout sessions come with what their handlers need, expanded.
+    invoice_id = next(e for e in events if e["type"] == "invoice.paid")["data"]["object"]["id"]
+    expand = ["payments", "parent.subscription_details.subscription"]
+    assert ("GET", f"/v1/invoices/{invoice_id}", expand) in asked
+    session = next(e for e in events if e["type"] == "checkout.session.completed")
+    session_id = session["data"]["object"]["id"]
+    assert (
+        "GET",
+        f"/v1/checkout/sessions/{session_id}",
+        ["subscription.latest_invoice.payments"],
+    ) in asked
+    assert count(Payment) == 1
+    assert db.session.scalars(sa.select(Subscription.status)).one() == "active"
