@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, registry
@@ -133,12 +134,21 @@ def insert_ignoring_conflicts(model: type[Base], values: dict[str, Any]) -> bool
     """
     from supporters.extensions import db
 
-    table = cast(sa.Table, model.__table__)
-    statement = _insert_on_conflict_do_nothing(table, values, None)
-    # RETURNING says whether a row was written; rowcount cannot (the dialect may add its own
-    # RETURNING for the primary key, and then reports -1).
-    result = db.session.execute(statement.returning(*table.primary_key.columns))
-    return result.first() is not None
+    statement = _insert_ignoring(db.session.get_bind().dialect.name, model.__table__)
+    return db.session.execute(statement, values).first() is not None
+
+
+@functools.cache
+def _insert_ignoring(dialect: str, table: sa.Table) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING <key>`` for a table, built once.
+
+    RETURNING says whether a row was written; rowcount cannot (the dialect may add its own
+    RETURNING for the primary key, and then reports -1). The values come as parameters.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 
 
 def insert_returning(

@@ -13,8 +13,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import requests
 import stripe
 from flask import current_app
 
@@ -189,9 +190,23 @@ def client() -> stripe.StripeClient:
         stripe_version=API_VERSION,
         base_addresses={"api": api_base} if api_base else None,
         max_network_retries=2,
+        http_client=_http_client(api_base or stripe.DEFAULT_API_BASE),
     )
     current_app.extensions["stripe_client"] = built
     return built
+
+
+def _http_client(api_base: str) -> stripe.HTTPClient:
+    """The SDK's HTTP client with one keep-alive session, and its proxy settings read once.
+
+    Left to itself, ``requests`` scans the process environment for proxy settings on every
+    request; they are read here, for Stripe's address, when the client is built.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    proxies = requests.utils.get_environ_proxies(api_base)  # {} when NO_PROXY names Stripe
+    proxy = proxies.get(urlsplit(api_base).scheme) or proxies.get("all")
+    return stripe.RequestsClient(session=session, proxy=proxy)
 
 
 def _fetch(path: str, *, expand: Sequence[str] = ()) -> dict[str, Any]:
