@@ -1,7 +1,8 @@
 """``flask --app supporters seed-demo``: believable demo data for a first look.
 
-Everything is relative to the moment the command runs: eighteen months of members joining,
-paying, lapsing and leaving, a poll that closed and became an article, and a poll open now.
+Everything is relative to the moment the command runs: eighteen months (``--history-months``)
+of members joining, paying, lapsing and leaving, a poll that closed and became an article, and
+a poll open now.
 The bulk (members, customers, subscriptions, payments, votes) is written as plain rows with
 executemany INSERTs, a chunk of members at a time, so a million members fit in bounded memory;
 the whole run is one transaction, committed once at the end.
@@ -245,12 +246,20 @@ def _ascii(text: str) -> str:
 class DemoSeeder:
     """Builds the demo in the current transaction; the command commits."""
 
-    def __init__(self, *, members: int, seed: int, now: dt.datetime) -> None:
+    def __init__(
+        self,
+        *,
+        members: int,
+        seed: int,
+        now: dt.datetime,
+        history_months: int = HISTORY_MONTHS,
+    ) -> None:
         self.member_total = members
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = now.replace(microsecond=0)
-        self.history_start = add_months(self.now, -HISTORY_MONTHS)
+        self.history_months = history_months
+        self.history_start = add_months(self.now, -history_months)
         self.counts: Counter[str] = Counter()
         self.tier_ids: list[int] = []
         self.tier_specs: list[TierSpec] = []
@@ -600,7 +609,7 @@ class DemoSeeder:
             renewal = now - dt.timedelta(
                 days=self.rng.randint(1, 12), seconds=self.rng.randint(0, 86_399)
             )
-            start = add_months(renewal, -self.rng.randint(1, HISTORY_MONTHS - 1))
+            start = add_months(renewal, -self.rng.randint(1, self.history_months - 1))
         else:
             latest = now - dt.timedelta(hours=1)
             if fate in (Fate.CANCELED, Fate.CANCELED_REFUNDED):
@@ -943,11 +952,18 @@ def _ensure_empty() -> None:
     show_default=True,
     help="Random seed: the same seed gives the same demo (relative to today).",
 )
+@click.option(
+    "--history-months",
+    type=click.IntRange(min=2, max=120),
+    default=HISTORY_MONTHS,
+    show_default=True,
+    help="How far back members start joining (a longer history means more payments each).",
+)
 @with_appcontext
-def seed_demo(members: int, seed: int) -> None:
+def seed_demo(members: int, seed: int, history_months: int) -> None:
     """Fill an empty database with tiers, members, subscriptions, payments and polls."""
     _ensure_empty()
-    seeder = DemoSeeder(members=members, seed=seed, now=utcnow())
+    seeder = DemoSeeder(members=members, seed=seed, now=utcnow(), history_months=history_months)
     try:
         seeder.run()
         # --- staff reports: the bulk inserts above bypass the ORM, so the report rollups are
