@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import itertools
 import logging
 from collections import Counter, defaultdict
@@ -472,7 +473,8 @@ class Deltas:
                         {**dict(zip(pk, key, strict=True)), **{c: values[c] for c in value_columns}}
                     )
             if rows:
-                connection.execute(_upsert(connection, table, value_columns), rows)
+                upsert = _upsert(connection.dialect.name, table, tuple(value_columns))
+                connection.execute(upsert, rows)
         self.cells.clear()
 
 
@@ -480,8 +482,9 @@ def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(str(part) if isinstance(part, str) else part for part in key)
 
 
-def _upsert(connection: sa.Connection, table: sa.Table, value_columns: Sequence[str]) -> Any:
-    dialect = connection.dialect.name
+@functools.cache
+def _upsert(dialect: str, table: sa.Table, value_columns: tuple[str, ...]) -> Any:
+    """``INSERT ... ON CONFLICT DO UPDATE`` adding to a rollup's values, built once per table."""
     if dialect == "postgresql":
         insert: Any = postgresql.insert(table)
     elif dialect == "sqlite":
@@ -726,18 +729,22 @@ def _on_execute(state: Any) -> Any:
     if state.is_update or state.is_delete or is_many:
         unit.is_stale = True
         return None
-    values: dict[str, Any] = dict(
-        state.statement.compile(dialect=state.session.get_bind().dialect).params
-    )
-    if isinstance(parameters, Mapping):
-        values.update(parameters)
-    elif parameters:
-        values.update(parameters[0])
     result, rows = _invoke(state)
     if not rows:
         return result
+
+    @functools.cache
+    def inserted_values() -> dict[str, Any]:
+        """The values the INSERT was given (in the statement, or as parameters)."""
+        values = dict(state.statement.compile(dialect=state.session.get_bind().dialect).params)
+        if isinstance(parameters, Mapping):
+            values.update(parameters)
+        elif parameters:
+            values.update(parameters[0])
+        return values
+
     if table is _subscriptions:
-        _note_inserted_subscription(unit, values, rows)
+        _note_inserted_subscription(unit, inserted_values, rows)
         return result
     # The row came back whole (``insert_returning``): what it adds is known without a read.
     written = [p for p in (_entity(row, Payment) for row in rows) if p is not None]
@@ -746,6 +753,7 @@ def _on_execute(state: Any) -> Any:
         for payment in written:
             deltas.add_payment(PaymentFacts(*(getattr(payment, c) for c in PAYMENT_COLUMNS)), 1)
     else:
+        values = inserted_values()
         keys = ("stripe_invoice_id", "stripe_payment_intent_id", "stripe_charge_id")
         key = next((k for k in keys if values.get(k)), None)
         if key is None:
@@ -759,25 +767,25 @@ def _on_execute(state: Any) -> Any:
 
 
 def _note_inserted_subscription(
-    unit: _Unit, values: Mapping[str, Any], rows: Sequence[Any]
+    unit: _Unit, inserted_values: Callable[[], Mapping[str, Any]], rows: Sequence[Any]
 ) -> None:
     """Remember an inserted subscription, to observe at commit.
 
-    Its id comes back from RETURNING (the whole row, or the key with the status in ``values``);
-    the status it was inserted with stands for its status when the unit of work began. Failing
-    those, it is found by its Stripe id at commit.
+    Its id comes back from RETURNING (the whole row, or the key with the status among the values
+    inserted, worked out only when needed); the status it was inserted with stands for its
+    status when the unit of work began. Failing those, it is found by its Stripe id at commit.
     """
     for row in rows:
         subscription = _entity(row, Subscription)
         if subscription is not None:
             subscription_id, status = subscription.id, subscription.status
         else:
-            subscription_id, status = getattr(row, "id", None), values.get("status")
+            subscription_id, status = getattr(row, "id", None), inserted_values().get("status")
         if subscription_id is not None and status is not None:
             unit.subscriptions.add(subscription_id)
             unit.old_statuses[subscription_id] = SubscriptionStatus(status)
-        elif values.get("stripe_subscription_id"):
-            unit.inserted_subscriptions.add(values["stripe_subscription_id"])
+        elif inserted_values().get("stripe_subscription_id"):
+            unit.inserted_subscriptions.add(inserted_values()["stripe_subscription_id"])
         else:
             unit.is_stale = True
 
