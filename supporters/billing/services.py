@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -289,7 +290,7 @@ def complete_checkout(session_id: str, *, member_id: int | None = None) -> Check
 # --- the idempotent sync -----------------------------------------------------------------
 
 
-def _customer_member(customer_id: str) -> sa.ScalarSelect[int]:
+def _customer_member(customer_id: str | sa.BindParameter[str]) -> sa.ScalarSelect[int]:
     """The member a customer is linked to, as a subquery to read along with another row."""
     return (
         sa.select(Customer.member_id)
@@ -320,16 +321,13 @@ def _member_from_metadata(
     return None
 
 
-def _price_tier(info: SubscriptionInfo) -> sa.ColumnElement[Any]:
-    """The tier selling the subscription's price, as a subquery (NULL when none does)."""
-    if not info.price_id:
-        return sa.null()
+def _price_tier(price_id: sa.BindParameter[str | None]) -> sa.ScalarSelect[int]:
+    """The tier selling a price, as a subquery (NULL when none does, or for no price)."""
     return (
         sa.select(Tier.id)
         .where(
             sa.or_(
-                Tier.stripe_monthly_price_id == info.price_id,
-                Tier.stripe_yearly_price_id == info.price_id,
+                Tier.stripe_monthly_price_id == price_id, Tier.stripe_yearly_price_id == price_id
             )
         )
         .scalar_subquery()
@@ -353,22 +351,36 @@ class UnknownCustomer(LookupError):
     """A subscription or invoice of a customer no member here is linked to."""
 
 
+@functools.cache
+def _subscription_queries() -> tuple[sa.Select[Subscription, int, int], sa.Select[int, int]]:
+    """Our row of a subscription, locked and read afresh, with the customer's member and the
+    price's tier looked up in the same statement; and those two alone. Built once."""
+    member = _customer_member(sa.bindparam("customer_id", type_=sa.String))
+    tier = _price_tier(sa.bindparam("price_id", type_=sa.String))
+    locked = (
+        sa.select(Subscription, member, tier)
+        .where(Subscription.stripe_subscription_id == sa.bindparam("subscription_id"))
+        .with_for_update(of=Subscription)
+        .execution_options(populate_existing=True)
+    )
+    return locked, sa.select(member, tier)
+
+
 def _lock_subscription(
     info: SubscriptionInfo,
 ) -> tuple[Subscription | None, int | None, int | None]:
     """Our row of the subscription, locked where the database can and read afresh, with the
     customer's member and the price's tier looked up in the same statement."""
-    found = db.session.execute(
-        sa.select(Subscription, _customer_member(info.customer_id), _price_tier(info))
-        .where(Subscription.stripe_subscription_id == info.id)
-        .with_for_update(of=Subscription)
-        .execution_options(populate_existing=True)
-    ).first()
+    locked, lookups = _subscription_queries()
+    params = {
+        "subscription_id": info.id,
+        "customer_id": info.customer_id,
+        "price_id": info.price_id,
+    }
+    found = db.session.execute(locked, params).first()
     if found is not None:
         return found[0], found[1], found[2]
-    member_id, tier_id = db.session.execute(
-        sa.select(_customer_member(info.customer_id), _price_tier(info))
-    ).one()
+    member_id, tier_id = db.session.execute(lookups, params).one()
     return None, member_id, tier_id
 
 
