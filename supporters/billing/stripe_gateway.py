@@ -154,6 +154,9 @@ class EventInfo:
     object_id: str | None
     object_type: str | None
     payload: dict[str, Any]
+    #: Whether the payload may hold a secret to strip before keeping it (a key ending in
+    #: "secret", such as a payment intent's client_secret). Most events hold none.
+    may_hold_secrets: bool = True
 
 
 @dataclass(frozen=True)
@@ -668,6 +671,7 @@ def _event(payload: bytes) -> EventInfo:
             object_id=obj.get("id"),
             object_type=obj.get("object"),
             payload=data,
+            may_hold_secrets=b'secret"' in payload,
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SignatureError(f"the payload is not a Stripe event: {exc}") from exc

@@ -112,7 +112,7 @@ def _insert(event: gateway.EventInfo, **values: Any) -> bool:
             "type": event.type,
             "api_version": event.api_version,
             "livemode": event.livemode,
-            "payload": strip_secrets(event.payload),
+            "payload": strip_secrets(event.payload) if event.may_hold_secrets else event.payload,
             "received_at": utcnow(),
             "attempts": 0,
             "error": "",
