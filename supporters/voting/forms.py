@@ -15,7 +15,6 @@ from wtforms import (
     IntegerField,
     SelectChoice,
     SelectField,
-    SelectMultipleField,
     StringField,
     TextAreaField,
 )
@@ -27,7 +26,6 @@ from wtforms.validators import (
     NumberRange,
     Optional,
     Regexp,
-    ValidationError,
 )
 
 from supporters.billing.models import Tier
@@ -51,16 +49,6 @@ def choices_of(pairs: Iterable[tuple[Any, str]]) -> list[SelectChoice]:
 _web_address = Regexp(
     r"^https?://", message=_l("Enter a web address starting with https:// or http://.")
 )
-
-
-class BallotForm(FlaskForm):
-    """A ballot: the chosen option ids. The service checks them against the poll."""
-
-    option = SelectMultipleField(_l("Topics"), coerce=int, validate_choice=False)
-
-    def validate_option(self, field: SelectMultipleField) -> None:
-        if not field.data:
-            raise ValidationError(_l("Choose at least one topic."))
 
 
 class ProposalForm(FlaskForm):

@@ -39,7 +39,6 @@ from supporters.members.models import Member
 from supporters.voting import results, services
 from supporters.voting.forms import (
     AddOptionForm,
-    BallotForm,
     DeclineWinnerForm,
     MergeForm,
     PollForm,
@@ -140,7 +139,6 @@ def _render_poll(
     *,
     error: str | None = None,
     status: int = 200,
-    form: BallotForm | None = None,
 ) -> RenderResult:
     viewer = _viewer()
     at = services.now()
@@ -171,7 +169,6 @@ def _render_poll(
         eligibility=eligibility,
         outcome=outcome,
         allowed_tiers=allowed_tiers,
-        form=form or BallotForm(),
         error=error,
         decline_form=decline_form,
         action_form=EmptyForm(),
@@ -197,16 +194,16 @@ def show_poll(poll_id: int) -> RenderResult:
 def cast_vote(poll_id: int) -> RenderResult | BaseResponse:
     """Cast or change the signed-in patron's ballot."""
     poll, state = _load_poll(poll_id)
-    form = BallotForm()
-    if not form.validate_on_submit():
-        db.session.rollback()
-        poll, state = _load_poll(poll_id)
-        message = " ".join(str(e) for e in form.option.errors) or _("Choose at least one topic.")
-        return _render_poll(poll, state, error=message, status=400)
+    # The options are checkboxes the template writes itself; the service checks what was
+    # chosen against the poll (CSRFProtect has checked the token before this view runs).
     try:
-        ballot = services.cast_vote(
-            poll, current_member(), form.option.data or [], current_user.subscription
+        chosen = [int(value) for value in request.form.getlist("option")]
+    except ValueError:
+        return _render_poll(
+            poll, state, error=_("That choice is not one of this poll's topics."), status=400
         )
+    try:
+        ballot = services.cast_vote(poll, current_member(), chosen, current_user.subscription)
     except services.VotingError as exc:
         db.session.rollback()
         if isinstance(exc, services.PollNotFound):

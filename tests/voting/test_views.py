@@ -117,7 +117,7 @@ def test_drafts_are_invisible_except_to_staff(app: Flask, clock: Clock) -> None:
         ("option of another poll", 400, "That choice is not one of this poll&#39;s topics."),
         ("too many choices", 400, "You can choose only 1 topic in this poll."),
         ("no choice", 400, "Choose at least one topic."),
-        ("not a number", 400, "Choose at least one topic."),
+        ("not a number", 400, "That choice is not one of this poll&#39;s topics."),
         ("lapsed member", 403, "Your support has lapsed"),
         ("missing CSRF token", 400, "The form expired"),
     ],
