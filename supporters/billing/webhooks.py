@@ -147,6 +147,13 @@ def ingest(event: gateway.EventInfo) -> Outcome:
     # the handler's work. Until then the row is this transaction's: a concurrent delivery of
     # the same id waits on the unique index, then finds it recorded.
     now = utcnow()
+    if handler is None and not db.session().in_transaction():
+        # Nothing to do but keep it: one statement, which commits by itself (no BEGIN and no
+        # COMMIT round trip). A duplicate inserts nothing.
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        inserted = _insert(event, received_at=now, processed_at=now, attempts=1)
+        db.session.commit()
+        return Outcome.IGNORED if inserted else Outcome.DUPLICATE
     if _insert(event, received_at=now, processed_at=now, attempts=1):
         if handler is None:
             db.session.commit()
