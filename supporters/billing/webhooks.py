@@ -143,9 +143,6 @@ def _is_processed(event_id: str) -> bool:
 def ingest(event: gateway.EventInfo) -> Outcome:
     """Record and process one verified event as one unit of work, committing its outcome."""
     handler = HANDLERS.get(event.type)
-    # A new event is recorded as processed by one INSERT, which commits (or rolls back) with
-    # the handler's work. Until then the row is this transaction's: a concurrent delivery of
-    # the same id waits on the unique index, then finds it recorded.
     now = utcnow()
     if handler is None and not db.session().in_transaction():
         # Nothing to do but keep it: one statement, which commits by itself (no BEGIN and no
@@ -154,6 +151,9 @@ def ingest(event: gateway.EventInfo) -> Outcome:
         inserted = _insert(event, received_at=now, processed_at=now, attempts=1)
         db.session.commit()
         return Outcome.IGNORED if inserted else Outcome.DUPLICATE
+    # A new event is recorded as processed by one INSERT, which commits (or rolls back) with
+    # the handler's work. Until then the row is this transaction's: a concurrent delivery of
+    # the same id waits on the unique index, then finds it recorded.
     if _insert(event, received_at=now, processed_at=now, attempts=1):
         if handler is None:
             db.session.commit()
