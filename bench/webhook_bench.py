@@ -138,7 +138,14 @@ def main() -> None:
             with gunicorn(app_env) as (port, _):
                 client = Client(port, args.threads)
                 rows = []
-                for rep, batch in enumerate((events[i :: args.reps] for i in range(args.reps)), 1):
+                # Contiguous slices: each holds whole checkouts, so every burst has the same mix
+                # of event types (a stride would give each burst only some of the types).
+                size = len(events)
+                batches = [
+                    events[size * i // args.reps : size * (i + 1) // args.reps]
+                    for i in range(args.reps)
+                ]
+                for rep, batch in enumerate(batches, 1):
                     if time.monotonic() > deadline:
                         raise SystemExit("time limit reached")
                     baseline = client.run([HELLO] * len(batch))
