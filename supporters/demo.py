@@ -42,6 +42,7 @@ from supporters.billing.models import (
 from supporters.db import Base, utcnow
 from supporters.extensions import db
 from supporters.members.models import Member, Role
+from supporters.voting import services as voting_services
 from supporters.voting.models import (
     Poll,
     PollOption,
@@ -297,6 +298,8 @@ class DemoSeeder:
         closed_poll = db.session.get(Poll, closed.poll_id)
         assert closed_poll is not None  # added above, in this transaction
         closed_poll.eligible_count = self.counts["closed poll eligible"]
+        db.session.flush()
+        voting_services.recount_ballots()  # the ballots went in as plain rows
         self._add_goals()
         record_action(
             "demo.seeded",

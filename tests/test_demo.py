@@ -123,7 +123,7 @@ def test_one_open_poll_with_votes_from_active_patrons_once_each(app: Flask) -> N
     assert open_poll.opens_at < now < open_poll.closes_at
     assert len(open_poll.options) >= 2
     votes = db.session.scalars(sa.select(Vote).where(Vote.poll_id == open_poll.id)).all()
-    assert votes
+    assert votes and open_poll.ballot_count == len(votes)
     for vote in votes:
         assert 1 <= len(vote.choices) <= open_poll.max_choices
         assert db.session.scalar(

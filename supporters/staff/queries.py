@@ -42,7 +42,7 @@ from supporters.staff.models import (
     month_number,
     month_start,
 )
-from supporters.voting.models import Poll, PollState, PollTierRule, Vote
+from supporters.voting.models import Poll, PollState, PollTierRule
 
 MRR_KINDS = (
     MovementKind.NEW,
@@ -417,12 +417,7 @@ def current_poll_turnout(now_figures: Now, now: dt.datetime | None = None) -> Tu
         ).first()
     if poll is None:
         return None
-    ballots = int(
-        db.session.scalar(
-            sa.select(sa.func.count()).select_from(Vote).where(Vote.poll_id == poll.id)
-        )
-        or 0
-    )
+    ballots = poll.ballot_count  # kept as ballots are cast: no count over the ballots
     eligible: int | None
     if not is_open:
         eligible = poll.eligible_count

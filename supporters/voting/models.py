@@ -133,6 +133,10 @@ class Poll(Model):
     # Patrons who could vote, counted when the poll's closing is recorded, so a closed poll's
     # turnout does not drift as memberships change afterwards. NULL while the poll is not closed.
     eligible_count: Mapped[int | None]
+    # Ballots cast, kept by the statement that inserts one (services.cast_vote), so a turnout
+    # is read rather than counted. Whatever else writes or deletes ballots must keep it too
+    # (seed-demo recounts with services.recount_ballots).
+    ballot_count: Mapped[int] = mapped_column(default=0, server_default="0")
     created_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("members.id", ondelete="SET NULL")
     )
@@ -213,6 +217,9 @@ class Vote(Model):
     weight: Mapped[int] = mapped_column(
         sa.BigInteger, default=WEIGHT_SCALE, server_default=str(WEIGHT_SCALE)
     )
+    # How many times the ballot was changed: 0 when cast, and one more each time it is cast
+    # again, so the statement that writes it says whether it made a new ballot.
+    changes: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

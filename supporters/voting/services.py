@@ -306,14 +306,16 @@ def _upsert_statement(dialect: str) -> Any:
     )
     return statement.on_conflict_do_update(
         index_elements=[votes.c.poll_id, votes.c.member_id],
-        set_={"weight": statement.excluded.weight, "updated_at": statement.excluded.updated_at},
-    ).returning(votes.c.id, votes.c.created_at)
+        set_={
+            "weight": statement.excluded.weight,
+            "updated_at": statement.excluded.updated_at,
+            "changes": votes.c.changes + 1,
+        },
+    ).returning(votes.c.id, votes.c.changes)
 
 
-def _upsert_ballot(
-    poll_id: int, member_id: int, weight: int, at: dt.datetime
-) -> tuple[int, dt.datetime]:
-    """Insert the member's ballot row, or take the one already there; returns (id, created).
+def _upsert_ballot(poll_id: int, member_id: int, weight: int, at: dt.datetime) -> tuple[int, bool]:
+    """Insert the member's ballot row, or take the one already there; returns (id, is new).
 
     One statement, one round trip: the unique constraint decides between concurrent
     submissions (two tabs, a double click), and on PostgreSQL ``ON CONFLICT DO UPDATE`` leaves
@@ -322,10 +324,10 @@ def _upsert_ballot(
     before it committed. (SQLite has a single writer: the transaction already excludes others.)
     """
     statement = _upsert_statement(db.session.get_bind().dialect.name)
-    vote_id, created_at = db.session.execute(
+    vote_id, changes = db.session.execute(
         statement, {"poll_id": poll_id, "member_id": member_id, "weight": weight, "at": at}
     ).one()
-    return int(vote_id), created_at
+    return int(vote_id), changes == 0
 
 
 _CHOICES = cast(sa.Table, VoteChoice.__table__)
@@ -422,13 +424,38 @@ def cast_vote(
         raise NotEligible(eligibility.message)
     chosen = validate_choices(poll, option_ids)
 
-    vote_id, created_at = _upsert_ballot(poll.id, member.id, eligibility.weight, at)
+    vote_id, is_new = _upsert_ballot(poll.id, member.id, eligibility.weight, at)
+    if is_new:
+        # The poll's row stays locked until commit: new ballots in one poll count one at a time.
+        db.session.execute(_COUNT_BALLOT, {"poll_id": poll.id})
+        db.session.expire(poll, ["ballot_count"])
     _replace_choices(vote_id, poll.id, chosen)
     # Core statements changed rows the session may hold: let it read them afresh.
     stale = db.session.identity_map.get(identity_key(Vote, vote_id))
     if stale is not None:
         db.session.expire(stale)
-    return CastBallot(vote_id, tuple(chosen), eligibility.weight, is_new=created_at == at)
+    return CastBallot(vote_id, tuple(chosen), eligibility.weight, is_new=is_new)
+
+
+_COUNT_BALLOT = (
+    sa.update(Poll)
+    .where(Poll.id == sa.bindparam("poll_id"))
+    .values(ballot_count=Poll.ballot_count + 1)
+    .execution_options(synchronize_session=False)
+)
+
+
+def recount_ballots() -> None:
+    """Set every poll's ballot count from its ballots (after ballots written in bulk)."""
+    counted = (
+        sa.select(sa.func.count())
+        .select_from(Vote)
+        .where(Vote.poll_id == Poll.id)
+        .scalar_subquery()
+    )
+    db.session.execute(
+        sa.update(Poll).values(ballot_count=counted).execution_options(synchronize_session=False)
+    )
 
 
 # -- results: who may see them ------------------------------------------------------------------

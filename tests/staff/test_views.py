@@ -14,10 +14,12 @@ from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.models import Member, Role
 from supporters.staff import member_list
+from supporters.voting import services as voting_services
 from supporters.voting.models import Poll, PollOption, PollState, Topic, TopicStatus, Vote
 from tests.factories import make_member, make_tier, signed_in_client
 from tests.helpers import csrf_token, submit, text
 from tests.staff.driver import Driver
+from tests.voting.factories import make_poll, option_ids
 
 STAFF_PAGES = (
     "/staff/",
@@ -233,7 +235,12 @@ def test_admin_manages_goals_and_staff_accounts(app: Flask, people: dict[str, Me
 def test_overview_shows_figures_definitions_and_charts(
     app: Flask, people: dict[str, Member]
 ) -> None:
+    poll = make_poll(question="Which story next?")
+    voting_services.cast_vote(poll, people["olena"], option_ids(poll)[:1])
+    db.session.commit()
     page = text(client_for(app, people["staff"]).get("/staff/"))
+    # One ballot of three patrons who may vote in the open poll.
+    assert "Which story next?" in page and "1 ballot / 3" in page and "33.3%" in page
     patrons = re.search(r'id="stat-patrons">(\d+)<', page)
     assert patrons and patrons.group(1) == "3"  # Olena, Petro, Inès (past due still counts)
     assert "€23.33" in page  # 5 + 10 + 8.33 (a yearly €100: a twelfth, rounded down)

@@ -48,6 +48,11 @@ def test_a_patron_votes_then_changes_the_vote(app: Flask, clock: Clock) -> None:
     assert (vote.created_at, vote.updated_at) == (clock.at - dt.timedelta(hours=2), clock.at)
     assert _ballots() == [(poll.id, patron.id, WEIGHT_SCALE, frozenset({b, c}))]
     assert services.chosen_option_ids(vote) == {b, c}
+    # The poll counts ballots, not changes: a second patron makes two.
+    assert poll.ballot_count == 1
+    services.cast_vote(poll, make_patron(), [a])
+    db.session.commit()
+    assert poll.ballot_count == 2 == len(_ballots())
 
 
 def test_the_weight_is_taken_again_when_the_ballot_changes(app: Flask, clock: Clock) -> None:

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from supporters.extensions import db
-from supporters.voting.models import Vote, VoteChoice
+from supporters.voting.models import Poll, Vote, VoteChoice
 from tests.helpers import csrf_token
 from tests.voting.conftest import Clock
 from tests.voting.factories import make_patron, make_poll, option_ids, sign_in
@@ -63,4 +63,6 @@ def test_twenty_concurrent_submissions_leave_one_consistent_ballot(
         )
         # Exactly one submission's choices, never a mixture of two or a doubled set.
         assert chosen in ballots
+        # One ballot counted, however many submissions raced to cast it.
+        assert db.session.scalar(sa.select(Poll.ballot_count).where(Poll.id == poll_id)) == 1
         db.session.remove()
