@@ -26,6 +26,30 @@ def _paid_checkout(fake: FakeStripe, client: FlaskClient) -> list[dict[str, Any]
     return fake.complete_checkout(join(client, tier="reader", interval="month"))
 
 
+def _deliver_at_once(
+    app: Flask, fake: FakeStripe, event: dict[str, Any], deliveries: int
+) -> list[int]:
+    """The same signed event posted on ``deliveries`` connections at once; their statuses."""
+    body, headers = fake.webhook_request(event, WEBHOOK_SECRET)
+    start = threading.Barrier(deliveries)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        client = app.test_client()
+        start.wait()
+        status = client.post("/stripe/webhook", data=body, headers=headers).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=deliver) for _ in range(deliveries)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return statuses
+
+
 def _post(client: FlaskClient, body: bytes, signature: str | None) -> Any:
     headers = {"Content-Type": "application/json"}
     if signature is not None:
@@ -138,23 +162,7 @@ def test_the_same_event_50_times_at_once_gives_one_payment(
 ) -> None:
     events = _paid_checkout(fake_stripe, patron[1])
     invoice_paid = [e for e in events if e["type"] == "invoice.paid"][-1]
-    body, headers = fake_stripe.webhook_request(invoice_paid, WEBHOOK_SECRET)
-    start = threading.Barrier(50)
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def deliver() -> None:
-        client = stripe_app.test_client()
-        start.wait()
-        status = client.post("/stripe/webhook", data=body, headers=headers).status_code
-        with lock:
-            statuses.append(status)
-
-    threads = [threading.Thread(target=deliver) for _ in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    statuses = _deliver_at_once(stripe_app, fake_stripe, invoice_paid, 50)
     assert statuses == [200] * 50
     assert (count(StripeEvent), count(Subscription), count(Payment)) == (1, 1, 1)
     outcomes = db.session.scalars(sa.select(StripeEvent.attempts)).one()
@@ -208,23 +216,7 @@ def test_retries_of_a_failed_event_at_once_process_it_once(
     assert webhooks.deliver(invoice_paid) == [500]
     monkeypatch.setattr(services, "record_invoice", original)
     # The recorded, unprocessed row is locked by the first retry; the others wait, then see it.
-    body, headers = fake_stripe.webhook_request(invoice_paid, WEBHOOK_SECRET)
-    start = threading.Barrier(20)
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def deliver() -> None:
-        client = stripe_app.test_client()
-        start.wait()
-        status = client.post("/stripe/webhook", data=body, headers=headers).status_code
-        with lock:
-            statuses.append(status)
-
-    threads = [threading.Thread(target=deliver) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    statuses = _deliver_at_once(stripe_app, fake_stripe, invoice_paid, 20)
     assert statuses == [200] * 20
     assert (count(StripeEvent), count(Subscription), count(Payment)) == (1, 1, 1)
     row = db.session.scalars(sa.select(StripeEvent)).one()
