@@ -133,9 +133,9 @@ class Poll(Model):
     # Patrons who could vote, counted when the poll's closing is recorded, so a closed poll's
     # turnout does not drift as memberships change afterwards. NULL while the poll is not closed.
     eligible_count: Mapped[int | None]
-    # Ballots cast, kept by the statement that inserts one (services.cast_vote), so a turnout
-    # is read rather than counted. Whatever else writes or deletes ballots must keep it too
-    # (seed-demo recounts with services.recount_ballots).
+    # Ballots cast, raised in the transaction that casts a new one (services.cast_vote), so a
+    # turnout is read rather than counted. Whatever else writes or deletes ballots must keep it
+    # too (seed-demo recounts with services.recount_ballots).
     ballot_count: Mapped[int] = mapped_column(default=0, server_default="0")
     created_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("members.id", ondelete="SET NULL")
