@@ -26,6 +26,21 @@ def _paid_checkout(fake: FakeStripe, client: FlaskClient) -> list[dict[str, Any]
     return fake.complete_checkout(join(client, tier="reader", interval="month"))
 
 
+def _failed_delivery(
+    fake: FakeStripe, client: FlaskClient, webhooks: Webhooks, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """A paid checkout's invoice.paid, delivered once while recording it fails (answered 500)."""
+    invoice_paid = [e for e in _paid_checkout(fake, client) if e["type"] == "invoice.paid"][-1]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database hiccup")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "record_invoice", broken)
+        assert webhooks.deliver(invoice_paid) == [500]
+    return invoice_paid
+
+
 def _deliver_at_once(
     app: Flask, fake: FakeStripe, event: dict[str, Any], deliveries: int
 ) -> list[int]:
@@ -128,21 +143,12 @@ def test_a_failed_handler_is_stored_answered_500_and_replayed(
     patron: tuple[Member, FlaskClient],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    events = _paid_checkout(fake_stripe, patron[1])
-    invoice_paid = [e for e in events if e["type"] == "invoice.paid"][-1]
-    original = services.record_invoice
-
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("database hiccup")
-
-    monkeypatch.setattr(services, "record_invoice", broken)
-    assert webhooks.deliver(invoice_paid) == [500]
+    invoice_paid = _failed_delivery(fake_stripe, patron[1], webhooks, monkeypatch)
     row = db.session.scalars(sa.select(StripeEvent)).one()
     assert row.processed_at is None and "database hiccup" in row.error and row.attempts == 1
     # Nothing the failed handler did is kept: the subscription it synced first was rolled back.
     assert (count(Subscription), count(Payment)) == (0, 0)
 
-    monkeypatch.setattr(services, "record_invoice", original)
     result = stripe_app.test_cli_runner().invoke(args=["billing", "replay-events"])
     assert result.exit_code == 0 and "processed: 1" in result.output
     db.session.expire_all()
@@ -205,16 +211,7 @@ def test_retries_of_a_failed_event_at_once_process_it_once(
     patron: tuple[Member, FlaskClient],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    events = _paid_checkout(fake_stripe, patron[1])
-    invoice_paid = [e for e in events if e["type"] == "invoice.paid"][-1]
-    original = services.record_invoice
-
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("database hiccup")
-
-    monkeypatch.setattr(services, "record_invoice", broken)
-    assert webhooks.deliver(invoice_paid) == [500]
-    monkeypatch.setattr(services, "record_invoice", original)
+    invoice_paid = _failed_delivery(fake_stripe, patron[1], webhooks, monkeypatch)
     # The recorded, unprocessed row is locked by the first retry; the others wait, then see it.
     statuses = _deliver_at_once(stripe_app, fake_stripe, invoice_paid, 20)
     assert statuses == [200] * 20
