@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import stripe
+import urllib3
 from flask import current_app
 
 log = logging.getLogger(__name__)
@@ -200,16 +201,106 @@ def client() -> stripe.StripeClient:
 
 
 def _http_client(api_base: str) -> stripe.HTTPClient:
-    """The SDK's HTTP client with one keep-alive session, and its proxy settings read once.
+    """The SDK's transport: one keep-alive pool, with the proxy settings read once, here.
 
-    Left to itself, ``requests`` scans the process environment for proxy settings on every
-    request; they are read here, for Stripe's address, when the client is built.
+    ``NO_PROXY`` naming Stripe's host turns the proxy off, as ``requests`` would.
     """
-    session = requests.Session()
-    session.trust_env = False
-    proxies = requests.utils.get_environ_proxies(api_base)  # {} when NO_PROXY names Stripe
+    proxies = requests.utils.get_environ_proxies(api_base)
     proxy = proxies.get(urlsplit(api_base).scheme) or proxies.get("all")
-    return stripe.RequestsClient(session=session, proxy=proxy)
+    return PooledHTTPClient(proxy=proxy)
+
+
+class PooledHTTPClient(stripe.HTTPClient):
+    """The SDK's requests sent on one urllib3 pool manager, kept alive between requests.
+
+    ``requests`` (the SDK's default) is urllib3 underneath, with sessions, cookies, hooks and
+    environment lookups on top that a client of one API does not use: they were half the
+    Python work of a webhook's fetch. Retries stay the SDK's (``max_network_retries``): this
+    class only says which failures are worth one, as the SDK's own clients do.
+    """
+
+    name = "urllib3"
+
+    def __init__(self, *, timeout: float = 80, proxy: str | None = None) -> None:
+        super().__init__(proxy=proxy)
+        options: dict[str, Any] = {
+            "timeout": urllib3.Timeout(connect=timeout, read=timeout),
+            "retries": False,
+            "maxsize": 10,  # connections kept per host, for threaded servers (as requests does)
+            "cert_reqs": "CERT_REQUIRED",
+            "ca_certs": stripe.ca_bundle_path,
+        }
+        self._pool: urllib3.PoolManager = (
+            urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+        )
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        """The body (bytes, which the SDK decodes), the status and the headers."""
+        response = self._send(method, url, headers, post_data, preload_content=True)
+        return response.data, response.status, response.headers
+
+    def request_stream(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        response = self._send(method, url, headers, post_data, preload_content=False)
+        return response, response.status, response.headers
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        body: Any,
+        *,
+        preload_content: bool,
+    ) -> urllib3.BaseHTTPResponse:
+        try:
+            return self._pool.request(
+                method.upper(),
+                url,
+                body=body,
+                headers=dict(headers or {}),
+                redirect=False,
+                preload_content=preload_content,
+            )
+        except urllib3.exceptions.SSLError as exc:
+            # Someone is intercepting TLS: retrying would not help.
+            raise _connection_error(
+                "Could not verify Stripe's TLS certificate", exc, retry=False
+            ) from exc
+        except (
+            urllib3.exceptions.TimeoutError,
+            urllib3.exceptions.NewConnectionError,
+            urllib3.exceptions.ProtocolError,
+            urllib3.exceptions.ProxyError,
+        ) as exc:
+            raise _connection_error("Could not reach Stripe", exc, retry=True) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise _connection_error("Unexpected error talking to Stripe", exc, retry=False) from exc
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def _connection_error(message: str, cause: Exception, *, retry: bool) -> stripe.APIConnectionError:
+    """The SDK's network error, saying whether its retry loop should try again."""
+    return stripe.APIConnectionError(  # type: ignore[no-untyped-call]
+        f"{message} ({type(cause).__name__}: {cause}).", should_retry=retry
+    )
 
 
 def _fetch(path: str, *, expand: Sequence[str] = ()) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from typing import Any
@@ -247,3 +248,53 @@ def test_each_handled_event_costs_one_request_to_stripe(
     ) in asked
     assert count(Payment) == 1
     assert db.session.scalars(sa.select(Subscription.status)).one() == "active"
+
+
+def _hanging_up_server(answers: int) -> tuple[str, list[int], threading.Thread]:
+    """A server on 127.0.0.1 that reads each request and hangs up without answering."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    accepted: list[int] = []
+
+    def serve() -> None:
+        with listener:
+            for number in range(answers):
+                try:
+                    connection, _ = listener.accept()
+                except TimeoutError:
+                    return
+                with connection:
+                    connection.recv(65536)
+                accepted.append(number)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", accepted, thread
+
+
+def test_stripe_hanging_up_is_retried_then_the_event_fails_and_replays(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    webhooks: Webhooks,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+) -> None:
+    invoice_paid = [
+        e for e in _paid_checkout(fake_stripe, patron[1]) if e["type"] == "invoice.paid"
+    ]
+    api_base, accepted, server = _hanging_up_server(answers=3)
+    stripe_app.config["STRIPE_API_BASE"] = api_base
+    stripe_app.extensions.pop("stripe_client", None)
+
+    assert webhooks.deliver(*invoice_paid) == [500]
+    server.join(timeout=10)
+    assert len(accepted) == 3  # the first request and the SDK's two retries
+    row = db.session.scalars(sa.select(StripeEvent)).one()
+    assert row.processed_at is None and row.error.startswith("APIConnectionError")
+    assert count(Payment) == 0
+
+    stripe_app.config["STRIPE_API_BASE"] = fake_stripe.api_base
+    stripe_app.extensions.pop("stripe_client", None)
+    result = stripe_app.test_cli_runner().invoke(args=["billing", "replay-events"])
+    assert result.exit_code == 0 and "processed: 1" in result.output
+    assert count(Payment) == 1
