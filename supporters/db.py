@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -109,23 +109,6 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
-def _insert_on_conflict_do_nothing(
-    target: Any, values: dict[str, Any], conflict_on: Sequence[str] | None
-) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    from supporters.extensions import db
-
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        statement: Any = postgresql.insert(target)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(target)
-    else:  # pragma: no cover - only the two supported databases reach here
-        raise NotImplementedError(f"no conflict-free insert for {dialect}")
-    return statement.values(values).on_conflict_do_nothing(index_elements=conflict_on)
-
-
 def insert_ignoring_conflicts(model: type[Base], values: dict[str, Any]) -> bool:
     """INSERT a row unless it would break a unique constraint; True when a row was written.
 
@@ -152,18 +135,50 @@ def _insert_ignoring(dialect: str, table: sa.Table) -> Any:
 
 
 def insert_returning(
-    model: type[ModelT], values: dict[str, Any], *, conflict_on: Sequence[str]
+    model: type[ModelT],
+    values: dict[str, Any],
+    *,
+    conflict_on: Sequence[str],
+    computed: Mapping[str, sa.ColumnElement[Any]] | None = None,
 ) -> ModelT | None:
     """INSERT a row unless one with the same ``conflict_on`` columns exists; the new row or None.
 
     The row comes back from RETURNING as a loaded object of the session, so the caller needs no
     read after the write. A conflict on another unique constraint raises, as an ORM flush would.
-    Values may be SQL expressions (a scalar subquery looking up a foreign key, say).
+    ``values`` are sent as parameters. ``computed`` columns are SQL expressions (a scalar
+    subquery looking up a foreign key, say) whose bind parameters are among ``values``; build
+    them once, as module-level constants or cached, since the statement is cached by them.
     """
     from supporters.extensions import db
 
-    statement = _insert_on_conflict_do_nothing(model, values, conflict_on)
-    return db.session.scalars(statement.returning(model)).first()
+    statement = _insert_returning(
+        db.session.get_bind().dialect.name,
+        model,
+        tuple(conflict_on),
+        tuple((computed or {}).items()),
+    )
+    return db.session.scalars(statement, values).first()
+
+
+@functools.cache
+def _insert_returning(
+    dialect: str,
+    model: type[Base],
+    conflict_on: tuple[str, ...],
+    computed: tuple[tuple[str, sa.ColumnElement[Any]], ...],
+) -> Any:
+    """``INSERT ... ON CONFLICT (conflict_on) DO NOTHING RETURNING <row>``, built once.
+
+    Building an INSERT with its values inside costs SQLAlchemy more than running it: with the
+    values as parameters, one statement serves every call and its compiled form is reused.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(model)
+    if computed:
+        statement = statement.values(dict(computed))
+    return statement.on_conflict_do_nothing(index_elements=list(conflict_on)).returning(model)
 
 
 def render_migration_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:

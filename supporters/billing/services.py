@@ -453,6 +453,41 @@ def _payment_status(info: InvoiceInfo) -> PaymentStatus | None:
     return None  # draft and void invoices move no money
 
 
+@functools.cache
+def _invoice_statements() -> tuple[dict[str, sa.ColumnElement[Any]], sa.Select[Any]]:
+    """What record_invoice writes with, built once, the lookups taking bind parameters.
+
+    The member is the customer's (``customer_ref``), the subscription ours of that Stripe id
+    (``subscription_ref``, NULL when none). The payment intent (``intent_ref``) is claimed
+    unless another payment holds it already (see _claim_payment_intent). Returns the INSERT's
+    computed columns and the locking read of a payment recorded before.
+    """
+    member = _customer_member(sa.bindparam("customer_ref", type_=sa.String))
+    subscription = (
+        sa.select(Subscription.id)
+        .where(Subscription.stripe_subscription_id == sa.bindparam("subscription_ref"))
+        .scalar_subquery()
+    )
+    intent = sa.bindparam("intent_ref", type_=sa.String)
+    unclaimed_intent = (
+        sa.select(intent)
+        .where(~sa.exists().where(Payment.stripe_payment_intent_id == intent))
+        .scalar_subquery()
+    )
+    computed: dict[str, sa.ColumnElement[Any]] = {
+        "member_id": member,
+        "subscription_id": subscription,
+        "stripe_payment_intent_id": unclaimed_intent,
+    }
+    lock: sa.Select[Any] = (
+        sa.select(Payment, member, subscription)
+        .where(Payment.stripe_invoice_id == sa.bindparam("invoice_ref"))
+        .with_for_update(of=Payment)
+        .execution_options(populate_existing=True)
+    )
+    return computed, lock
+
+
 def record_invoice(info: InvoiceInfo) -> Payment | None:
     """Upsert the ledger row of an invoice from what the provider says now. Idempotent.
 
@@ -462,52 +497,34 @@ def record_invoice(info: InvoiceInfo) -> Payment | None:
     amount = info.amount_paid if status is PaymentStatus.PAID else info.amount_due
     if status is None or amount <= 0:
         return None
-    # The member and the subscription are looked up by the statement that writes or locks.
-    member_id = _customer_member(info.customer_id)
-    subscription_id: sa.ColumnElement[Any] = sa.null()
-    if info.subscription_id:
-        subscription_id = (
-            sa.select(Subscription.id)
-            .where(Subscription.stripe_subscription_id == info.subscription_id)
-            .scalar_subquery()
-        )
     now = utcnow()
+    paid = status is PaymentStatus.PAID
+    failed = status is PaymentStatus.FAILED
+    insert, lock = _invoice_statements()
+    # The member, the subscription and the payment intent are looked up by the statement that
+    # writes or locks (see _invoice_statements).
+    lookups = {"customer_ref": info.customer_id, "subscription_ref": info.subscription_id}
     values: dict[str, object] = {
+        **lookups,
+        "intent_ref": info.payment_intent_id,
         "stripe_invoice_id": info.id,
-        "member_id": member_id,
-        "subscription_id": subscription_id,
         "kind": PaymentKind.SUBSCRIPTION,
         "amount": amount,
         "currency": info.currency,
         "status": status,
         "refunded_amount": 0,
-        "failure_message": "",
+        "failure_message": _("The card was declined.") if failed else "",
         "receipt_url": info.receipt_url,
         "stripe_charge_id": info.charge_id,
         "created_at": info.created_at or now,
+        "paid_at": (info.paid_at or now) if paid else None,
+        "failed_at": now if failed else None,
     }
-    if info.payment_intent_id:
-        # Claimed unless another payment holds it already (see _claim_payment_intent).
-        values["stripe_payment_intent_id"] = (
-            sa.select(sa.literal(info.payment_intent_id))
-            .where(~sa.exists().where(Payment.stripe_payment_intent_id == info.payment_intent_id))
-            .scalar_subquery()
-        )
-    if status is PaymentStatus.PAID:
-        values["paid_at"] = info.paid_at or now
-    elif status is PaymentStatus.FAILED:
-        values["failed_at"] = now
-        values["failure_message"] = _("The card was declined.")
-    inserted = insert_returning(Payment, values, conflict_on=["stripe_invoice_id"])
+    inserted = insert_returning(Payment, values, conflict_on=["stripe_invoice_id"], computed=insert)
     if inserted is not None:
         return inserted
     # Recorded before: lock the row and bring it up to date.
-    found = db.session.execute(
-        sa.select(Payment, member_id, subscription_id)
-        .where(Payment.stripe_invoice_id == info.id)
-        .with_for_update(of=Payment)
-        .execution_options(populate_existing=True)
-    ).one()
+    found = db.session.execute(lock, {**lookups, "invoice_ref": info.id}).one()
     payment: Payment = found[0]
     found_member_id: int | None = found[1]
     found_subscription_id: int | None = found[2]
