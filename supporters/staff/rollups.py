@@ -500,15 +500,31 @@ def _upsert(dialect: str, table: sa.Table, value_columns: tuple[str, ...]) -> An
 # -- reading rows and ledgers --------------------------------------------------------------------
 
 
-def _payment_facts(connection: sa.Connection, where: Any) -> dict[int, PaymentFacts]:
-    columns = [_payments.c[name] for name in PAYMENT_COLUMNS]
-    rows = connection.execute(sa.select(_payments.c.id, *columns).where(where))
+def _payment_facts(
+    connection: sa.Connection, where: Any, params: Mapping[str, Any] | None = None
+) -> dict[int, PaymentFacts]:
+    """The facts of the payments ``where`` selects (or of a prebuilt query, with ``params``)."""
+    statement = where if isinstance(where, sa.Select) else _payment_facts_select(where)
+    rows = connection.execute(statement, params or {})
     return {row.id: PaymentFacts(*row[1:]) for row in rows}
 
 
-def _subscription_facts(connection: sa.Connection, where: Any) -> list[SubscriptionFacts]:
+def _payment_facts_select(where: Any) -> sa.Select[Any]:
+    columns = [_payments.c[name] for name in PAYMENT_COLUMNS]
+    return sa.select(_payments.c.id, *columns).where(where)
+
+
+def _subscription_facts(
+    connection: sa.Connection, where: Any, params: Mapping[str, Any] | None = None
+) -> list[SubscriptionFacts]:
+    """The facts of the subscriptions ``where`` selects (or of a prebuilt query), by member."""
+    statement = where if isinstance(where, sa.Select) else _subscription_facts_select(where)
+    return [SubscriptionFacts(*row) for row in connection.execute(statement, params or {})]
+
+
+def _subscription_facts_select(where: Any) -> sa.Select[Any]:
     columns = [_subscriptions.c[name] for name in SUBSCRIPTION_COLUMNS]
-    rows = connection.execute(
+    return (
         sa.select(_subscriptions.c.id, *columns)
         .where(where)
         .order_by(
@@ -517,15 +533,34 @@ def _subscription_facts(connection: sa.Connection, where: Any) -> list[Subscript
             _subscriptions.c.id,
         )
     )
-    return [SubscriptionFacts(*row) for row in rows]
 
 
-def _entries(connection: sa.Connection, where: Any) -> list[Entry]:
+def _entries(
+    connection: sa.Connection, where: Any, params: Mapping[str, Any] | None = None
+) -> list[Entry]:
+    """The ledger rows ``where`` selects (or a prebuilt query does), oldest first."""
+    statement = where if isinstance(where, sa.Select) else _entries_select(where)
+    return [Entry(*row) for row in connection.execute(statement, params or {})]
+
+
+def _entries_select(where: Any) -> sa.Select[Any]:
     names = [f.name for f in dataclasses.fields(Entry)]
-    rows = connection.execute(
-        sa.select(*(_movements.c[n] for n in names)).where(where).order_by(_movements.c.id)
-    )
-    return [Entry(*row) for row in rows]
+    return sa.select(*(_movements.c[n] for n in names)).where(where).order_by(_movements.c.id)
+
+
+# The reads every billing change makes, built once: building a statement (and its cache key)
+# costs SQLAlchemy more than running it.
+_IDS = sa.bindparam("ids", expanding=True)
+_PAYMENTS_BY_ID = _payment_facts_select(_payments.c.id.in_(_IDS))
+_SUBSCRIPTIONS_BY_ID = _subscription_facts_select(_subscriptions.c.id.in_(_IDS))
+_OWN_ENTRIES = _movements.c.subscription_id == sa.bindparam("subscription_id")
+_ENTRIES_OF_SUBSCRIPTION = _entries_select(_OWN_ENTRIES)
+_ENTRIES_OF_SUBSCRIPTION_OR_MEMBER = _entries_select(
+    sa.or_(_OWN_ENTRIES, _movements.c.member_id == sa.bindparam("member_id"))
+)
+_ENTRIES_OF_MEMBERS = _entries_select(
+    _movements.c.member_id.in_(sa.bindparam("members", expanding=True))
+)
 
 
 def _insert_entries(connection: sa.Connection, entries: Sequence[Entry]) -> None:
@@ -568,15 +603,20 @@ def _observe_one(
     """Observe one subscription against the ledger in the database; write its new rows."""
     # The book holds the rows of every member the subscription's rows name, and of its member
     # now: one read gives them unless its rows name another member (it was moved).
-    own_of = _movements.c.subscription_id == subscription_id
     if facts is None:
-        entries = _entries(connection, own_of)
+        entries = _entries(
+            connection, _ENTRIES_OF_SUBSCRIPTION, {"subscription_id": subscription_id}
+        )
     else:
-        entries = _entries(connection, sa.or_(own_of, _movements.c.member_id == facts.member_id))
+        entries = _entries(
+            connection,
+            _ENTRIES_OF_SUBSCRIPTION_OR_MEMBER,
+            {"subscription_id": subscription_id, "member_id": facts.member_id},
+        )
     members = {e.member_id for e in entries if e.subscription_id == subscription_id}
     members |= {facts.member_id} if facts else set()
-    if facts is None or members != {facts.member_id}:
-        entries = _entries(connection, _movements.c.member_id.in_(members)) if members else entries
+    if members and (facts is None or members != {facts.member_id}):
+        entries = _entries(connection, _ENTRIES_OF_MEMBERS, {"members": sorted(members)})
     book = Book(entries)
     new = observe(
         book,
@@ -641,7 +681,9 @@ def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
     # What the database holds now is what the rollups already count.
     connection = session.connection() if payments or subscriptions else None
     if payments and connection is not None:
-        unit.old_payments.update(_payment_facts(connection, _payments.c.id.in_(payments)))
+        unit.old_payments.update(
+            _payment_facts(connection, _PAYMENTS_BY_ID, {"ids": list(payments)})
+        )
     first_seen = subscriptions - unit.subscriptions
     if first_seen and connection is not None:
         rows = connection.execute(
@@ -662,7 +704,7 @@ def _after_flush(session: Session, flush_context: Any) -> None:
     connection = session.connection()
     deltas = Deltas()
     changed = (new_payments | set(unit.old_payments)) - unit.deleted_payments
-    current = _payment_facts(connection, _payments.c.id.in_(changed)) if changed else {}
+    current = _payment_facts(connection, _PAYMENTS_BY_ID, {"ids": list(changed)}) if changed else {}
     for payment_id in changed | unit.deleted_payments:
         deltas.add_payment(unit.old_payments.get(payment_id), -1)
         deltas.add_payment(current.get(payment_id), 1)
@@ -694,7 +736,8 @@ def _observe_unit(session: Session, unit: _Unit) -> None:
                 .having(sa.func.sum(_movements.c.subscriptions) != 0)
             )
         )
-    facts = {f.id: f for f in _subscription_facts(connection, _subscriptions.c.id.in_(ids))}
+    rows = _subscription_facts(connection, _SUBSCRIPTIONS_BY_ID, {"ids": sorted(ids)})
+    facts = {f.id: f for f in rows}
     at = now()
     for subscription_id in sorted(ids):
         row = facts.get(subscription_id)
