@@ -89,9 +89,16 @@ class Client:
             connection.close()
         return time.perf_counter() - started, status
 
-    def run(self, requests: list[Request], expected: int = 200) -> dict[str, Any]:
-        """Send every request (bounded by count, and by BURST_SECONDS in time)."""
+    def run(
+        self, requests: list[Request], expected: int = 200, server_pid: int | None = None
+    ) -> dict[str, Any]:
+        """Send every request (bounded by count, and by BURST_SECONDS in time).
+
+        With ``server_pid``, also the CPU time its workers spent, per request ("cpu_ms"): a
+        steadier figure than a rate on a shared machine, since it does not count waiting.
+        """
         deadline = time.monotonic() + BURST_SECONDS
+        cpu_before = workers_cpu_seconds(server_pid) if server_pid else 0.0
 
         def bounded(request: Request) -> tuple[float, int]:
             if time.monotonic() > deadline:
@@ -102,7 +109,9 @@ class Client:
         with ThreadPoolExecutor(self.threads) as pool:
             results = list(pool.map(bounded, requests))
         elapsed = time.perf_counter() - started
+        cpu = workers_cpu_seconds(server_pid) - cpu_before if server_pid else 0.0
         return {
+            "cpu_ms": cpu * 1000 / max(len(results), 1),
             "count": len(results),
             "rate": len(results) / elapsed,
             "latencies": sorted(r[0] for r in results),
@@ -141,17 +150,42 @@ def gunicorn(
         server.wait(timeout=30)
 
 
-def peak_rss_kib(parent_pid: int) -> int:
-    """The largest peak RSS (VmHWM) among a server's worker processes."""
-    peak = 0
+def _workers(parent_pid: int) -> Iterator[Path]:
+    """The /proc entries of a server's worker processes."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The fields after the command name (which may hold spaces): state, ppid, ...
+        if stat[stat.rindex(")") + 2 :].split()[1] == str(parent_pid):
+            yield entry
+
+
+def workers_cpu_seconds(parent_pid: int) -> float:
+    """User and system CPU time the server's workers have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in _workers(parent_pid):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def peak_rss_kib(parent_pid: int) -> int:
+    """The largest peak RSS (VmHWM) among a server's worker processes."""
+    peak = 0
+    for entry in _workers(parent_pid):
         try:
             status = (entry / "status").read_text()
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if fields.get("PPid", "").strip() == str(parent_pid) and "VmHWM" in fields:
+        if "VmHWM" in fields:
             peak = max(peak, int(fields["VmHWM"].split()[0]))
     return peak

@@ -201,7 +201,7 @@ def main() -> None:
         poll_id, option_ids, credentials = seed(app_env, args.members)
         with gunicorn(app_env) as (port, server_pid):
             client = Client(port, args.threads)
-            rows = burst(client, args, poll_id, option_ids, credentials, deadline)
+            rows = burst(client, server_pid, args, poll_id, option_ids, credentials, deadline)
             peak = peak_rss_kib(server_pid)
         ballots, voters = count_ballots(app_env, poll_id)
     report(args, rows, ballots, voters, peak)
@@ -209,6 +209,7 @@ def main() -> None:
 
 def burst(
     client: Client,
+    server_pid: int,
     args: argparse.Namespace,
     poll_id: int,
     option_ids: list[int],
@@ -221,7 +222,7 @@ def burst(
     for rep in range(1, args.reps + 1):
         if time.monotonic() > deadline:
             raise SystemExit("time limit reached")
-        baseline = client.run([HELLO] * args.members, expected=200)
+        baseline = client.run([HELLO] * args.members, expected=200, server_pid=server_pid)
         votes: list[Request] = []
         for cookie, token in credentials:
             chosen = rng.sample(option_ids, rng.choice((1, 2)))
@@ -232,7 +233,7 @@ def burst(
                 "User-Agent": USER_AGENT,
             }
             votes.append(("POST", f"/polls/{poll_id}/vote", body.encode(), headers))
-        rows.append((rep, baseline, client.run(votes, expected=303)))
+        rows.append((rep, baseline, client.run(votes, expected=303, server_pid=server_pid)))
     return rows
 
 
@@ -251,13 +252,16 @@ def report(
     )
     print(
         f"{'rep':>3} {'requests':>8} {'hello/s':>9} {'votes/s':>9} {'ratio':>6} "
-        f"{'hello p50/p99 ms':>17} {'vote p50/p99 ms':>16} {'errors':>6}"
+        f"{'hello p50/p99 ms':>17} {'vote p50/p99 ms':>16} {'cpu hello/vote ms':>18} "
+        f"{'errors':>6}"
     )
     ratios = []
+    cpu_ratios = []
     errors = 0
     for rep, baseline, target in rows:
         ratio = target["rate"] / baseline["rate"]
         ratios.append(ratio)
+        cpu_ratios.append(baseline["cpu_ms"] / target["cpu_ms"] if target["cpu_ms"] else 0.0)
         burst_errors = baseline["errors"] + target["errors"]
         errors += burst_errors
         hello_ms = (
@@ -270,7 +274,8 @@ def report(
         )
         print(
             f"{rep:>3} {target['count']:>8} {baseline['rate']:>9.1f} {target['rate']:>9.1f} "
-            f"{ratio:>6.2f} {hello_ms:>17} {vote_ms:>16} {burst_errors:>6}"
+            f"{ratio:>6.2f} {hello_ms:>17} {vote_ms:>16} "
+            f"{baseline['cpu_ms']:>8.2f}/{target['cpu_ms']:<9.2f} {burst_errors:>6}"
         )
     all_votes = [latency for _, _, target in rows for latency in target["latencies"]]
     median = statistics.median(ratios)
@@ -280,6 +285,10 @@ def report(
         f"\nvote p50 {percentile(all_votes, 0.5):.1f} ms, p99 {percentile(all_votes, 0.99):.1f}"
         f" ms over {len(all_votes)} votes; errors {errors}; ballots stored {ballots} for "
         f"{voters} members (want {args.members}); worker peak RSS {peak / 1024:.0f} MiB"
+    )
+    print(
+        f"workers' CPU per request, hello/vote (steadier than rates on a shared machine): "
+        f"median {statistics.median(cpu_ratios):.2f}"
     )
     print(
         f"median votes/baseline ratio {median:.2f}; goal: the vote path keeps at least a "
