@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -432,15 +432,25 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
             return row
         row = _lock_subscription(info)[0]
         assert row is not None
-    for name, value in values.items():
-        setattr(row, name, value)
     if info.amount > 0:
-        row.amount = info.amount
+        values["amount"] = info.amount
     if info.cancel_reason:
-        row.cancel_reason = info.cancel_reason[:500]
-    row.started_at = info.started_at or row.started_at
+        values["cancel_reason"] = info.cancel_reason[:500]
+    values["started_at"] = info.started_at or row.started_at
+    _assign(row, values)
     db.session.flush()
     return row
+
+
+def _assign(row: object, values: Mapping[str, object]) -> None:
+    """Set the attributes whose values differ.
+
+    A row told what it already says stays clean, and flushing a clean session costs nothing;
+    a dirty one is compared column by column (with the rollups' listeners) to find no change.
+    """
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
 
 
 def _payment_status(info: InvoiceInfo) -> PaymentStatus | None:
@@ -530,19 +540,22 @@ def record_invoice(info: InvoiceInfo) -> Payment | None:
     found_subscription_id: int | None = found[2]
     if info.payment_intent_id and payment.stripe_payment_intent_id != info.payment_intent_id:
         _claim_payment_intent(payment, info.payment_intent_id)
-    payment.member_id = payment.member_id or found_member_id
-    payment.subscription_id = found_subscription_id or payment.subscription_id
-    payment.amount = amount
-    payment.currency = info.currency
+    changes: dict[str, object] = {
+        "member_id": payment.member_id or found_member_id,
+        "subscription_id": found_subscription_id or payment.subscription_id,
+        "amount": amount,
+        "currency": info.currency,
+        "receipt_url": info.receipt_url or payment.receipt_url,
+        "stripe_charge_id": info.charge_id or payment.stripe_charge_id,
+    }
     if payment.status is not PaymentStatus.PAID:  # a paid invoice never goes back
-        payment.status = status
-    payment.receipt_url = info.receipt_url or payment.receipt_url
-    payment.stripe_charge_id = info.charge_id or payment.stripe_charge_id
+        changes["status"] = status
     if status is PaymentStatus.PAID:
-        payment.paid_at = info.paid_at or payment.paid_at or now
+        changes["paid_at"] = info.paid_at or payment.paid_at or now
     elif status is PaymentStatus.FAILED and payment.failed_at is None:
-        payment.failed_at = now
-        payment.failure_message = _("The card was declined.")
+        changes["failed_at"] = now
+        changes["failure_message"] = _("The card was declined.")
+    _assign(payment, changes)
     db.session.flush()
     return payment
 
