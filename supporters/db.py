@@ -109,16 +109,23 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
-def insert_ignoring_conflicts(model: type[Base], values: dict[str, Any]) -> bool:
+def insert_ignoring_conflicts(
+    model: type[Base], values: dict[str, Any], *, connection: sa.Connection | None = None
+) -> bool:
     """INSERT a row unless it would break a unique constraint; True when a row was written.
 
     Lets the database, not a read-then-write in Python, decide races between concurrent requests
     (two confirmations of the same sign-up, the same webhook twice, the same vote from two tabs).
+    It runs through the session (whose listeners follow writes), or on ``connection`` for a
+    table nothing listens to.
     """
     from supporters.extensions import db
 
-    statement = _insert_ignoring(db.session.get_bind().dialect.name, model.__table__)
-    return db.session.execute(statement, values).first() is not None
+    if connection is None:
+        statement = _insert_ignoring(db.session.get_bind().dialect.name, model.__table__)
+        return db.session.execute(statement, values).first() is not None
+    statement = _insert_ignoring(connection.dialect.name, model.__table__)
+    return connection.execute(statement, values).first() is not None
 
 
 @functools.cache

@@ -103,8 +103,14 @@ def strip_secrets(value: Any) -> Any:
     return value
 
 
-def _insert(event: gateway.EventInfo, **values: Any) -> bool:
-    """INSERT the event unless its id is recorded already; True when this call recorded it."""
+def _insert(
+    event: gateway.EventInfo, connection: sa.Connection | None = None, **values: Any
+) -> bool:
+    """INSERT the event unless its id is recorded already; True when this call recorded it.
+
+    It runs on the session's connection (or ``connection``) as a Core statement: no session
+    listener has anything to do with the events table.
+    """
     return insert_ignoring_conflicts(
         StripeEvent,
         {
@@ -118,6 +124,7 @@ def _insert(event: gateway.EventInfo, **values: Any) -> bool:
             "error": "",
             **values,
         },
+        connection=connection or db.session.connection(),
     )
 
 
@@ -146,10 +153,10 @@ def ingest(event: gateway.EventInfo) -> Outcome:
     now = utcnow()
     if handler is None and not db.session().in_transaction():
         # Nothing to do but keep it: one statement, which commits by itself (no BEGIN and no
-        # COMMIT round trip). A duplicate inserts nothing.
-        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        inserted = _insert(event, received_at=now, processed_at=now, attempts=1)
-        db.session.commit()
+        # COMMIT round trip), on a connection of its own. A duplicate inserts nothing.
+        with db.engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            inserted = _insert(event, connection, received_at=now, processed_at=now, attempts=1)
         return Outcome.IGNORED if inserted else Outcome.DUPLICATE
     # A new event is recorded as processed by one INSERT, which commits (or rolls back) with
     # the handler's work. Until then the row is this transaction's: a concurrent delivery of
