@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 #: The Stripe API version every request and every webhook endpoint must speak.
 API_VERSION = "2026-10-28.endive"
 WEBHOOK_TOLERANCE_SECONDS = 5 * 60
+#: Keys of Stripe objects that hold secrets a browser uses, never to be kept.
+SECRET_KEYS = ("client_secret", "secret")
 
 # Errors callers handle, re-exported so that no other module imports the SDK.
 StripeError = stripe.StripeError
@@ -155,8 +157,8 @@ class EventInfo:
     object_id: str | None
     object_type: str | None
     payload: dict[str, Any]
-    #: Whether the payload may hold a secret to strip before keeping it (a key ending in
-    #: "secret", such as a payment intent's client_secret). Most events hold none.
+    #: Whether the payload may hold a secret to strip before keeping it (a payment intent's
+    #: client_secret, say). A verified event's secrets were dropped as its body was parsed.
     may_hold_secrets: bool = True
 
 
@@ -751,8 +753,10 @@ def verify_event(payload: bytes, signature: str | None, secrets: Sequence[str]) 
 def _event(payload: bytes) -> EventInfo:
     import json
 
+    # Most events name no secret: parsing them needs no hook.
+    may_hold_secrets = b'secret"' in payload
     try:
-        data = json.loads(payload)
+        data = json.loads(payload, object_hook=_without_secrets if may_hold_secrets else None)
         obj = data["data"]["object"]
         return EventInfo(
             id=str(data["id"]),
@@ -762,7 +766,14 @@ def _event(payload: bytes) -> EventInfo:
             object_id=obj.get("id"),
             object_type=obj.get("object"),
             payload=data,
-            may_hold_secrets=b'secret"' in payload,
+            may_hold_secrets=False,
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SignatureError(f"the payload is not a Stripe event: {exc}") from exc
+
+
+def _without_secrets(obj: dict[str, Any]) -> dict[str, Any]:
+    """A JSON object just parsed, less its client secrets (the parser calls it for each one)."""
+    for key in SECRET_KEYS:
+        obj.pop(key, None)
+    return obj

@@ -28,8 +28,6 @@ from supporters.extensions import db
 
 log = logging.getLogger(__name__)
 
-SECRET_KEYS = frozenset({"client_secret", "secret"})
-
 
 class Outcome(enum.StrEnum):
     PROCESSED = "processed"
@@ -97,7 +95,7 @@ def _object_id(event: gateway.EventInfo) -> str:
 def strip_secrets(value: Any) -> Any:
     """The payload without client secrets, fit to keep in our database."""
     if isinstance(value, dict):
-        return {k: strip_secrets(v) for k, v in value.items() if k not in SECRET_KEYS}
+        return {k: strip_secrets(v) for k, v in value.items() if k not in gateway.SECRET_KEYS}
     if isinstance(value, list):
         return [strip_secrets(v) for v in value]
     return value

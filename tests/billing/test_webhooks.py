@@ -128,12 +128,21 @@ def test_unknown_types_are_recorded_and_answered_200(stripe_app: Flask, webhooks
         "type": "customer.tax_id.created",
         "api_version": "2026-10-28.endive",
         "livemode": False,
-        "data": {"object": {"id": "txi_1", "object": "tax_id", "client_secret": "secret!"}},
+        "data": {
+            "object": {
+                "id": "txi_1",
+                "object": "tax_id",
+                "client_secret": "pi_1_secret_a",
+                # Secrets nest too, as an invoice's confirmation_secret does.
+                "lines": [{"confirmation_secret": {"client_secret": "pi_2_secret_b"}}],
+            }
+        },
     }
     assert webhooks.deliver(event) == [200]
     row = db.session.scalars(sa.select(StripeEvent)).one()
     assert row.type == "customer.tax_id.created" and row.processed_at is not None
-    assert "client_secret" not in json.dumps(row.payload)
+    assert "_secret_" not in json.dumps(row.payload)
+    assert row.payload["data"]["object"]["lines"] == [{"confirmation_secret": {}}]
 
 
 def test_a_failed_handler_is_stored_answered_500_and_replayed(
