@@ -185,7 +185,13 @@ def _insert_returning(
     statement = insert(model)
     if computed:
         statement = statement.values(dict(computed))
-    return statement.on_conflict_do_nothing(index_elements=list(conflict_on)).returning(model)
+    # "orm": one row, its values as parameters, the row back as an object. Left to choose, the
+    # ORM takes a dict of parameters for a bulk INSERT and rebuilds the statement every call.
+    return (
+        statement.on_conflict_do_nothing(index_elements=list(conflict_on))
+        .returning(model)
+        .execution_options(dml_strategy="orm")
+    )
 
 
 def render_migration_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
