@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -146,15 +146,15 @@ def insert_returning(
     values: dict[str, Any],
     *,
     conflict_on: Sequence[str],
-    computed: Mapping[str, sa.ColumnElement[Any]] | None = None,
+    computed: Callable[[], Mapping[str, sa.ColumnElement[Any]]] | None = None,
 ) -> ModelT | None:
     """INSERT a row unless one with the same ``conflict_on`` columns exists; the new row or None.
 
     The row comes back from RETURNING as a loaded object of the session, so the caller needs no
     read after the write. A conflict on another unique constraint raises, as an ORM flush would.
-    ``values`` are sent as parameters. ``computed`` columns are SQL expressions (a scalar
-    subquery looking up a foreign key, say) whose bind parameters are among ``values``; build
-    them once, as module-level constants or cached, since the statement is cached by them.
+    ``values`` are sent as parameters. ``computed`` gives the columns that are SQL expressions
+    (a scalar subquery looking up a foreign key, say), whose bind parameters are among
+    ``values``: a module-level function, called once, when the statement is first built.
     """
     from supporters.extensions import db
 
@@ -162,7 +162,7 @@ def insert_returning(
         db.session.get_bind().dialect.name,
         model,
         tuple(conflict_on),
-        tuple((computed or {}).items()),
+        computed,
     )
     return db.session.scalars(statement, values).first()
 
@@ -172,7 +172,7 @@ def _insert_returning(
     dialect: str,
     model: type[Base],
     conflict_on: tuple[str, ...],
-    computed: tuple[tuple[str, sa.ColumnElement[Any]], ...],
+    computed: Callable[[], Mapping[str, sa.ColumnElement[Any]]] | None,
 ) -> Any:
     """``INSERT ... ON CONFLICT (conflict_on) DO NOTHING RETURNING <row>``, built once.
 
@@ -183,8 +183,8 @@ def _insert_returning(
 
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(model)
-    if computed:
-        statement = statement.values(dict(computed))
+    if computed is not None:
+        statement = statement.values(dict(computed()))
     # "orm": one row, its values as parameters, the row back as an object. Left to choose, the
     # ORM takes a dict of parameters for a bulk INSERT and rebuilds the statement every call.
     return (

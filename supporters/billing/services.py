@@ -464,38 +464,46 @@ def _payment_status(info: InvoiceInfo) -> PaymentStatus | None:
 
 
 @functools.cache
-def _invoice_statements() -> tuple[dict[str, sa.ColumnElement[Any]], sa.Select[Any]]:
-    """What record_invoice writes with, built once, the lookups taking bind parameters.
-
-    The member is the customer's (``customer_ref``), the subscription ours of that Stripe id
-    (``subscription_ref``, NULL when none). The payment intent (``intent_ref``) is claimed
-    unless another payment holds it already (see _claim_payment_intent). Returns the INSERT's
-    computed columns and the locking read of a payment recorded before.
-    """
+def _invoice_lookups() -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+    """The member of the customer ``customer_ref`` and our subscription of the Stripe id
+    ``subscription_ref`` (NULL when none), as subqueries with bind parameters, built once."""
     member = _customer_member(sa.bindparam("customer_ref", type_=sa.String))
     subscription = (
         sa.select(Subscription.id)
         .where(Subscription.stripe_subscription_id == sa.bindparam("subscription_ref"))
         .scalar_subquery()
     )
+    return member, subscription
+
+
+def _invoice_computed_columns() -> dict[str, sa.ColumnElement[Any]]:
+    """What record_invoice's INSERT looks up: the member, the subscription, and the payment
+    intent ``intent_ref``, claimed unless another payment holds it (see _claim_payment_intent).
+    """
+    member, subscription = _invoice_lookups()
     intent = sa.bindparam("intent_ref", type_=sa.String)
     unclaimed_intent = (
         sa.select(intent)
         .where(~sa.exists().where(Payment.stripe_payment_intent_id == intent))
         .scalar_subquery()
     )
-    computed: dict[str, sa.ColumnElement[Any]] = {
+    return {
         "member_id": member,
         "subscription_id": subscription,
         "stripe_payment_intent_id": unclaimed_intent,
     }
-    lock: sa.Select[Any] = (
+
+
+@functools.cache
+def _invoice_lock() -> sa.Select[Any]:
+    """A payment recorded before (``invoice_ref``), locked, with the lookups; built once."""
+    member, subscription = _invoice_lookups()
+    return (
         sa.select(Payment, member, subscription)
         .where(Payment.stripe_invoice_id == sa.bindparam("invoice_ref"))
         .with_for_update(of=Payment)
         .execution_options(populate_existing=True)
     )
-    return computed, lock
 
 
 def record_invoice(info: InvoiceInfo) -> Payment | None:
@@ -510,9 +518,8 @@ def record_invoice(info: InvoiceInfo) -> Payment | None:
     now = utcnow()
     paid = status is PaymentStatus.PAID
     failed = status is PaymentStatus.FAILED
-    insert, lock = _invoice_statements()
     # The member, the subscription and the payment intent are looked up by the statement that
-    # writes or locks (see _invoice_statements).
+    # writes or locks (see _invoice_computed_columns and _invoice_lock).
     lookups = {"customer_ref": info.customer_id, "subscription_ref": info.subscription_id}
     values: dict[str, object] = {
         **lookups,
@@ -530,11 +537,13 @@ def record_invoice(info: InvoiceInfo) -> Payment | None:
         "paid_at": (info.paid_at or now) if paid else None,
         "failed_at": now if failed else None,
     }
-    inserted = insert_returning(Payment, values, conflict_on=["stripe_invoice_id"], computed=insert)
+    inserted = insert_returning(
+        Payment, values, conflict_on=["stripe_invoice_id"], computed=_invoice_computed_columns
+    )
     if inserted is not None:
         return inserted
     # Recorded before: lock the row and bring it up to date.
-    found = db.session.execute(lock, {**lookups, "invoice_ref": info.id}).one()
+    found = db.session.execute(_invoice_lock(), {**lookups, "invoice_ref": info.id}).one()
     payment: Payment = found[0]
     found_member_id: int | None = found[1]
     found_subscription_id: int | None = found[2]
