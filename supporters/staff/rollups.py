@@ -561,12 +561,13 @@ _ENTRIES_OF_SUBSCRIPTION_OR_MEMBER = _entries_select(
 _ENTRIES_OF_MEMBERS = _entries_select(
     _movements.c.member_id.in_(sa.bindparam("members", expanding=True))
 )
+_INSERT_ENTRIES = sa.insert(_movements)
 
 
 def _insert_entries(connection: sa.Connection, entries: Sequence[Entry]) -> None:
     if entries:
         recorded_at = utcnow()
-        connection.execute(sa.insert(_movements), [e.values(recorded_at) for e in entries])
+        connection.execute(_INSERT_ENTRIES, [e.values(recorded_at) for e in entries])
 
 
 def _latest_payment_failed(connection: sa.Connection, subscription_id: int) -> bool:
