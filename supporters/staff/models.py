@@ -179,11 +179,19 @@ sa.Index(
     postgresql_using="gin",
     postgresql_ops={"email": "gin_trgm_ops", "display_name": "gin_trgm_ops"},
 )
-# The at-risk list: patrons whose cancellation is scheduled, soonest first.
+# The at-risk list, read in index order: patrons whose cancellation is scheduled, soonest
+# first; patrons past due, longest first. The id settles ties, as the queries' ORDER BY does.
 sa.Index(
-    "ix_subscriptions_cancel_at_period_end",
+    "ix_subscriptions_ending",
     _subscriptions.c.cancel_at_period_end,
     _subscriptions.c.current_period_end,
+    _subscriptions.c.id,
+)
+sa.Index(
+    "ix_subscriptions_status_period_start",
+    _subscriptions.c.status,
+    _subscriptions.c.current_period_start,
+    _subscriptions.c.id,
 )
 
 sa.event.listen(
