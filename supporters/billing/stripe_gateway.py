@@ -156,10 +156,9 @@ class EventInfo:
     livemode: bool
     object_id: str | None
     object_type: str | None
+    #: The event as Stripe sent it, less its client secrets (dropped as the body is parsed),
+    #: so fit to keep in our database.
     payload: dict[str, Any]
-    #: Whether the payload may hold a secret to strip before keeping it (a payment intent's
-    #: client_secret, say). A verified event's secrets were dropped as its body was parsed.
-    may_hold_secrets: bool = True
 
 
 @dataclass(frozen=True)
@@ -754,9 +753,9 @@ def _event(payload: bytes) -> EventInfo:
     import json
 
     # Most events name no secret: parsing them needs no hook.
-    may_hold_secrets = b'secret"' in payload
+    hook = _without_secrets if b'secret"' in payload else None
     try:
-        data = json.loads(payload, object_hook=_without_secrets if may_hold_secrets else None)
+        data = json.loads(payload, object_hook=hook)
         obj = data["data"]["object"]
         return EventInfo(
             id=str(data["id"]),
@@ -766,7 +765,6 @@ def _event(payload: bytes) -> EventInfo:
             object_id=obj.get("id"),
             object_type=obj.get("object"),
             payload=data,
-            may_hold_secrets=False,
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SignatureError(f"the payload is not a Stripe event: {exc}") from exc

@@ -92,15 +92,6 @@ def _object_id(event: gateway.EventInfo) -> str:
     return event.object_id
 
 
-def strip_secrets(value: Any) -> Any:
-    """The payload without client secrets, fit to keep in our database."""
-    if isinstance(value, dict):
-        return {k: strip_secrets(v) for k, v in value.items() if k not in gateway.SECRET_KEYS}
-    if isinstance(value, list):
-        return [strip_secrets(v) for v in value]
-    return value
-
-
 def _insert(
     event: gateway.EventInfo, connection: sa.Connection | None = None, **values: Any
 ) -> bool:
@@ -116,7 +107,7 @@ def _insert(
             "type": event.type,
             "api_version": event.api_version,
             "livemode": event.livemode,
-            "payload": strip_secrets(event.payload) if event.may_hold_secrets else event.payload,
+            "payload": event.payload,  # secrets dropped by the gateway
             "received_at": utcnow(),
             "attempts": 0,
             "error": "",

@@ -281,6 +281,12 @@ def _hanging_up_server(answers: int) -> tuple[str, list[int], threading.Thread]:
     return f"http://127.0.0.1:{listener.getsockname()[1]}", accepted, thread
 
 
+def _point_stripe_at(app: Flask, api_base: str) -> None:
+    """Send the app's Stripe requests to ``api_base`` (its client is built again)."""
+    app.config["STRIPE_API_BASE"] = api_base
+    app.extensions.pop("stripe_client", None)
+
+
 def test_stripe_hanging_up_is_retried_then_the_event_fails_and_replays(
     stripe_app: Flask,
     fake_stripe: FakeStripe,
@@ -292,8 +298,7 @@ def test_stripe_hanging_up_is_retried_then_the_event_fails_and_replays(
         e for e in _paid_checkout(fake_stripe, patron[1]) if e["type"] == "invoice.paid"
     ]
     api_base, accepted, server = _hanging_up_server(answers=3)
-    stripe_app.config["STRIPE_API_BASE"] = api_base
-    stripe_app.extensions.pop("stripe_client", None)
+    _point_stripe_at(stripe_app, api_base)
 
     assert webhooks.deliver(*invoice_paid) == [500]
     server.join(timeout=10)
@@ -302,8 +307,7 @@ def test_stripe_hanging_up_is_retried_then_the_event_fails_and_replays(
     assert row.processed_at is None and row.error.startswith("APIConnectionError")
     assert count(Payment) == 0
 
-    stripe_app.config["STRIPE_API_BASE"] = fake_stripe.api_base
-    stripe_app.extensions.pop("stripe_client", None)
+    _point_stripe_at(stripe_app, fake_stripe.api_base)
     result = stripe_app.test_cli_runner().invoke(args=["billing", "replay-events"])
     assert result.exit_code == 0 and "processed: 1" in result.output
     assert count(Payment) == 1
