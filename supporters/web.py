@@ -18,7 +18,7 @@ from flask import (
 )
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from flask_login import current_user
+from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -148,11 +148,26 @@ def _bench_hello() -> str:
     return "hello"
 
 
+def _bench_signed_in() -> str:
+    """A second baseline: what a signed-in form post costs before its view does any work.
+
+    The session cookie, the CSRF token, the session row with its member and subscription, and
+    the end of the transaction; no template, no write.
+    """
+    return "signed in"
+
+
 def init_app(app: Flask) -> None:
     """Install headers, error handlers and template helpers on the app."""
     app.register_blueprint(bp)
     if app.config["BENCH_ROUTES"]:
         app.add_url_rule("/bench/hello", "bench_hello", limiter.exempt(_bench_hello))
+        app.add_url_rule(
+            "/bench/signed-in",
+            "bench_signed_in",
+            login_required(_bench_signed_in),
+            methods=["POST"],
+        )
     app.after_request(_secure_headers)
     app.register_error_handler(CSRFError, _handle_csrf_error)
     app.register_error_handler(HTTPException, _handle_http_error)
