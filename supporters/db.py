@@ -61,6 +61,13 @@ class Base(DeclarativeBase):
 ModelT = TypeVar("ModelT", bound=Base)
 
 
+def rows_matched(result: sa.Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched: its result holds the cursor's row count."""
+    if not isinstance(result, sa.CursorResult):
+        raise TypeError(f"not the result of an UPDATE or DELETE: {result!r}")
+    return result.rowcount
+
+
 def enum_column(enum_cls: type, name: str) -> sa.Enum:
     """A portable enum column stored as its string values, checked by a named CHECK constraint."""
     return sa.Enum(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import sqlalchemy as sa
 from flask import (
@@ -49,13 +50,13 @@ def allow_csp(directive: str, *sources: str) -> None:
     extra.setdefault(directive, []).extend(sources)
 
 
-def external_url(endpoint: str, **values: object) -> str:
+def external_url(endpoint: str, **values: Any) -> str:
     """An absolute URL on the configured public address, never on the request's Host header.
 
     Used for links that leave the site (Stripe's return URLs, emails): a forged Host header
     must not send a reader back to someone else's site.
     """
-    return current_app.config["BASE_URL"] + url_for(endpoint, **values)
+    return str(current_app.config["BASE_URL"]) + url_for(endpoint, **values)
 
 
 def _content_security_policy() -> str:

@@ -101,7 +101,7 @@ def current_subscription(member_id: int) -> Subscription | None:
     return db.session.scalars(_current_subscription_query(), {"member_id": member_id}).first()
 
 
-def current_subscription_id(member_id: sa.ColumnElement[int]) -> sa.ScalarSelect[int]:
+def current_subscription_id(member_id: sa.ColumnExpressionArgument[int]) -> sa.ScalarSelect[int]:
     """The id of the current subscription of ``member_id`` (a column of an enclosing query).
 
     It lets a query that selects members bring each one's current subscription along, as the

@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from supporters.audit import record_action
-from supporters.db import insert_ignoring_conflicts, utcnow
+from supporters.db import insert_ignoring_conflicts, rows_matched, utcnow
 from supporters.extensions import db
 from supporters.members.models import (
     EMAIL_MAX_LENGTH,
@@ -167,7 +167,7 @@ def _consume(request: SignInRequest, now: dt.datetime) -> None:
         .values(used_at=now)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rows_matched(result) != 1:
         raise SignInError(_("This link or code has already been used."), exhausted=True)
     request.used_at = now
 
@@ -227,7 +227,7 @@ def redeem_code(request_id: int, code: str) -> SignInRequest:
         .values(attempts=SignInRequest.attempts + 1)
         .execution_options(synchronize_session=False)
     )
-    if counted.rowcount != 1:
+    if rows_matched(counted) != 1:
         raise SignInError(_("Too many wrong codes. Ask for a new message."), exhausted=True)
     db.session.refresh(request, ["attempts"])
     expected = request.code_hash
@@ -368,7 +368,7 @@ def prune(now: dt.datetime | None = None) -> tuple[int, int]:
             )
         )
     )
-    return int(requests.rowcount or 0), int(sessions.rowcount or 0)
+    return rows_matched(requests), rows_matched(sessions)
 
 
 def update_profile(member: Member, *, display_name: str) -> None:

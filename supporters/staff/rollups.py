@@ -550,7 +550,7 @@ def _entries_select(where: Any) -> sa.Select[Any]:
 
 # The reads every billing change makes, built once: building a statement (and its cache key)
 # costs SQLAlchemy more than running it.
-_IDS = sa.bindparam("ids", expanding=True)
+_IDS: sa.BindParameter[list[int]] = sa.bindparam("ids", expanding=True)
 _PAYMENTS_BY_ID = _payment_facts_select(_payments.c.id.in_(_IDS))
 _SUBSCRIPTIONS_BY_ID = _subscription_facts_select(_subscriptions.c.id.in_(_IDS))
 _OWN_ENTRIES = _movements.c.subscription_id == sa.bindparam("subscription_id")
@@ -821,6 +821,8 @@ def _note_inserted_subscription(
     """
     for row in rows:
         subscription = _entity(row, Subscription)
+        subscription_id: int | None
+        status: SubscriptionStatus | str | None
         if subscription is not None:
             subscription_id, status = subscription.id, subscription.status
         else:

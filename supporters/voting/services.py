@@ -25,7 +25,7 @@ from sqlalchemy.orm.util import identity_key
 from supporters.audit import record_action
 from supporters.billing.membership import MembershipStatus, current_subscription, status_of
 from supporters.billing.models import Subscription
-from supporters.db import utcnow
+from supporters.db import rows_matched, utcnow
 from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.voting import results as results_module
@@ -136,13 +136,13 @@ def refresh_state(poll: Poll, at: dt.datetime | None = None) -> PollState:
         assert poll.closes_at is not None  # observed_state closes only polls with a closing time
         values["closed_at"] = poll.closes_at
         values["eligible_count"] = results_module.count_eligible(poll, poll.closes_at)
-    written: sa.CursorResult[Any] = db.session.execute(  # type: ignore[assignment]
+    written = db.session.execute(
         sa.update(Poll)
         .where(Poll.id == poll.id, Poll.state == poll.state)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    if written.rowcount != 1:
+    if rows_matched(written) != 1:
         db.session.refresh(poll)
         return poll.state
     for key, value in values.items():
