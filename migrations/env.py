@@ -2,9 +2,13 @@
 
 import logging
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
+from alembic.operations import MigrationScript
+from alembic.runtime.migration import MigrationContext
 from flask import current_app
+from flask_sqlalchemy import SQLAlchemy
 
 config = context.config
 if config.config_file_name is not None and not logging.getLogger().handlers:
@@ -13,8 +17,9 @@ if config.config_file_name is not None and not logging.getLogger().handlers:
 logger = logging.getLogger("alembic.env")
 
 
-def _database():
-    return current_app.extensions["migrate"].db
+def _database() -> SQLAlchemy:
+    database: SQLAlchemy = current_app.extensions["migrate"].db
+    return database
 
 
 def _url() -> str:
@@ -39,9 +44,16 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     """Run the migrations on a connection of the app's engine."""
 
-    def skip_empty_revisions(context, revision, directives):
+    def skip_empty_revisions(
+        context: MigrationContext, revision: Any, directives: list[MigrationScript]
+    ) -> None:
         # `flask db migrate` with no model change writes no empty migration file.
-        if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
+        upgrade_ops = directives[0].upgrade_ops
+        if (
+            getattr(config.cmd_opts, "autogenerate", False)
+            and upgrade_ops
+            and upgrade_ops.is_empty()
+        ):
             directives[:] = []
             logger.info("No changes in schema detected.")
 

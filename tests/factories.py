@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Flask
+from flask.testing import FlaskClient
+
 from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.models import Member, Role
@@ -45,7 +48,7 @@ def make_tier(
     return tier
 
 
-def signed_in_client(app: Any, member: Member) -> Any:
+def signed_in_client(app: Flask, member: Member) -> FlaskClient:
     """A test client with a live session for the member, as after a real sign-in."""
     from supporters.members import services
 

@@ -19,7 +19,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     op.drop_index("ix_subscriptions_cancel_at_period_end", table_name="subscriptions")
     op.create_index(
         "ix_subscriptions_ending",
@@ -33,7 +33,7 @@ def upgrade():
     )
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_index("ix_subscriptions_status_period_start", table_name="subscriptions")
     op.drop_index("ix_subscriptions_ending", table_name="subscriptions")
     op.create_index(

@@ -19,7 +19,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     op.add_column(
         "polls", sa.Column("ballot_count", sa.Integer(), server_default="0", nullable=False)
     )
@@ -30,6 +30,6 @@ def upgrade():
     )
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_column("votes", "changes")
     op.drop_column("polls", "ballot_count")

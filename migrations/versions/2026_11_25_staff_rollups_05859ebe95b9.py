@@ -31,7 +31,7 @@ MOVEMENT_KINDS = (
 )
 
 
-def _kind_column(name: str, values: tuple[str, ...], enum_name: str) -> sa.Column:
+def _kind_column(name: str, values: tuple[str, ...], enum_name: str) -> sa.Column[str]:
     return sa.Column(
         name,
         sa.Enum(*values, name=enum_name, native_enum=False, create_constraint=True),
@@ -46,7 +46,7 @@ def _currency(table: str) -> sa.CheckConstraint:
     )
 
 
-def upgrade():
+def upgrade() -> None:
     op.create_table(
         "report_movements",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -143,7 +143,7 @@ def upgrade():
     )
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_index("ix_subscriptions_cancel_at_period_end", table_name="subscriptions")
     op.drop_index("ix_members_search", table_name="members")
     op.drop_index("ix_members_display_name_id", table_name="members")

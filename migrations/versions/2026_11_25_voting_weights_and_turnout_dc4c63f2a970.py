@@ -19,7 +19,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     # Patrons who could vote, counted when the poll's closing is recorded.
     op.add_column("polls", sa.Column("eligible_count", sa.Integer(), nullable=True))
     # Millionths of a vote; existing ballots (all "one patron, one vote") count as one.
@@ -30,7 +30,7 @@ def upgrade():
     op.create_index("ix_vote_choices_poll_option", "vote_choices", ["poll_id", "option_id"])
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_index("ix_vote_choices_poll_option", table_name="vote_choices")
     op.drop_column("votes", "weight")
     op.drop_column("polls", "eligible_count")

@@ -7,6 +7,7 @@ import re
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from flask.testing import FlaskClient
 
 from supporters.billing.models import Payment, PaymentStatus, Subscription, SubscriptionStatus
 from supporters.extensions import db
@@ -14,7 +15,7 @@ from tests.factories import make_member, make_tier, signed_in_client
 from tests.helpers import csrf_token, submit, text
 
 
-def _join(client, **fields):  # type: ignore[no-untyped-def]
+def _join(client: FlaskClient, **fields: str) -> str:
     response = submit(client, "/", action="/support", **fields)
     assert response.status_code == 303, text(response)
     return response.headers["Location"]

@@ -21,8 +21,8 @@ from supporters.extensions import db
 from supporters.members.models import Member
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=dt.UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC)
 
 
 class Driver:
@@ -108,7 +108,7 @@ class Driver:
         *,
         inv_id: str | None = None,
         paid: bool = True,
-        amount=None,
+        amount: int | None = None,
     ) -> InvoiceInfo:
         """An invoice of the subscription created now: paid, or failed (open after an attempt).
 

@@ -8,6 +8,8 @@ import io
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from supporters.extensions import db
 from supporters.members.models import Member, Role
@@ -16,7 +18,7 @@ from tests.factories import make_member, signed_in_client
 from tests.staff.driver import Driver, utc
 
 
-def rows_of(response) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+def rows_of(response: TestResponse) -> list[dict[str, str]]:
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
     assert response.mimetype == "text/csv"
     assert response.headers["Content-Disposition"].startswith("attachment; filename=")
@@ -24,7 +26,7 @@ def rows_of(response) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def staff_client(app: Flask, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def staff_client(app: Flask, monkeypatch: pytest.MonkeyPatch) -> FlaskClient:
     staff = make_member("staff@example.org", role=Role.STAFF, display_name="Staff")
     members = [
         make_member("alma@example.org", display_name="Alma"),
@@ -43,7 +45,7 @@ def staff_client(app: Flask, monkeypatch: pytest.MonkeyPatch):  # type: ignore[n
     return signed_in_client(app, staff)
 
 
-def test_members_export_follows_the_filters(app: Flask, staff_client) -> None:  # type: ignore[no-untyped-def]
+def test_members_export_follows_the_filters(app: Flask, staff_client: FlaskClient) -> None:
     rows = rows_of(staff_client.get("/staff/members.csv?status=active&sort=email", buffered=True))
     assert [r["email"] for r in rows] == ["alma@example.org", "boris@example.org"]
     alma, boris = rows
@@ -63,8 +65,8 @@ def test_members_export_follows_the_filters(app: Flask, staff_client) -> None:  
 
 def test_members_export_walks_the_table_in_chunks(
     app: Flask,
-    staff_client,
-    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+    staff_client: FlaskClient,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for n in range(9):
         make_member(f"extra{n}@example.org")
@@ -76,7 +78,7 @@ def test_members_export_walks_the_table_in_chunks(
     assert exported == listed and len(exported) == 13
 
 
-def test_payments_export_for_a_date_range(app: Flask, staff_client) -> None:  # type: ignore[no-untyped-def]
+def test_payments_export_for_a_date_range(app: Flask, staff_client: FlaskClient) -> None:
     rows = rows_of(
         staff_client.get(
             "/staff/payments.csv?date_from=2026-02-01&date_to=2026-02-28", buffered=True
@@ -103,8 +105,8 @@ def test_payments_export_for_a_date_range(app: Flask, staff_client) -> None:  # 
 
 def test_payments_export_goes_past_one_chunk(
     app: Flask,
-    staff_client,
-    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+    staff_client: FlaskClient,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(exports, "PAYMENT_CHUNK", 1)
     rows = list(exports.payment_rows(dt.date(2026, 1, 1), dt.date(2026, 12, 31)))
@@ -112,7 +114,9 @@ def test_payments_export_goes_past_one_chunk(
     assert [r[1] for r in rows] == sorted(r[1] for r in rows)
 
 
-def test_every_report_downloads_with_the_page_figures(app: Flask, staff_client) -> None:  # type: ignore[no-untyped-def]
+def test_every_report_downloads_with_the_page_figures(
+    app: Flask, staff_client: FlaskClient
+) -> None:
     for name in exports.DATASETS:
         rows = rows_of(staff_client.get(f"/staff/reports/{name}.csv", buffered=True))
         assert list(rows[0].keys()) == list(exports.DATASETS[name].header) if rows else True

@@ -286,25 +286,25 @@ def _compare(record: Record, members: list[int], months: list[int], now: dt.date
         assert row.voluntary_churn == by_month[(row.month, K.VOLUNTARY_CHURN)]
         assert row.failed_churn == by_month[(row.month, K.FAILED_CHURN)]
     for currency, series in revenue.items():
-        for row in series:
+        for money in series:
             for kind in queries.MRR_KINDS:
-                assert row.movements[kind] == mrr_by[(row.month, currency, kind)], (
+                assert money.movements[kind] == mrr_by[(money.month, currency, kind)], (
                     currency,
-                    row.month,
+                    money.month,
                     kind,
                 )
 
     # Money, from each payment's own record.
     for currency, series in revenue.items():
-        for row in series:
+        for money in series:
             mine = [
                 p
                 for p in record.payments.values()
-                if p.currency == currency and p.paid_at and month_number(p.paid_at) == row.month
+                if p.currency == currency and p.paid_at and month_number(p.paid_at) == money.month
             ]
-            assert row.paid == sum(p.amount for p in mine if not p.gift)
-            assert row.gifts == sum(p.amount for p in mine if p.gift)
-            assert row.refunded == sum(p.refunded for p in mine)
+            assert money.paid == sum(p.amount for p in mine if not p.gift)
+            assert money.gifts == sum(p.amount for p in mine if p.gift)
+            assert money.refunded == sum(p.refunded for p in mine)
     failures = {(f.month, f.currency): f for f in queries.failure_months(months)}
     for (month, currency), f in failures.items():
         failed = [

@@ -16,7 +16,7 @@ from supporters.billing.models import Payment, PaymentStatus, Subscription, Subs
 from supporters.billing.stripe_gateway import CheckoutInfo, InvoiceInfo
 from supporters.extensions import db
 from supporters.staff import queries, rollups
-from supporters.staff.models import Movement, MovementKind
+from supporters.staff.models import Movement, MovementKind, month_number
 from tests.conftest import is_postgres
 from tests.factories import make_member, make_tier
 from tests.staff.driver import Driver, utc
@@ -113,7 +113,7 @@ def test_a_gift_written_by_a_core_insert_is_counted(
     giver = make_member()
     db.session.commit()
     Driver(monkeypatch).at(utc(2026, 2, 14)).gift(giver, 2500)
-    (month,) = queries.revenue_months([queries.month_number(utc(2026, 2, 1))])["EUR"]
+    (month,) = queries.revenue_months([month_number(utc(2026, 2, 1))])["EUR"]
     assert month.gifts == 2500
     rebuilt_matches()
 
@@ -129,7 +129,7 @@ def test_rows_written_in_bulk_are_counted_by_the_rebuild(app: Flask) -> None:
             Payment.status == PaymentStatus.PAID
         )
     ).one()
-    received = queries.revenue_months(list(range(0, queries.month_number(utc(2100, 1, 1)))))
+    received = queries.revenue_months(list(range(0, month_number(utc(2100, 1, 1)))))
     assert sum(m.paid + m.gifts for m in received["EUR"]) == paid[0]
     assert sum(m.refunded for m in received["EUR"]) == paid[1]
     # A second rebuild finds nothing to catch up.
@@ -191,7 +191,7 @@ def test_a_rolled_back_savepoint_takes_its_figures_with_it(
     savepoint.rollback()
     db.session.commit()
     assert queries.now_figures().mrr == {"EUR": 500}
-    (march,) = queries.revenue_months([queries.month_number(utc(2026, 3, 1))])["EUR"]
+    (march,) = queries.revenue_months([month_number(utc(2026, 3, 1))])["EUR"]
     assert (march.paid, march.gifts) == (500, 0)
     rebuilt_matches()
 
@@ -212,7 +212,7 @@ def test_a_subscription_first_seen_already_cancelled_has_its_history(
         canceled_at=utc(2026, 3, 1),
         ended_at=utc(2026, 3, 10),
     )
-    months = [queries.month_number(utc(2026, m, 1)) for m in (1, 2, 3, 4, 5)]
+    months = [month_number(utc(2026, m, 1)) for m in (1, 2, 3, 4, 5)]
     patrons = queries.patron_months(months)
     assert [(m.new, m.voluntary_churn) for m in patrons] == [(1, 0), (0, 0), (0, 1), (0, 0), (0, 0)]
     rebuilt_matches()
@@ -230,7 +230,7 @@ def test_incomplete_then_active_counts_from_its_start(
     assert queries.now_figures().patrons == 0
     d.at(utc(2026, 2, 1, 0, 5)).update("s_slow", status="active")
     d.invoice("s_slow")
-    (jan,) = queries.patron_months([queries.month_number(utc(2026, 1, 1))])
+    (jan,) = queries.patron_months([month_number(utc(2026, 1, 1))])
     assert jan.new == 1  # dated when it started, not when the payment went through
     rebuilt_matches()
 
@@ -262,7 +262,7 @@ def test_concurrent_payments_are_all_counted(app: Flask, monkeypatch: pytest.Mon
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    (april,) = queries.revenue_months([queries.month_number(utc(2026, 4, 1))])["EUR"]
+    (april,) = queries.revenue_months([month_number(utc(2026, 4, 1))])["EUR"]
     assert april.paid == 8 * 5 * 1000
     rebuilt_matches()
 

@@ -110,7 +110,7 @@ def test_staff_read_but_cannot_change(app: Flask, people: dict[str, Member]) -> 
     for url, data in posts.items():
         assert client.post(url, data={"csrf_token": token, **data}).status_code == 403, url
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Tier)) == 2
-    assert db.session.get(Member, people["staff"].id).role is Role.STAFF
+    assert db.session.get_one(Member, people["staff"].id).role is Role.STAFF
 
 
 def test_admin_manages_tiers_and_every_change_is_audited(
@@ -206,14 +206,14 @@ def test_admin_manages_goals_and_staff_accounts(app: Flask, people: dict[str, Me
     response = submit(client, url, f"{url}/role", role="admin")
     assert response.status_code == 302
     db.session.expire_all()
-    assert db.session.get(Member, people["olena"].id).role is Role.ADMIN
+    assert db.session.get_one(Member, people["olena"].id).role is Role.ADMIN
 
     # Nobody demotes themselves, so an admin cannot lock everyone out by mistake.
     own = f"/staff/members/{admin.id}"
     refused = submit(client, own, f"{own}/role", role="member")
     assert refused.status_code == 400
     assert "cannot change your own role" in text(refused)
-    assert db.session.get(Member, admin.id).role is Role.ADMIN
+    assert db.session.get_one(Member, admin.id).role is Role.ADMIN
 
     actions = db.session.scalars(sa.select(AuditEntry.action).order_by(AuditEntry.id)).all()
     assert actions == [

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from supporters.billing.membership import current_subscription
 from supporters.billing.models import SubscriptionStatus
 from supporters.extensions import db
 from supporters.voting import services
@@ -64,7 +65,7 @@ def test_the_weight_is_taken_again_when_the_ballot_changes(app: Flask, clock: Cl
     assert _ballots()[0][2] == 2 * WEIGHT_SCALE  # sqrt(4.00)
 
     # The patron upgrades: the old subscription ends, a new one starts.
-    old = services.current_subscription(patron.id)
+    old = current_subscription(patron.id)
     assert old is not None
     old.status = SubscriptionStatus.CANCELED
     make_subscription(patron, large, created_at=clock.at)
@@ -141,7 +142,7 @@ def test_a_lapsed_patron_cannot_vote_or_change_a_vote(app: Flask, clock: Clock) 
     a, b, _ = option_ids(poll)
     services.cast_vote(poll, patron, [a])
     db.session.commit()
-    subscription = services.current_subscription(patron.id)
+    subscription = current_subscription(patron.id)
     assert subscription is not None
     subscription.status = SubscriptionStatus.CANCELED
     db.session.commit()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from flask import Flask
 
@@ -23,7 +24,9 @@ def _vote(poll: Poll, ballots: list[tuple[object, list[int]]]) -> None:
         services.cast_vote(poll, member, chosen)  # type: ignore[arg-type]
 
 
-def _figures(poll: Poll, clock: Clock, state: PollState = PollState.OPEN) -> dict[str, object]:
+def _figures(
+    poll: Poll, clock: Clock, state: PollState = PollState.OPEN
+) -> dict[str, tuple[Any, ...]]:
     outcome = results.compute_results(poll, state, clock.at)
     return {r.topic.title: (r.ballots, r.weight / M, r.share, r.is_winner) for r in outcome.options}
 
@@ -36,7 +39,7 @@ def test_one_patron_one_vote(app: Flask, clock: Clock) -> None:
         make_patron()  # eligible, did not vote
     make_patron(status=SubscriptionStatus.CANCELED)  # not eligible
     outcome = results.compute_results(poll, PollState.OPEN, clock.at)
-    assert (outcome.ballots, outcome.total_weight, outcome.eligible) == (5, 5 * M, 8)
+    assert (outcome.ballots, outcome.total_weight, outcome.eligible) == (5, Fraction(5 * M), 8)
     assert outcome.turnout == Fraction(5, 8)
     assert results.percent(outcome.turnout) == Decimal("62.5")
     assert _figures(poll, clock) == {

@@ -131,7 +131,8 @@ def test_bad_ballots_get_a_clear_message_and_change_nothing(
     patron = make_patron()
     client = sign_in(app.test_client(), patron)
     assert _vote(client, poll.id, a).status_code == 303
-    target, options, token = poll.id, [b], None
+    target, token = poll.id, None
+    options: list[int | str] = [b]
     if case == "closed poll":
         db.session.execute(sa.update(Poll).values(state=PollState.CLOSED))
     elif case == "scheduled poll":
