@@ -167,7 +167,8 @@ def report(args: argparse.Namespace, total: int, rows: list[tuple[Any, ...]]) ->
     )
     print(
         f"{'rep':>3} {'events':>6} {'hello/s':>9} {'ingest/s':>9} {'ratio':>6} {'dup/s':>8} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'cpu hello/event ms':>19} {'errors':>6}"
+        f"{'p50 ms':>7} {'p99 ms':>7} {'cpu hello/event ms':>19} {'db cpu/event ms':>15} "
+        f"{'errors':>6}"
     )
     ratios = []
     cpu_ratios = []
@@ -182,7 +183,8 @@ def report(args: argparse.Namespace, total: int, rows: list[tuple[Any, ...]]) ->
         print(
             f"{rep:>3} {size:>6} {baseline['rate']:>9.1f} {ingest['rate']:>9.1f} {ratio:>6.2f} "
             f"{duplicate['rate']:>8.1f} {percentile(ingest['latencies'], 0.5):>7.1f} "
-            f"{percentile(ingest['latencies'], 0.99):>7.1f} {cpu:>19} {burst_errors:>6}"
+            f"{percentile(ingest['latencies'], 0.99):>7.1f} {cpu:>19} "
+            f"{ingest['db_cpu_ms']:>15.2f} {burst_errors:>6}"
         )
     median = statistics.median(ratios)
     verdict = "met" if median >= GOAL and errors == 0 else "not met"
