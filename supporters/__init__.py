@@ -18,6 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
 
+def app_folder(name: str) -> Path:
+    """``templates`` or ``migrations``: inside the package when installed from a wheel (see
+    ``setup.py``), else beside it in the repository (an editable install, a checkout)."""
+    packaged = Path(__file__).resolve().parent / name
+    return packaged if packaged.is_dir() else ROOT / name
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the application: settings, extensions, blueprints, error handlers, commands.
 
@@ -26,7 +33,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(
         __name__,
         instance_relative_config=True,
-        template_folder=str(ROOT / "templates"),
+        template_folder=str(app_folder("templates")),
         instance_path=os.environ.get("SUPPORTERS_INSTANCE_PATH") or None,
     )
     app.config.from_mapping(config.load(app.instance_path, test_config))
@@ -75,7 +82,7 @@ def _init_extensions(app: Flask) -> None:
     migrate.init_app(
         app,
         db,
-        directory=str(ROOT / "migrations"),
+        directory=str(app_folder("migrations")),
         render_as_batch=True,  # SQLite alters tables by copying them
         compare_type=True,
         render_item=db_module.render_migration_item,
