@@ -35,6 +35,7 @@ from supporters.members import auth
 from supporters.members import emails as member_emails
 from supporters.members import services as member_services
 from supporters.members.forms import EmptyForm
+from supporters.members.redirects import safe_next
 from supporters.members.views import PENDING_EMAIL_KEY, PENDING_KEY, email_limit, ip_limit
 
 log = logging.getLogger(__name__)
@@ -175,10 +176,11 @@ def _sign_in_then_continue(
     if not email:
         form.email.errors = [_("Enter your email address: we send you a code to confirm it.")]
         return _render_support(form, tiers, 400)
-    # The choice rides in the next URL, so it survives sign-in, even on another device.
+    # The choice rides in the next URL, so it survives sign-in, even on another device. It holds
+    # form values, so it is checked like any other; a tampered one leads to the account page.
     issued = member_services.request_sign_in(
         email,
-        next_url=url_for("billing.confirm_choice", **pending),
+        next_url=safe_next(url_for("billing.confirm_choice", **pending)),
         ip_address=request.remote_addr or "",
     )
     db.session.commit()

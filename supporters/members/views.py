@@ -31,6 +31,7 @@ from supporters.members.forms import (
     SignUpForm,
 )
 from supporters.members.models import SignInPurpose, SignInRequest
+from supporters.members.redirects import safe_next
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +71,6 @@ attempt_limit = limiter.shared_limit(
 )
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a path on this site may follow sign-in; anything else would be an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return ""
-    return target[:500]
-
-
-def _after_sign_in(next_url: str) -> Response:
-    return redirect(_safe_next(next_url) or url_for("members.account"))
-
-
 def _send_sign_in(issued: services.IssuedSignIn, *, via_sign_up: bool) -> bool:
     """Send the message after the request row is committed; False when the mail server failed."""
     try:
@@ -98,7 +88,7 @@ def _start_sign_in(form: SignInForm | SignUpForm, *, via_sign_up: bool) -> Respo
     issued = services.request_sign_in(
         form.email.normalized,
         display_name=display_name,
-        next_url=_safe_next(form.next.data),
+        next_url=form.next.data or "",
         ip_address=request.remote_addr or "",
     )
     db.session.commit()
@@ -151,13 +141,18 @@ def _finish(sign_in_request: SignInRequest) -> Response | tuple[str, int]:
     except services.EmailTaken as exc:
         db.session.rollback()
         return render_template("members/sign_in_failed.html", message=exc.message), 409
+    # Decided before the commit: nothing after it may fail and waste the code. Checked again
+    # because the row may predate the form's filter.
+    target = url_for("members.account")
+    if sign_in_request.purpose is SignInPurpose.SIGN_IN:
+        target = safe_next(sign_in_request.next_url) or target
     auth.sign_in(member, user_agent=request.user_agent.string)
     db.session.commit()
     if sign_in_request.purpose is SignInPurpose.CHANGE_EMAIL:
         flash(_("Your email address is now %(email)s.", email=member.email), "success")
-        return redirect(url_for("members.account"))
-    flash(_("You are signed in as %(email)s.", email=member.email), "success")
-    return _after_sign_in(sign_in_request.next_url)
+    else:
+        flash(_("You are signed in as %(email)s.", email=member.email), "success")
+    return redirect(target)
 
 
 @bp.route("/sign-in/code", methods=["GET", "POST"])
