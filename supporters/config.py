@@ -111,6 +111,8 @@ def defaults() -> dict[str, Any]:
         SIGN_IN_LIMIT_PER_EMAIL="5 per 15 minutes; 20 per day",
         SIGN_IN_LIMIT_PER_IP="30 per hour",
         SIGN_IN_ATTEMPT_LIMIT_PER_IP="60 per hour",
+        # Said outright: the limiter is one object, and would otherwise keep the last app's choice.
+        RATELIMIT_ENABLED=True,
         RATELIMIT_HEADERS_ENABLED=True,
     )
     return values
