@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -75,6 +76,10 @@ def normalize_email(raw: str) -> str:
         checked = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidEmail(_("This is not a valid email address. Check it and try again.")) from exc
+    # The domain is folded to one spelling (full-width letters too); a local part that would
+    # fold differently, like "ｎame", is a look-alike of another address, not an address of its own.
+    if unicodedata.normalize("NFKC", checked.local_part) != checked.local_part:
+        raise InvalidEmail(_("This is not a valid email address. Check it and try again."))
     return checked.normalized.lower()
 
 

@@ -133,6 +133,8 @@ def test_duplicate_sign_up_signs_in_the_existing_account(
     [
         ({"email": ""}, "Enter your email address."),
         ({"email": "not-an-address"}, "not a valid email address"),
+        # A look-alike of name@example.com would have had limits of its own.
+        ({"email": "\uff4eame@example.com"}, "not a valid email address"),
         ({"email": "a@" + "b" * 250 + ".org"}, "at most 254 characters"),
         ({"email": "x@example.org", "display_name": "n" * 81}, "at most 80 characters"),
     ],
