@@ -57,7 +57,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CURRENCY", str, "EUR", "Default ISO 4217 currency of tiers and amounts."),
     Setting("DEFAULT_LOCALE", str, "en", "Locale when the browser asks for none we speak."),
     Setting("MAIL_FROM", str, "Supporters <no-reply@localhost>", "From header of every message."),
-    Setting("SMTP_HOST", str, "", "SMTP server; empty: messages are printed to the console."),
+    Setting(
+        "SMTP_HOST",
+        str,
+        "",
+        "SMTP server. Required in production; empty in development: messages are printed.",
+    ),
     Setting("SMTP_PORT", int, 587, "SMTP port."),
     Setting("SMTP_USERNAME", str, "", "SMTP user name, if the server wants one."),
     Setting("SMTP_PASSWORD", str, "", "SMTP password."),
@@ -209,6 +214,11 @@ def validate(values: Mapping[str, Any]) -> None:
             )
         if not values["STRIPE_WEBHOOK_SECRET"]:
             problems.append(f"{ENV_PREFIX}STRIPE_WEBHOOK_SECRET must be set in production.")
+        if not values["SMTP_HOST"]:
+            problems.append(
+                f"{ENV_PREFIX}SMTP_HOST must be set in production: without a mail server, "
+                "sign-in links and codes would be printed to the log instead of sent."
+            )
         if values["BENCH_ROUTES"]:
             problems.append(
                 f"{ENV_PREFIX}BENCH_ROUTES is for benchmarks on loopback, not production."

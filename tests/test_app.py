@@ -55,6 +55,15 @@ def test_environment_variables_configure_the_app(
         ({"SECRET_KEY": "x" * 40, "BASE_URL": "http://news.example"}, "BASE_URL must use https://"),
         ({"SECRET_KEY": "short", "BASE_URL": "https://news.example"}, "at least 32 characters"),
         ({"SECRET_KEY": "x" * 40, "BASE_URL": "https://n.example"}, "demo checkout moves no money"),
+        (
+            {
+                "SECRET_KEY": "x" * 40,
+                "BASE_URL": "https://n.example",
+                "STRIPE_SECRET_KEY": "sk_live_x",
+                "STRIPE_WEBHOOK_SECRET": "whsec_x",
+            },
+            "SMTP_HOST must be set in production",
+        ),
     ],
 )
 def test_production_refuses_insecure_settings(
@@ -77,6 +86,7 @@ def test_production_sets_secure_cookies_and_hsts(
     monkeypatch.setenv("SUPPORTERS_BASE_URL", "https://news.example")
     monkeypatch.setenv("SUPPORTERS_STRIPE_SECRET_KEY", "sk_live_x")
     monkeypatch.setenv("SUPPORTERS_STRIPE_WEBHOOK_SECRET", "whsec_x")
+    monkeypatch.setenv("SUPPORTERS_SMTP_HOST", "smtp.news.example")
     app = create_app()
     assert app.config["SESSION_COOKIE_SECURE"] is True
     with app.app_context():

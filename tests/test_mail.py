@@ -31,6 +31,25 @@ def test_without_smtp_the_message_is_printed(
     assert mail_server.messages == []
 
 
+def test_production_never_prints_a_message(
+    make_app: Any, capsys: pytest.CaptureFixture[str], mail_server: MailServer
+) -> None:
+    app = make_app(
+        ENV="production",
+        BASE_URL="https://news.example",
+        STRIPE_SECRET_KEY="sk_live_x",
+        STRIPE_WEBHOOK_SECRET=["whsec_x"],
+    )
+    # Start-up refuses production without SMTP; should the setting go missing all the same,
+    # a sign-in code must not end up in the console log.
+    app.config["SMTP_HOST"] = ""
+    with app.app_context(), pytest.raises(mail.MailError):
+        mail.send("reader@example.org", "Your code", "Code: 123456\n")
+    captured = capsys.readouterr()
+    assert "123456" not in captured.out + captured.err
+    assert mail_server.messages == []
+
+
 def test_an_unreachable_smtp_server_is_a_mail_error(make_app: Any) -> None:
     app = make_app(SMTP_HOST="127.0.0.1", SMTP_PORT=9, SMTP_TIMEOUT=2)
     with app.app_context(), pytest.raises(mail.MailError):

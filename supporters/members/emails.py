@@ -16,7 +16,7 @@ def send_sign_in(issued: IssuedSignIn, *, via_sign_up: bool = False) -> None:
     ``via_sign_up`` with an address that already has an account tells its owner so, privately:
     the form answered exactly as for a new address.
 
-    :raises supporters.mail.MailError: SMTP is configured and refused the message.
+    :raises supporters.mail.MailError: the message could not be handed to the mail server.
     """
     request = issued.request
     site = current_app.config["SITE_NAME"]
