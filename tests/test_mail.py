@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from supporters import mail
+from tests.helpers import PRODUCTION
 from tests.smtp import MailServer, body
 
 
@@ -34,12 +35,7 @@ def test_without_smtp_the_message_is_printed(
 def test_production_never_prints_a_message(
     make_app: Any, capsys: pytest.CaptureFixture[str], mail_server: MailServer
 ) -> None:
-    app = make_app(
-        ENV="production",
-        BASE_URL="https://news.example",
-        STRIPE_SECRET_KEY="sk_live_x",
-        STRIPE_WEBHOOK_SECRET=["whsec_x"],
-    )
+    app = make_app(**PRODUCTION)
     # Start-up refuses production without SMTP; should the setting go missing all the same,
     # a sign-in code must not end up in the console log.
     app.config["SMTP_HOST"] = ""

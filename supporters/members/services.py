@@ -421,12 +421,6 @@ def ensure_member(email: str, *, display_name: str = "") -> tuple[Member, bool]:
     return member, True
 
 
-def issue_sign_in_link(member: Member) -> str:
-    """A one-time sign-in link for a member (used by ``create-staff``)."""
-    issued = _issue(purpose=SignInPurpose.SIGN_IN, email=member.email, member=member)
-    return sign_in_url(issued.token)
-
-
-def sign_in_url(token: str) -> str:
-    """The absolute URL of a token's confirmation page, built from the configured base URL."""
-    return f"{current_app.config['BASE_URL']}/sign-in/confirm/{token}"
+def issue_sign_in(member: Member) -> IssuedSignIn:
+    """A one-time sign-in for a member, handed over by other means than email (``create-staff``)."""
+    return _issue(purpose=SignInPurpose.SIGN_IN, email=member.email, member=member)
