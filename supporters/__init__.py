@@ -53,7 +53,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     web.init_app(app)
 
-    from supporters import demo
+    from supporters import demo, doctor
     from supporters.billing.cli import billing_cli
     from supporters.members import cli as members_cli
     from supporters.staff.cli import staff_cli
@@ -61,14 +61,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(members_cli.create_staff)
     app.cli.add_command(members_cli.members_cli)
     app.cli.add_command(demo.seed_demo)
+    app.cli.add_command(doctor.doctor)
     app.cli.add_command(billing_cli)
     app.cli.add_command(staff_cli)
 
-    if app.config["IS_PRODUCTION"] and app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
-        log.warning(
-            "Rate limits are kept in memory: with several workers each counts alone. "
-            "Set SUPPORTERS_RATELIMIT_STORAGE_URL=redis://… to share them."
-        )
+    if app.config["IS_PRODUCTION"]:
+        for warning in config.warnings_about(app.config):
+            log.warning(warning)
     return app
 
 

@@ -14,6 +14,10 @@ from urllib.parse import urlsplit
 
 ENV_PREFIX = "SUPPORTERS_"
 
+#: Where links lead outside a request (commands) in development when no base URL is set:
+#: ``flask run``'s own address.
+DEVELOPMENT_BASE_URL = "http://127.0.0.1:5000"
+
 
 class ConfigError(RuntimeError):
     """A setting is missing or wrong; raised by :func:`validate` at start-up."""
@@ -52,12 +56,21 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("SITE_NAME", str, "Supporters", "The newsroom's name, shown in pages and emails."),
     Setting(
-        "BASE_URL", str, "http://127.0.0.1:5000", "Public URL used in emails; HTTPS in production."
+        "BASE_URL",
+        str,
+        "",
+        "Public URL of emailed links and Stripe's return addresses; HTTPS, required in production. "
+        "Empty in development: links follow the address each request came to.",
     ),
     Setting("CURRENCY", str, "EUR", "Default ISO 4217 currency of tiers and amounts."),
     Setting("DEFAULT_LOCALE", str, "en", "Locale when the browser asks for none we speak."),
     Setting("MAIL_FROM", str, "Supporters <no-reply@localhost>", "From header of every message."),
-    Setting("SMTP_HOST", str, "", "SMTP server; empty: messages are printed to the console."),
+    Setting(
+        "SMTP_HOST",
+        str,
+        "",
+        "SMTP server. Required in production; empty in development: messages are printed.",
+    ),
     Setting("SMTP_PORT", int, 587, "SMTP port."),
     Setting("SMTP_USERNAME", str, "", "SMTP user name, if the server wants one."),
     Setting("SMTP_PASSWORD", str, "", "SMTP password."),
@@ -111,6 +124,8 @@ def defaults() -> dict[str, Any]:
         SIGN_IN_LIMIT_PER_EMAIL="5 per 15 minutes; 20 per day",
         SIGN_IN_LIMIT_PER_IP="30 per hour",
         SIGN_IN_ATTEMPT_LIMIT_PER_IP="60 per hour",
+        # Said outright: the limiter is one object, and would otherwise keep the last app's choice.
+        RATELIMIT_ENABLED=True,
         RATELIMIT_HEADERS_ENABLED=True,
     )
     return values
@@ -172,15 +187,20 @@ def _derive(values: dict[str, Any], instance_path: str) -> dict[str, Any]:
         values["SECRET_KEY"] = "development-only-not-secret"
     values["RATELIMIT_STORAGE_URI"] = values["RATELIMIT_STORAGE_URL"]
     values["CURRENCY"] = str(values["CURRENCY"]).upper()
-    values["BASE_URL"] = str(values["BASE_URL"]).rstrip("/")
+    # Links follow the request's own address only when no base URL was set (and never in
+    # production, which refuses to start without one): see web.base_url().
+    values["BASE_URL_IS_SET"] = bool(values["BASE_URL"])
+    values["BASE_URL"] = str(values["BASE_URL"] or DEVELOPMENT_BASE_URL).rstrip("/")
     return values
 
 
-def validate(values: Mapping[str, Any]) -> None:
-    """Refuse to start with settings that would be insecure or broken.
+def problems_with(values: Mapping[str, Any], *, production: bool | None = None) -> list[str]:
+    """Every reason start-up refuses these settings, one sentence each naming the variable.
 
-    :raises ConfigError: with one line per problem, naming the variable to set.
+    ``production=True`` checks them as a production start-up would, whatever ``ENV`` says.
     """
+    if production is None:
+        production = bool(values["IS_PRODUCTION"])
     problems: list[str] = []
     if values["ENV"] not in {"development", "production"}:
         problems.append(
@@ -193,7 +213,7 @@ def validate(values: Mapping[str, Any]) -> None:
         problems.append(f"{ENV_PREFIX}CURRENCY must be a three-letter ISO 4217 code.")
     if values["SMTP_SECURITY"] not in {"starttls", "ssl", "none"}:
         problems.append(f"{ENV_PREFIX}SMTP_SECURITY must be starttls, ssl or none.")
-    if values["IS_PRODUCTION"]:
+    if production:
         secret = values.get("SECRET_KEY") or ""
         if len(secret) < 32:
             problems.append(
@@ -207,11 +227,46 @@ def validate(values: Mapping[str, Any]) -> None:
             )
         if not values["STRIPE_WEBHOOK_SECRET"]:
             problems.append(f"{ENV_PREFIX}STRIPE_WEBHOOK_SECRET must be set in production.")
+        if not values["SMTP_HOST"]:
+            problems.append(
+                f"{ENV_PREFIX}SMTP_HOST must be set in production: without a mail server, "
+                "sign-in links and codes would be printed to the log instead of sent."
+            )
         if values["BENCH_ROUTES"]:
             problems.append(
                 f"{ENV_PREFIX}BENCH_ROUTES is for benchmarks on loopback, not production."
             )
-        if base.scheme != "https":
+        if not values["BASE_URL_IS_SET"]:
+            problems.append(
+                f"{ENV_PREFIX}BASE_URL must be set in production to the site's public https:// "
+                "address: emailed links and Stripe's return addresses are built on it."
+            )
+        elif base.scheme != "https":
             problems.append(f"{ENV_PREFIX}BASE_URL must use https:// in production.")
+    return problems
+
+
+def warnings_about(values: Mapping[str, Any]) -> list[str]:
+    """Settings a production start-up accepts but that are probably wrong there."""
+    found: list[str] = []
+    if str(values["RATELIMIT_STORAGE_URI"]).startswith("memory://"):
+        found.append(
+            "Rate limits are kept in memory: with several workers each counts alone. "
+            f"Set {ENV_PREFIX}RATELIMIT_STORAGE_URL=redis://… to share them."
+        )
+    if not values["PROXY_COUNT"]:
+        found.append(
+            f"{ENV_PREFIX}PROXY_COUNT is 0: behind a reverse proxy (as the README deploys it) "
+            "every reader has the proxy's address, and the per-IP limits count them all together."
+        )
+    return found
+
+
+def validate(values: Mapping[str, Any]) -> None:
+    """Refuse to start with settings that would be insecure or broken.
+
+    :raises ConfigError: with one line per problem, naming the variable to set.
+    """
+    problems = problems_with(values)
     if problems:
         raise ConfigError("Cannot start supporters:\n  " + "\n  ".join(problems))

@@ -1,4 +1,4 @@
-"""Send one email: over SMTP when a server is configured, else print it to the console."""
+"""Send one email: over SMTP, or in development without a server, print it to the console."""
 
 from __future__ import annotations
 
@@ -33,13 +33,17 @@ def build_message(to: str, subject: str, text: str) -> EmailMessage:
 
 
 def send(to: str, subject: str, text: str) -> EmailMessage:
-    """Deliver a plain-text message now.
+    """Deliver a plain-text message now (printed instead in development without SMTP).
 
-    :raises MailError: SMTP is configured and the message could not be handed over.
+    :raises MailError: the message could not be handed over, or production has no SMTP server.
     """
     message = build_message(to, subject, text)
     config = current_app.config
     if not config["SMTP_HOST"]:
+        if config["IS_PRODUCTION"]:
+            # Start-up refuses this; should it happen anyway, sign-in codes stay out of the logs.
+            log.error("Mail not sent: no SMTP server is configured (SUPPORTERS_SMTP_HOST).")
+            raise MailError("no SMTP server configured")
         _print(message)
         return message
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import (
@@ -12,6 +13,7 @@ from flask import (
     Response,
     current_app,
     g,
+    has_request_context,
     jsonify,
     render_template,
     request,
@@ -50,13 +52,53 @@ def allow_csp(directive: str, *sources: str) -> None:
     extra.setdefault(directive, []).extend(sources)
 
 
-def external_url(endpoint: str, **values: Any) -> str:
-    """An absolute URL on the configured public address, never on the request's Host header.
+def base_url() -> str:
+    """The public address that links leaving the site (emails, Stripe's return URLs) start with.
 
-    Used for links that leave the site (Stripe's return URLs, emails): a forged Host header
-    must not send a reader back to someone else's site.
+    ``SUPPORTERS_BASE_URL`` whenever it is set, and always in production (which requires it):
+    a forged Host header must not send a reader to someone else's site. In development without
+    one, the address this request came to, so an app on any port sends readers back to itself;
+    outside a request, ``flask run``'s address.
     """
-    return str(current_app.config["BASE_URL"]) + url_for(endpoint, **values)
+    config = current_app.config
+    if config["BASE_URL_IS_SET"] or config["IS_PRODUCTION"] or not has_request_context():
+        return str(config["BASE_URL"])
+    return request.host_url.rstrip("/")
+
+
+def external_url(endpoint: str, **values: Any) -> str:
+    """An absolute URL on :func:`base_url`, also outside a request (commands print links)."""
+    if has_request_context():
+        path = url_for(endpoint, **values)
+    else:
+        adapter = current_app.url_map.bind("", script_name=current_app.config["APPLICATION_ROOT"])
+        path = adapter.build(endpoint, values)
+    return base_url() + path
+
+
+def _notice_other_host() -> None:
+    """Log, once per host in each worker, a request for a host the base URL does not name.
+
+    Emailed links and Stripe's return addresses lead to the base URL's host: if readers reach
+    the site under another name, the setting is probably wrong (``flask doctor`` compares it
+    with a host you give). A log line only; this runs on every request and writes nothing.
+    """
+    host = request.host.lower()
+    expected = urlsplit(current_app.config["BASE_URL"]).netloc.lower()
+    # Load balancers ask for /healthz by an internal name.
+    if host == expected or request.endpoint == "web.healthz":
+        return
+    noticed: set[str] = current_app.extensions.setdefault("supporters.other_hosts", set())
+    if host in noticed or len(noticed) >= 10:  # forged names must not flood the log
+        return
+    noticed.add(host)
+    log.warning(
+        "A request arrived for host %r, but SUPPORTERS_BASE_URL is %s: emailed links and "
+        "Stripe's return addresses lead there. If readers use %r, correct the setting.",
+        host,
+        current_app.config["BASE_URL"],
+        host,
+    )
 
 
 def _content_security_policy() -> str:
@@ -169,6 +211,8 @@ def init_app(app: Flask) -> None:
             login_required(_bench_signed_in),
             methods=["POST"],
         )
+    if app.config["BASE_URL_IS_SET"]:
+        app.before_request(_notice_other_host)
     app.after_request(_secure_headers)
     app.register_error_handler(CSRFError, _handle_csrf_error)
     app.register_error_handler(HTTPException, _handle_http_error)

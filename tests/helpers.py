@@ -8,6 +8,15 @@ from typing import Any
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+# Settings a production start-up accepts, for ``make_app(**PRODUCTION)`` (every test app has
+# the tests' SMTP server).
+PRODUCTION: dict[str, Any] = {
+    "ENV": "production",
+    "BASE_URL": "https://news.example",
+    "STRIPE_SECRET_KEY": "sk_live_x",
+    "STRIPE_WEBHOOK_SECRET": ["whsec_x"],
+}
+
 _CSRF = re.compile(
     r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
 )

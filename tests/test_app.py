@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -10,14 +11,17 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask, abort
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from supporters import create_app
 from supporters.config import ConfigError
 from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.money import AmountError, format_money, parse_amount
-from tests.conftest import is_postgres
-from tests.helpers import text
+from tests.conftest import IsolatedClient, is_postgres
+from tests.factories import make_tier
+from tests.helpers import PRODUCTION, csrf_token, submit, text
+from tests.smtp import MailServer, sign_in_code, sign_in_link
 
 
 def test_development_starts_with_no_settings_at_all(
@@ -55,6 +59,15 @@ def test_environment_variables_configure_the_app(
         ({"SECRET_KEY": "x" * 40, "BASE_URL": "http://news.example"}, "BASE_URL must use https://"),
         ({"SECRET_KEY": "short", "BASE_URL": "https://news.example"}, "at least 32 characters"),
         ({"SECRET_KEY": "x" * 40, "BASE_URL": "https://n.example"}, "demo checkout moves no money"),
+        (
+            {
+                "SECRET_KEY": "x" * 40,
+                "BASE_URL": "https://n.example",
+                "STRIPE_SECRET_KEY": "sk_live_x",
+                "STRIPE_WEBHOOK_SECRET": "whsec_x",
+            },
+            "SMTP_HOST must be set in production",
+        ),
     ],
 )
 def test_production_refuses_insecure_settings(
@@ -77,6 +90,7 @@ def test_production_sets_secure_cookies_and_hsts(
     monkeypatch.setenv("SUPPORTERS_BASE_URL", "https://news.example")
     monkeypatch.setenv("SUPPORTERS_STRIPE_SECRET_KEY", "sk_live_x")
     monkeypatch.setenv("SUPPORTERS_STRIPE_WEBHOOK_SECRET", "whsec_x")
+    monkeypatch.setenv("SUPPORTERS_SMTP_HOST", "smtp.news.example")
     app = create_app()
     assert app.config["SESSION_COOKIE_SECURE"] is True
     with app.app_context():
@@ -211,3 +225,95 @@ def test_a_conflict_free_insert_says_whether_it_wrote(app: Flask) -> None:
     assert insert_ignoring_conflicts(Member, {**values, "display_name": "again"}) is False
     db.session.commit()
     assert db.session.scalars(sa.select(Member.display_name)).all() == [""]
+
+
+class _ClientAt(IsolatedClient):
+    """A browser that reaches the app at another address than the tests' default."""
+
+    base_url = "http://127.0.0.1:5123"
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("base_url", self.base_url)
+        # Over HTTPS, the CSRF check also wants the form to come from a page of the same host.
+        kwargs.setdefault("headers", {"Referer": self.base_url + "/"})
+        return super().open(*args, **kwargs)
+
+
+def test_in_development_links_lead_back_to_where_the_app_runs(
+    make_app: Any, mail_server: MailServer
+) -> None:
+    # No base URL set, and the app runs on another port than the old default of 5000.
+    app: Flask = make_app(BASE_URL="")
+    app.test_client_class = _ClientAt
+    with app.app_context():
+        make_tier("reader")
+        db.session.commit()
+    client = app.test_client()
+    submit(client, "/", action="/support", tier="reader", interval="month", email="new@example.org")
+    message = mail_server.last_to("new@example.org")
+    assert sign_in_link(message).startswith("http://127.0.0.1:5123/sign-in/confirm/")
+    continue_url = submit(client, "/sign-in/code", code=sign_in_code(message)).headers["Location"]
+    checkout = client.post(continue_url, data={"csrf_token": csrf_token(client, continue_url)})
+    demo_page = checkout.headers["Location"]
+    paid = client.post(
+        demo_page, data={"csrf_token": csrf_token(client, demo_page), "action": "pay"}
+    )
+    assert paid.headers["Location"].startswith("http://127.0.0.1:5123/support/welcome?")
+
+
+def test_in_production_links_use_the_base_url_whatever_host_a_request_names(
+    make_app: Any, mail_server: MailServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app: Flask = make_app(**PRODUCTION)
+    app.test_client_class = _ClientAt
+    _ClientAt.base_url = "https://forged.example"
+    try:
+        client = app.test_client()
+        with caplog.at_level(logging.WARNING, logger="supporters.web"):
+            submit(client, "/sign-in", email="reader@example.org")
+            client.get("/sign-in")
+    finally:
+        _ClientAt.base_url = "http://127.0.0.1:5123"
+    link = sign_in_link(mail_server.last_to("reader@example.org"))
+    assert link.startswith("https://news.example/sign-in/confirm/")
+    # Each worker says once that requests arrive for a host the links do not lead to.
+    [warning] = [r.getMessage() for r in caplog.records if "forged.example" in r.getMessage()]
+    assert "SUPPORTERS_BASE_URL is https://news.example" in warning
+
+
+def test_doctor_says_what_production_would_refuse(make_app: Any) -> None:
+    app: Flask = make_app(BASE_URL="", SMTP_HOST="", SECRET_KEY="short")
+    result = app.test_cli_runner().invoke(args=["doctor"])
+    assert result.exit_code == 1
+    for complaint in ("SECRET_KEY must be set", "SMTP_HOST must be set", "BASE_URL must be set"):
+        assert f"problem: SUPPORTERS_{complaint}" in result.output
+
+
+def test_doctor_compares_the_base_url_with_the_host_readers_use(make_app: Any) -> None:
+    app: Flask = make_app(**PRODUCTION, PROXY_COUNT=1)
+    runner = app.test_cli_runner()
+    right = runner.invoke(args=["doctor", "--no-probe", "--host", "news.example"])
+    assert right.exit_code == 0, right.output
+    assert "ok: SUPPORTERS_BASE_URL names the host readers use" in right.output
+    assert "warning: Rate limits are kept in memory" in right.output
+    wrong = runner.invoke(args=["doctor", "--no-probe", "--host", "www.news.example"])
+    assert wrong.exit_code == 1
+    assert "problem: Readers use www.news.example, but SUPPORTERS_BASE_URL is" in wrong.output
+
+
+def test_doctor_asks_the_base_url_whether_the_app_answers_there(make_app: Any) -> None:
+    app: Flask = make_app()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        app.config["BASE_URL"] = f"http://127.0.0.1:{server.server_port}"
+        answered = app.test_cli_runner().invoke(args=["doctor"]).output
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert f"ok: {app.config['BASE_URL']}/healthz answers" in answered
+    # Nothing listens there any more: the port of a base URL that is wrong.
+    dead = app.test_cli_runner().invoke(args=["doctor"]).output
+    assert f"warning: {app.config['BASE_URL']}/healthz does not answer" in dead

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from supporters import mail
+from tests.helpers import PRODUCTION
 from tests.smtp import MailServer, body
 
 
@@ -28,6 +29,20 @@ def test_without_smtp_the_message_is_printed(
         mail.send("reader@example.org", "Your code", "Code: 123456\n")
     printed = capsys.readouterr().out
     assert "To: reader@example.org" in printed and "Code: 123456" in printed
+    assert mail_server.messages == []
+
+
+def test_production_never_prints_a_message(
+    make_app: Any, capsys: pytest.CaptureFixture[str], mail_server: MailServer
+) -> None:
+    app = make_app(**PRODUCTION)
+    # Start-up refuses production without SMTP; should the setting go missing all the same,
+    # a sign-in code must not end up in the console log.
+    app.config["SMTP_HOST"] = ""
+    with app.app_context(), pytest.raises(mail.MailError):
+        mail.send("reader@example.org", "Your code", "Code: 123456\n")
+    captured = capsys.readouterr()
+    assert "123456" not in captured.out + captured.err
     assert mail_server.messages == []
 
 

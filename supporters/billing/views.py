@@ -17,6 +17,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
@@ -35,7 +36,9 @@ from supporters.members import auth
 from supporters.members import emails as member_emails
 from supporters.members import services as member_services
 from supporters.members.forms import EmptyForm
-from supporters.members.views import PENDING_EMAIL_KEY, PENDING_KEY, email_limit, ip_limit
+from supporters.members.limits import TooManyMessages, ip_limit
+from supporters.members.redirects import safe_next
+from supporters.members.views import PENDING_EMAIL_KEY, PENDING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +129,7 @@ def _go_to_checkout(choice: services.Choice, attempt: str) -> Response:
 
 @bp.post("/support")
 @ip_limit
-@email_limit
-def checkout() -> Response | tuple[str, int]:
+def checkout() -> ResponseReturnValue:
     """Start joining: straight to checkout when signed in, else confirm the email first."""
     form = SupportForm()
     tiers = _prepare(form)
@@ -170,17 +172,24 @@ def _checkout_failed(form: SupportForm, tiers: list[Tier], exc: Exception) -> tu
 
 def _sign_in_then_continue(
     form: SupportForm, tiers: list[Tier], pending: dict[str, Any]
-) -> Response | tuple[str, int]:
+) -> ResponseReturnValue:
     email = getattr(form.email, "normalized", None)
     if not email:
         form.email.errors = [_("Enter your email address: we send you a code to confirm it.")]
         return _render_support(form, tiers, 400)
-    # The choice rides in the next URL, so it survives sign-in, even on another device.
-    issued = member_services.request_sign_in(
-        email,
-        next_url=url_for("billing.confirm_choice", **pending),
-        ip_address=request.remote_addr or "",
-    )
+    # The choice rides in the next URL, so it survives sign-in, even on another device. It holds
+    # form values, so it is checked like any other; a tampered one leads to the account page.
+    try:
+        issued = member_services.request_sign_in(
+            email,
+            next_url=safe_next(url_for("billing.confirm_choice", **pending)),
+            ip_address=request.remote_addr or "",
+        )
+    except TooManyMessages as exc:
+        db.session.rollback()
+        form.email.errors = [exc.message]
+        page, status = _render_support(form, tiers, 429)
+        return page, status, {"Retry-After": str(exc.retry_after)}
     db.session.commit()
     try:
         member_emails.send_sign_in(issued)

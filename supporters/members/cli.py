@@ -6,7 +6,7 @@ import click
 from flask.cli import AppGroup, with_appcontext
 
 from supporters.extensions import db
-from supporters.members import services
+from supporters.members import emails, services
 from supporters.members.models import Role
 
 
@@ -28,7 +28,7 @@ def create_staff(email: str, role: str, display_name: str) -> None:
     except services.InvalidEmail as exc:
         raise click.BadParameter(str(exc), param_hint="EMAIL") from exc
     changed = services.set_role(member, Role(role), actor_id=None)
-    link = services.issue_sign_in_link(member)
+    link = emails.sign_in_link(services.issue_sign_in(member).token)
     db.session.commit()
     if is_new:
         click.echo(f"Created {member.email} as {role}.")

@@ -5,9 +5,14 @@ from __future__ import annotations
 from flask import current_app, render_template
 from flask_babel import gettext as _
 
-from supporters import mail
+from supporters import mail, web
 from supporters.members.models import SignInPurpose
-from supporters.members.services import IssuedSignIn, sign_in_url
+from supporters.members.services import IssuedSignIn
+
+
+def sign_in_link(token: str) -> str:
+    """The absolute URL of a sign-in token's confirmation page, on the site's public address."""
+    return web.external_url("members.confirm_sign_in", token=token)
 
 
 def send_sign_in(issued: IssuedSignIn, *, via_sign_up: bool = False) -> None:
@@ -16,7 +21,7 @@ def send_sign_in(issued: IssuedSignIn, *, via_sign_up: bool = False) -> None:
     ``via_sign_up`` with an address that already has an account tells its owner so, privately:
     the form answered exactly as for a new address.
 
-    :raises supporters.mail.MailError: SMTP is configured and refused the message.
+    :raises supporters.mail.MailError: the message could not be handed to the mail server.
     """
     request = issued.request
     site = current_app.config["SITE_NAME"]
@@ -30,7 +35,7 @@ def send_sign_in(issued: IssuedSignIn, *, via_sign_up: bool = False) -> None:
         "members/email/sign_in.txt",
         issued=issued,
         purpose=request.purpose.value,
-        link=sign_in_url(issued.token),
+        link=sign_in_link(issued.token),
         minutes=current_app.config["SIGN_IN_TTL_SECONDS"] // 60,
         site=site,
         duplicate_sign_up=via_sign_up and not issued.is_new_member,

@@ -8,6 +8,7 @@ from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, Length, Regexp, ValidationError
 
 from supporters.members.models import DISPLAY_NAME_MAX_LENGTH, EMAIL_MAX_LENGTH
+from supporters.members.redirects import safe_next
 from supporters.members.services import CODE_DIGITS, InvalidEmail, normalize_email
 
 
@@ -35,9 +36,14 @@ def _email_field(label: str) -> StringField:
     )
 
 
+def _next_field() -> HiddenField:
+    # Filtered as it is read, from the query string or the form: nothing else ever sees it raw.
+    return HiddenField(filters=[safe_next])
+
+
 class SignInForm(FlaskForm):
     email = _email_field(_l("Email address"))
-    next = HiddenField()
+    next = _next_field()
 
 
 class SignUpForm(FlaskForm):
@@ -53,7 +59,7 @@ class SignUpForm(FlaskForm):
         render_kw={"autocomplete": "name", "maxlength": DISPLAY_NAME_MAX_LENGTH},
     )
     email = _email_field(_l("Email address"))
-    next = HiddenField()
+    next = _next_field()
 
 
 class CodeForm(FlaskForm):

@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from flask_babel import ngettext
 from supporters.audit import record_action
 from supporters.db import insert_ignoring_conflicts, rows_matched, utcnow
 from supporters.extensions import db
+from supporters.members import limits
 from supporters.members.models import (
     EMAIL_MAX_LENGTH,
     Member,
@@ -74,6 +76,10 @@ def normalize_email(raw: str) -> str:
         checked = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidEmail(_("This is not a valid email address. Check it and try again.")) from exc
+    # The domain is folded to one spelling (full-width letters too); a local part that would
+    # fold differently, like "ｎame", is a look-alike of another address, not an address of its own.
+    if unicodedata.normalize("NFKC", checked.local_part) != checked.local_part:
+        raise InvalidEmail(_("This is not a valid email address. Check it and try again."))
     return checked.normalized.lower()
 
 
@@ -129,10 +135,14 @@ def request_sign_in(
     """Prepare a sign-in (or, for an unknown address, sign-up) message with a link and a code.
 
     No account is made here: a new member's row is written only once the address is proven.
+
+    :raises InvalidEmail: the address is malformed.
+    :raises limits.TooManyMessages: the address had its share of messages; roll back.
     """
     normalized = normalize_email(email)
     member = get_member_by_email(normalized)
-    return _issue(
+    limits.lock_address(normalized)
+    issued = _issue(
         purpose=SignInPurpose.SIGN_IN,
         email=normalized,
         member=member,
@@ -140,22 +150,27 @@ def request_sign_in(
         next_url=next_url,
         ip_address=ip_address,
     )
+    limits.admit_message(normalized)
+    return issued
 
 
 def request_email_change(member: Member, new_email: str, *, ip_address: str = "") -> IssuedSignIn:
     """Prepare a message to the new address; the change happens when it is confirmed from there.
 
     :raises InvalidEmail: the new address is malformed or is the current one.
+    :raises limits.TooManyMessages: the new address had its share of messages; roll back.
     """
     normalized = normalize_email(new_email)
     if normalized == member.email:
         raise InvalidEmail(_("This is already your email address."))
+    limits.lock_address(normalized)
     issued = _issue(
         purpose=SignInPurpose.CHANGE_EMAIL,
         email=normalized,
         member=member,
         ip_address=ip_address,
     )
+    limits.admit_message(normalized)
     return IssuedSignIn(issued.request, issued.token, issued.code, is_new_member=False)
 
 
@@ -349,11 +364,13 @@ def end_all_sessions(member: Member) -> None:
 def prune(now: dt.datetime | None = None) -> tuple[int, int]:
     """Delete sign-in requests that expired a day ago and sessions that can never work again.
 
+    Requests are kept as long as the per-address limit counts them, if that is longer.
     Returns (requests, sessions) deleted. Safe to run from cron.
     """
     now = now or utcnow()
+    kept_for = max(dt.timedelta(days=1), limits.longest_message_window())
     requests = db.session.execute(
-        sa.delete(SignInRequest).where(SignInRequest.expires_at < now - dt.timedelta(days=1))
+        sa.delete(SignInRequest).where(SignInRequest.expires_at < now - kept_for)
     )
     outdated_version = (
         sa.select(Member.session_version)
@@ -404,12 +421,6 @@ def ensure_member(email: str, *, display_name: str = "") -> tuple[Member, bool]:
     return member, True
 
 
-def issue_sign_in_link(member: Member) -> str:
-    """A one-time sign-in link for a member (used by ``create-staff``)."""
-    issued = _issue(purpose=SignInPurpose.SIGN_IN, email=member.email, member=member)
-    return sign_in_url(issued.token)
-
-
-def sign_in_url(token: str) -> str:
-    """The absolute URL of a token's confirmation page, built from the configured base URL."""
-    return f"{current_app.config['BASE_URL']}/sign-in/confirm/{token}"
+def issue_sign_in(member: Member) -> IssuedSignIn:
+    """A one-time sign-in for a member, handed over by other means than email (``create-staff``)."""
+    return _issue(purpose=SignInPurpose.SIGN_IN, email=member.email, member=member)

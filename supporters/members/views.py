@@ -15,13 +15,14 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, logout_user
 from werkzeug.wrappers import Response
 
 from supporters.extensions import db, limiter
 from supporters.mail import MailError
-from supporters.members import auth, emails, services
+from supporters.members import auth, emails, limits, services
 from supporters.members.forms import (
     ChangeEmailForm,
     CodeForm,
@@ -31,6 +32,7 @@ from supporters.members.forms import (
     SignUpForm,
 )
 from supporters.members.models import SignInPurpose, SignInRequest
+from supporters.members.redirects import safe_next
 
 log = logging.getLogger(__name__)
 
@@ -41,44 +43,12 @@ PENDING_KEY = "sign_in_request_id"
 PENDING_EMAIL_KEY = "sign_in_email"
 
 
-def _email_key() -> str:
-    """Rate-limit key for the address typed into a form, however it is capitalised."""
-    return "email:" + (request.form.get("email") or "").strip().lower()[:254]
-
-
 def _pending_key() -> str:
     return f"request:{session.get(PENDING_KEY, 'none')}"
 
 
 def _limit(setting: str) -> str:
     return str(current_app.config[setting])
-
-
-ip_limit = limiter.shared_limit(
-    lambda: _limit("SIGN_IN_LIMIT_PER_IP"), scope="sign-in-ip", methods=["POST"]
-)
-email_limit = limiter.shared_limit(
-    lambda: _limit("SIGN_IN_LIMIT_PER_EMAIL"),
-    scope="sign-in-email",
-    key_func=_email_key,
-    methods=["POST"],
-    # Forms of signed-in members may have no email field: only typed addresses are counted.
-    exempt_when=lambda: not (request.form.get("email") or "").strip(),
-)
-attempt_limit = limiter.shared_limit(
-    lambda: _limit("SIGN_IN_ATTEMPT_LIMIT_PER_IP"), scope="sign-in-attempt", methods=["POST"]
-)
-
-
-def _safe_next(target: str | None) -> str:
-    """Only a path on this site may follow sign-in; anything else would be an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return ""
-    return target[:500]
-
-
-def _after_sign_in(next_url: str) -> Response:
-    return redirect(_safe_next(next_url) or url_for("members.account"))
 
 
 def _send_sign_in(issued: services.IssuedSignIn, *, via_sign_up: bool) -> bool:
@@ -92,54 +62,53 @@ def _send_sign_in(issued: services.IssuedSignIn, *, via_sign_up: bool) -> bool:
     return True
 
 
-def _start_sign_in(form: SignInForm | SignUpForm, *, via_sign_up: bool) -> Response | None:
-    """Issue and send a sign-in message; None when the mail could not go (form shows why)."""
+def _start_sign_in(
+    form: SignInForm | SignUpForm, *, via_sign_up: bool, template: str
+) -> ResponseReturnValue:
+    """Issue and send a sign-in message, or show the form again with what stopped it."""
     display_name = (form.display_name.data or "") if isinstance(form, SignUpForm) else ""
-    issued = services.request_sign_in(
-        form.email.normalized,
-        display_name=display_name,
-        next_url=_safe_next(form.next.data),
-        ip_address=request.remote_addr or "",
-    )
+    try:
+        issued = services.request_sign_in(
+            form.email.normalized,
+            display_name=display_name,
+            next_url=form.next.data or "",
+            ip_address=request.remote_addr or "",
+        )
+    except limits.TooManyMessages as exc:
+        db.session.rollback()
+        form.email.errors = [exc.message]
+        return render_template(template, form=form), 429, {"Retry-After": str(exc.retry_after)}
     db.session.commit()
     if not _send_sign_in(issued, via_sign_up=via_sign_up):
         form.email.errors = [
             _("We could not send the email just now. Please try again in a few minutes.")
         ]
-        return None
+        return render_template(template, form=form), 503
     return redirect(url_for("members.enter_code"))
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
-@ip_limit
-@email_limit
-def sign_in() -> Response | tuple[str, int] | str:
+@limits.ip_limit
+def sign_in() -> ResponseReturnValue:
     """Ask for a sign-in link and code by email."""
     if current_user.is_authenticated:
         return redirect(url_for("members.account"))
     form = SignInForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
-        response = _start_sign_in(form, via_sign_up=False)
-        if response is not None:
-            return response
-        return render_template("members/sign_in.html", form=form), 503
+        return _start_sign_in(form, via_sign_up=False, template="members/sign_in.html")
     status = 400 if form.is_submitted() else 200
     return render_template("members/sign_in.html", form=form), status
 
 
 @bp.route("/join", methods=["GET", "POST"])
-@ip_limit
-@email_limit
-def sign_up() -> Response | tuple[str, int] | str:
+@limits.ip_limit
+def sign_up() -> ResponseReturnValue:
     """Create an account: the same emailed link and code, which also proves the address."""
     if current_user.is_authenticated:
         return redirect(url_for("members.account"))
     form = SignUpForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
-        response = _start_sign_in(form, via_sign_up=True)
-        if response is not None:
-            return response
-        return render_template("members/sign_up.html", form=form), 503
+        return _start_sign_in(form, via_sign_up=True, template="members/sign_up.html")
     status = 400 if form.is_submitted() else 200
     return render_template("members/sign_up.html", form=form), status
 
@@ -151,17 +120,22 @@ def _finish(sign_in_request: SignInRequest) -> Response | tuple[str, int]:
     except services.EmailTaken as exc:
         db.session.rollback()
         return render_template("members/sign_in_failed.html", message=exc.message), 409
+    # Decided before the commit: nothing after it may fail and waste the code. Checked again
+    # because the row may predate the form's filter.
+    target = url_for("members.account")
+    if sign_in_request.purpose is SignInPurpose.SIGN_IN:
+        target = safe_next(sign_in_request.next_url) or target
     auth.sign_in(member, user_agent=request.user_agent.string)
     db.session.commit()
     if sign_in_request.purpose is SignInPurpose.CHANGE_EMAIL:
         flash(_("Your email address is now %(email)s.", email=member.email), "success")
-        return redirect(url_for("members.account"))
-    flash(_("You are signed in as %(email)s.", email=member.email), "success")
-    return _after_sign_in(sign_in_request.next_url)
+    else:
+        flash(_("You are signed in as %(email)s.", email=member.email), "success")
+    return redirect(target)
 
 
 @bp.route("/sign-in/code", methods=["GET", "POST"])
-@attempt_limit
+@limits.attempt_limit
 @limiter.limit(
     lambda: _limit("SIGN_IN_ATTEMPT_LIMIT_PER_IP"), key_func=_pending_key, methods=["POST"]
 )
@@ -189,7 +163,7 @@ def enter_code() -> Response | tuple[str, int] | str:
 
 
 @bp.route("/sign-in/confirm/<token>", methods=["GET", "POST"])
-@attempt_limit
+@limits.attempt_limit
 def confirm_sign_in(token: str) -> Response | tuple[str, int] | str:
     """The emailed link: a page whose button signs in, so that link scanners use up nothing."""
     g.no_store = True
@@ -270,9 +244,8 @@ def update_profile() -> Response | tuple[str, int]:
 
 @bp.post("/account/email")
 @login_required
-@ip_limit
-@email_limit
-def change_email() -> Response | tuple[str, int]:
+@limits.ip_limit
+def change_email() -> ResponseReturnValue:
     """Start an email change: the new address gets a link and a code."""
     form = ChangeEmailForm()
     if not form.validate_on_submit():
@@ -284,6 +257,10 @@ def change_email() -> Response | tuple[str, int]:
     except services.InvalidEmail as exc:
         form.email.errors = [str(exc)]
         return _render_account(email_form=form), 400
+    except limits.TooManyMessages as exc:
+        db.session.rollback()
+        form.email.errors = [exc.message]
+        return _render_account(email_form=form), 429, {"Retry-After": str(exc.retry_after)}
     db.session.commit()
     if not _send_sign_in(issued, via_sign_up=False):
         form.email.errors = [

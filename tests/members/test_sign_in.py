@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
+from urllib.parse import unquote, urlencode, urlsplit
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from supporters.extensions import db
 from supporters.members.models import Member, MemberSession, SignInRequest
-from tests.factories import make_member
+from supporters.members.redirects import safe_next
+from tests.factories import make_member, make_tier
 from tests.helpers import csrf_token, submit, text
 from tests.smtp import MailServer, body, sign_in_code, sign_in_link
 
@@ -128,6 +133,8 @@ def test_duplicate_sign_up_signs_in_the_existing_account(
     [
         ({"email": ""}, "Enter your email address."),
         ({"email": "not-an-address"}, "not a valid email address"),
+        # A look-alike of name@example.com would have had limits of its own.
+        ({"email": "\uff4eame@example.com"}, "not a valid email address"),
         ({"email": "a@" + "b" * 250 + ".org"}, "at most 254 characters"),
         ({"email": "x@example.org", "display_name": "n" * 81}, "at most 80 characters"),
     ],
@@ -308,20 +315,132 @@ def test_sign_in_requests_are_rate_limited_per_ip(
     assert "tried this too often" in text(submit(client, "/sign-in", email="r9@example.org"))
 
 
-def test_next_page_is_kept_but_never_another_site(
-    client: FlaskClient, mail_server: MailServer
-) -> None:
-    make_member("jo@example.org")
-    db.session.commit()
-    submit(client, "/sign-in?next=/polls/", email="jo@example.org", next="/polls/")
-    response = submit(
-        client, "/sign-in/code", code=sign_in_code(mail_server.last_to("jo@example.org"))
-    )
-    assert response.headers["Location"] == "/polls/"
+# Each value arrives as ``/sign-in?next=<value>`` and goes back in the form's hidden field.
+HOSTILE_NEXT = [
+    "/\t/evil.example",  # the tab vanished as the Location header was written: //evil.example
+    "/\n/evil.example",  # the header could not be written at all, after the sign-in was committed
+    "/\r\n/evil.example",
+    "//evil.example/",
+    "///evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "https:evil.example",
+    "https://evil.example/",
+    "HTTPS://evil.example/",
+    "javascript:alert(1)",
+    "evil.example",
+    "/%2F%2Fevil.example",
+    "/%2f/evil.example",
+    "/%5Cevil.example",
+    "/%09/evil.example",
+    "/%252F%252Fevil.example",
+    " /account",
+    "/\u3000/evil.example",
+    "/\u00a0/evil.example",
+    "/\u2028/evil.example",
+    "/\ufeff/evil.example",
+    "/" + "a" * 600,
+]
 
-    other = client.application.test_client()
-    submit(other, "/sign-in", email="jo@example.org", next="//evil.example/")
-    response = submit(
-        other, "/sign-in/code", code=sign_in_code(mail_server.last_to("jo@example.org"))
+
+def _leaves_the_site(location: str) -> bool:
+    """Whether a browser following this Location header from our site would land elsewhere.
+
+    Browsers strip surrounding controls and spaces, drop tabs and line breaks, read backslashes
+    as slashes and any run of two or more leading slashes as a host; a server or proxy on the
+    way may percent-decode the path once more.
+    """
+    for candidate in (location, unquote(location)):
+        cleaned = candidate.strip("".join(map(chr, range(0x21)))).translate(
+            {ord("\t"): None, ord("\n"): None, ord("\r"): None, ord("\\"): "/"}
+        )
+        if urlsplit(cleaned).scheme or cleaned.startswith("//"):
+            return True
+    return False
+
+
+_PIECES = [
+    "/",
+    "\\",
+    "\t",
+    "\n",
+    " ",
+    "\u3000",
+    "%2F",
+    "%5C",
+    "%09",
+    "https:",
+    "evil",
+    ".",
+    "?",
+    "#",
+]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=6).map("".join) | st.text(max_size=8))
+def test_whatever_next_says_the_browser_stays_on_the_site(target: str) -> None:
+    kept = safe_next(target)
+    assert kept in ("", target)
+    assert not (kept and _leaves_the_site(kept)), repr(target)
+
+
+def test_next_page_is_kept_after_sign_in(make_app: Any, mail_server: MailServer) -> None:
+    app = make_app(SIGN_IN_LIMIT_PER_IP="1000 per hour")
+    kept = [
+        "/polls/",
+        "/polls/?page=2#open",
+        "/support/continue?tier=reader&amount=500&interval=year&attempt=a-b_c",
+    ]
+    for n, target in enumerate(kept):
+        client = app.test_client()
+        submit(client, "/sign-in?" + urlencode({"next": target}), email=f"kept{n}@example.org")
+        code = sign_in_code(mail_server.last_to(f"kept{n}@example.org"))
+        assert submit(client, "/sign-in/code", code=code).headers["Location"] == target
+
+
+def test_next_page_never_leaves_the_site_and_never_wastes_the_code(
+    make_app: Any, mail_server: MailServer
+) -> None:
+    app = make_app(
+        SIGN_IN_LIMIT_PER_IP="1000 per hour", SIGN_IN_ATTEMPT_LIMIT_PER_IP="1000 per hour"
     )
-    assert response.headers["Location"] == "/account"
+    went_astray = []
+    for n, target in enumerate(HOSTILE_NEXT):
+        email = f"next{n}@example.org"
+        client = app.test_client()
+        page = client.get("/sign-in?" + urlencode({"next": target}))
+        assert page.status_code == 200
+        assert 'name="next" type="hidden" value=""' in text(page), target
+        # The hidden field as posted, even if someone edits the page.
+        asked = submit(client, "/sign-in", email=email, next=target)
+        assert asked.status_code == 302, (target, asked.status_code)
+        signed_in = submit(client, "/sign-in/code", code=sign_in_code(mail_server.last_to(email)))
+        if signed_in.status_code != 302 or signed_in.headers["Location"] != "/account":
+            went_astray.append((target, signed_in.status_code, signed_in.headers.get("Location")))
+        # Whatever happened, the code signed this browser in: it was not used up by an error.
+        assert client.get("/account").status_code == 200, target
+    assert went_astray == []
+
+
+def test_a_tampered_choice_on_the_support_page_still_signs_in(
+    app: Flask, mail_server: MailServer
+) -> None:
+    make_tier("reader")
+    db.session.commit()
+    client = app.test_client()
+    # The choice rides in the next URL; a hidden field edited to 600 characters made it too
+    # long to store, and the reader got an error page instead of a code.
+    response = submit(
+        client,
+        "/",
+        action="/support",
+        tier="reader",
+        interval="month",
+        email="kim@example.org",
+        attempt="a" * 600,
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/sign-in/code"
+    signed_in = submit(
+        client, "/sign-in/code", code=sign_in_code(mail_server.last_to("kim@example.org"))
+    )
+    assert signed_in.headers["Location"] == "/account"
