@@ -683,14 +683,23 @@ def update_product(product_id: str, *, name: str, description: str, active: bool
     )
 
 
+#: Stripe answers a price list for at most this many lookup keys at once.
+LOOKUP_KEYS_PER_REQUEST = 10
+
+
 def prices_by_lookup_key(lookup_keys: Sequence[str]) -> dict[str, PriceInfo]:
-    """Active prices found by their lookup keys."""
-    if not lookup_keys:
-        return {}
-    found = client().v1.prices.list(
-        params={"lookup_keys": list(lookup_keys), "active": True, "limit": 100}
-    )
-    return {p.lookup_key: _price(p) for p in found.data if p.lookup_key}
+    """Active prices found by their lookup keys (asked for ten keys at a time)."""
+    found: dict[str, PriceInfo] = {}
+    for start in range(0, len(lookup_keys), LOOKUP_KEYS_PER_REQUEST):
+        page = client().v1.prices.list(
+            params={
+                "lookup_keys": list(lookup_keys[start : start + LOOKUP_KEYS_PER_REQUEST]),
+                "active": True,
+                "limit": 100,
+            }
+        )
+        found.update({p.lookup_key: _price(p) for p in page.data if p.lookup_key})
+    return found
 
 
 def create_price(

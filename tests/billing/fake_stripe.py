@@ -76,6 +76,7 @@ _DAY = 24 * 60 * 60
 _CHECKOUT_LIFETIME = _DAY
 _RETRY_DELAY = 3 * _DAY  # when Stripe's retry schedule next tries a failed invoice
 _MAX_EXPAND_DEPTH = 4
+_MAX_LOOKUP_KEYS = 10  # per price list request
 _ZERO_DECIMAL_CURRENCIES = frozenset(
     ("bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga")
     + ("pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf")
@@ -1560,6 +1561,12 @@ class FakeStripe:
 
     def _api_list_prices(self, p: _Params) -> JSON:
         lookup_keys = p.strings("lookup_keys")
+        if lookup_keys is not None and len(lookup_keys) > _MAX_LOOKUP_KEYS:
+            raise StripeError.invalid(
+                f"Invalid array: you can specify up to {_MAX_LOOKUP_KEYS} lookup_keys, "
+                f"not {len(lookup_keys)}.",
+                "lookup_keys",
+            )
         product = p.text("product")
         active = p.boolean("active")
         price_type = p.text("type", choices=("one_time", "recurring"))

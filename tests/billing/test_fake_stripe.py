@@ -343,6 +343,16 @@ def test_prices_are_found_by_lookup_key_and_the_key_can_move(
     ]
 
 
+def test_prices_are_listed_for_ten_lookup_keys_at_most(client: stripe.StripeClient) -> None:
+    price = make_price(client, "key-0")
+    keys = [f"key-{n}" for n in range(11)]
+    found = client.v1.prices.list(params={"lookup_keys": keys[:10]})
+    assert [p.id for p in found.data] == [price.id]
+    with pytest.raises(stripe.InvalidRequestError, match="up to 10 lookup_keys") as refused:
+        client.v1.prices.list(params={"lookup_keys": keys})
+    assert refused.value.param == "lookup_keys"
+
+
 def test_products_are_listed_by_ids_and_active(client: stripe.StripeClient) -> None:
     kept = client.v1.products.create(params={"name": "Reader", "metadata": {"tier": "reader"}})
     retired = client.v1.products.create(params={"name": "Old tier"})
