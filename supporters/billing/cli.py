@@ -33,6 +33,13 @@ def sync_stripe() -> None:
         db.session.rollback()
         raise click.ClickException(f"Stripe refused: {exc}") from exc
     db.session.commit()
+    try:
+        stripe_sync.archive_prices(report.replaced, report)
+    except gateway.StripeError as exc:
+        raise click.ClickException(
+            f"The tiers sell their new prices, but archiving the old ones failed: {exc}. "
+            "Run this command again to archive them."
+        ) from exc
     for label, items in (
         ("created", report.created),
         ("updated", report.updated),

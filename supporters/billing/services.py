@@ -321,15 +321,21 @@ def _member_from_metadata(
     return None
 
 
-def _price_tier(price_id: sa.BindParameter[str | None]) -> sa.ScalarSelect[int]:
-    """The tier selling a price, as a subquery (NULL when none does, or for no price)."""
+def _price_tier(
+    price_id: sa.BindParameter[str | None], product_id: sa.BindParameter[str | None]
+) -> sa.ScalarSelect[int]:
+    """The tier of a price, as a subquery (NULL when none, or for no price): the tier selling
+    it, or the tier whose product it belongs to, as do the older prices its patrons keep."""
     return (
         sa.select(Tier.id)
         .where(
             sa.or_(
-                Tier.stripe_monthly_price_id == price_id, Tier.stripe_yearly_price_id == price_id
+                Tier.stripe_monthly_price_id == price_id,
+                Tier.stripe_yearly_price_id == price_id,
+                Tier.stripe_product_id == product_id,
             )
         )
+        .limit(1)
         .scalar_subquery()
     )
 
@@ -356,7 +362,9 @@ def _subscription_queries() -> tuple[sa.Select[Subscription, int, int], sa.Selec
     """Our row of a subscription, locked and read afresh, with the customer's member and the
     price's tier looked up in the same statement; and those two alone. Built once."""
     member = _customer_member(sa.bindparam("customer_id", type_=sa.String))
-    tier = _price_tier(sa.bindparam("price_id", type_=sa.String))
+    tier = _price_tier(
+        sa.bindparam("price_id", type_=sa.String), sa.bindparam("product_id", type_=sa.String)
+    )
     locked = (
         sa.select(Subscription, member, tier)
         .where(Subscription.stripe_subscription_id == sa.bindparam("subscription_id"))
@@ -376,6 +384,7 @@ def _lock_subscription(
         "subscription_id": info.id,
         "customer_id": info.customer_id,
         "price_id": info.price_id,
+        "product_id": info.product_id,
     }
     found = db.session.execute(locked, params).first()
     if found is not None:

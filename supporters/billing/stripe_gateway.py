@@ -144,6 +144,7 @@ class ProductInfo:
     name: str
     active: bool
     metadata: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -479,6 +480,7 @@ def _product(product: Any) -> ProductInfo:
         name=str(product.get("name") or ""),
         active=bool(product.get("active")),
         metadata=_metadata(product),
+        description=str(product.get("description") or ""),
     )
 
 
@@ -675,12 +677,24 @@ def create_product(
     )
 
 
-def update_product(product_id: str, *, name: str, description: str, active: bool) -> ProductInfo:
-    return _product(
-        client().v1.products.update(
-            product_id, params={"name": name, "description": description or "", "active": active}
-        )
-    )
+def retrieve_product(product_id: str) -> ProductInfo:
+    """:raises StripeError: unknown product or Stripe unreachable."""
+    return _product(_fetch(_path("products", product_id)))
+
+
+def update_product(
+    product_id: str,
+    *,
+    name: str,
+    description: str,
+    active: bool,
+    metadata: Mapping[str, str] | None = None,
+) -> ProductInfo:
+    """Rename, describe, retire or re-offer a product; ``metadata`` keys are merged in."""
+    params: dict[str, Any] = {"name": name, "description": description or "", "active": active}
+    if metadata:
+        params["metadata"] = dict(metadata)
+    return _product(client().v1.products.update(product_id, params=cast(Any, params)))
 
 
 #: Stripe answers a price list for at most this many lookup keys at once.
@@ -700,6 +714,12 @@ def prices_by_lookup_key(lookup_keys: Sequence[str]) -> dict[str, PriceInfo]:
         )
         found.update({p.lookup_key: _price(p) for p in page.data if p.lookup_key})
     return found
+
+
+def list_active_prices(product_id: str) -> list[PriceInfo]:
+    """Every active price of a product."""
+    found = client().v1.prices.list(params={"product": product_id, "active": True, "limit": 100})
+    return [_price(p) for p in found.auto_paging_iter()]
 
 
 def create_price(
