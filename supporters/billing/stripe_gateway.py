@@ -639,6 +639,24 @@ def set_cancel_at_period_end(
     return _subscription(updated)
 
 
+def reprice_subscription(
+    subscription_id: str, *, item_id: str, price_id: str, idempotency_key: str
+) -> SubscriptionInfo:
+    """Move a subscription's item to another price of the same interval from its next renewal.
+
+    Nothing is prorated: the period already paid for keeps its price. Cancellation settings
+    and metadata stay as they are.
+
+    :raises StripeError: Stripe refused or could not be reached.
+    """
+    updated = client().v1.subscriptions.update(
+        subscription_id,
+        params={"items": [{"id": item_id, "price": price_id}], "proration_behavior": "none"},
+        options=_options(idempotency_key),
+    )
+    return _subscription(updated)
+
+
 def retrieve_invoice(invoice_id: str) -> InvoiceInfo:
     """An invoice with its payments and its subscription, in one request.
 

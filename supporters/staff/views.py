@@ -28,7 +28,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from supporters.audit import AuditEntry
-from supporters.billing import membership, stripe_sync
+from supporters.billing import membership, repricing, stripe_sync
 from supporters.billing import services as billing_services
 from supporters.billing.models import FundingGoal, GoalMeasure, Subscription, Tier
 from supporters.db import utcnow
@@ -439,10 +439,15 @@ def _tier_values(form: TierForm) -> services.TierValues:
 @bp.get("/tiers")
 @admin_required
 def list_tiers() -> str:
-    """Tiers with their prices and how many patrons each has now."""
+    """Tiers with their prices, how many patrons each has now, and how many pay an older price."""
     tiers = db.session.scalars(sa.select(Tier).order_by(Tier.position, Tier.id)).all()
     counts = {t.tier_id: t.subscriptions for t in queries.now_figures().by_tier}
-    return render_template("staff/list_tiers.html", tiers=tiers, counts=counts)
+    return render_template(
+        "staff/list_tiers.html",
+        tiers=tiers,
+        counts=counts,
+        older=repricing.older_price_counts(),
+    )
 
 
 def _tier_saved(saved: services.SavedTier, message: str) -> Response:
@@ -470,6 +475,7 @@ def _render_tier(
         form=form,
         tier=tier,
         error=error,
+        older=repricing.older_price_counts(tier.id).get(tier.id, 0) if tier else 0,
         uses_stripe=stripe_sync.is_configured(),
     ), status
 

@@ -6,6 +6,7 @@ The real SDK and gateway talk to the fake Stripe; webhooks arrive signed, as in 
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
@@ -127,6 +128,7 @@ def test_a_saved_price_is_what_the_next_checkout_charges_and_patrons_keep_theirs
     )
     renewal = db.session.scalars(sa.select(Payment).order_by(Payment.id.desc())).first()
     assert renewal is not None and renewal.amount == 500
+    assert "1 patron pays an older price of this tier" in text(admin.get(url))
 
 
 def test_a_tier_is_not_saved_while_stripe_cannot_be_reached(
@@ -206,6 +208,55 @@ def test_a_new_tier_is_for_sale_in_stripe_once_added(
     url = f"/staff/tiers/{champion.id}"
     assert submit(admin, url, **tier_form(champion)).status_code == 302
     assert len(fake_stripe.requests) == before
+
+
+def test_staff_move_patrons_on_an_older_price_from_their_next_renewal(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    webhooks: Webhooks,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+) -> None:
+    member, client = patron
+    subscription_id = subscribed(fake_stripe, webhooks, client, "reader")
+    # The patron has asked to stop at the end of the period: moving them must not undo it.
+    submit(client, "/account/support", action="/account/support/cancel", reason="Moving away")
+    old_monthly = tier_named("reader").stripe_monthly_price_id
+    db.session.execute(sa.update(Tier).where(Tier.slug == "reader").values(monthly_amount=600))
+    db.session.commit()
+    runner = stripe_app.test_cli_runner()
+    synced = runner.invoke(args=["billing", "sync-stripe"])
+    assert synced.exit_code == 0, synced.output
+    new_monthly = tier_named("reader").stripe_monthly_price_id
+    assert fake_stripe.get(old_monthly or "")["active"] is False
+
+    dry = runner.invoke(args=["billing", "move-to-current-prices", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert (
+        f"would move {subscription_id} (member {member.id}, reader): 5.00 EUR -> 6.00 EUR a month"
+        in dry.output
+    )
+    assert "1 subscription(s) would move." in dry.output
+    assert item_price(fake_stripe, subscription_id) == old_monthly
+
+    moved = runner.invoke(args=["billing", "move-to-current-prices", "--tier", "reader"])
+    assert moved.exit_code == 0, moved.output
+    assert "1 subscription(s) moved." in moved.output
+    update = posts(fake_stripe, f"/v1/subscriptions/{subscription_id}")[-1]
+    item_id = fake_stripe.get(subscription_id)["items"]["data"][0]["id"]
+    assert update.params == {
+        "items": [{"id": item_id, "price": new_monthly}],
+        "proration_behavior": "none",
+    }
+    stripe_subscription: dict[str, Any] = fake_stripe.get(subscription_id)
+    assert item_price(fake_stripe, subscription_id) == new_monthly
+    assert stripe_subscription["cancel_at_period_end"] is True
+    db.session.expire_all()
+    subscription = db.session.scalars(sa.select(Subscription)).one()
+    assert (subscription.amount, subscription.cancel_at_period_end) == (600, True)
+
+    again = runner.invoke(args=["billing", "move-to-current-prices"])
+    assert "0 subscription(s) moved." in again.output
 
 
 def test_sync_stripe_asks_for_ten_lookup_keys_at_a_time(
