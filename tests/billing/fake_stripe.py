@@ -2436,7 +2436,18 @@ class FakeStripe:
         fields = self._cancellation_fields(subscription, p)  # cancellation_details only
         subscription.update(fields, cancel_at=None, canceled_at=None)
         self._end_subscription(subscription, "cancellation_requested")
+        self._stop_collecting(subscription["customer"])
         return self._respond(subscription_id, p)
+
+    def _stop_collecting(self, customer_id: str) -> None:
+        """Stripe's default on cancelling: no more automatic attempts on the customer's open
+        invoices (they stay open, and may still be paid by hand)."""
+        for invoice_id in self._ids_by_kind.get("invoice", []):
+            invoice = self._objects[invoice_id]
+            if invoice["customer"] == customer_id and invoice["status"] == "open":
+                before = self._render(invoice_id)
+                invoice.update(auto_advance=False, next_payment_attempt=None)
+                self._emit_update("invoice.updated", invoice_id, before)
 
     def _end_subscription(self, subscription: JSON, reason: str) -> None:
         now = self.now()

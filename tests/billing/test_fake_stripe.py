@@ -754,6 +754,22 @@ def test_cancelling_now_and_the_end_of_a_past_due_subscription(
         fake.end_subscription(lapsed.id)
 
 
+def test_cancelling_now_stops_collecting_the_open_invoice(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    subscription = subscribe(client, fake, make_price(client).id, email="lee@example.org")
+    fake.renew(subscription.id, outcome="failed")
+    invoice_id = fake.get(subscription.id)["latest_invoice"]
+    unpaid = client.v1.invoices.retrieve(invoice_id)
+    assert unpaid.status == "open" and unpaid.auto_advance and unpaid.next_payment_attempt
+
+    client.v1.subscriptions.cancel(subscription.id)
+    stopped = client.v1.invoices.retrieve(invoice_id)
+    assert stopped.status == "open"  # still owed, and payable by hand
+    assert stopped.auto_advance is False and stopped.next_payment_attempt is None
+    assert types_of(fake.events[-2:]) == ["customer.subscription.deleted", "invoice.updated"]
+
+
 def test_listing_invoices_payments_and_paging_events(
     client: stripe.StripeClient, fake: FakeStripe
 ) -> None:
