@@ -688,13 +688,40 @@ def change_subscription(member: Member, choice: Choice) -> Subscription:
     return sync_subscription(updated)
 
 
+# Statuses of a subscription whose current period was never paid for: cancelling ends it now.
+UNPAID_PERIOD_STATUSES = (
+    SubscriptionStatus.PAST_DUE,
+    SubscriptionStatus.UNPAID,
+    SubscriptionStatus.PAUSED,
+)
+
+
+def ends_when_cancelled(subscription: Subscription) -> bool:
+    """Whether cancelling ends the subscription now rather than at the end of its period.
+
+    A renewal that failed opened a period nobody paid for. Ending it at that period's end
+    would keep Stripe retrying the card for weeks (a whole year on a yearly plan) to charge
+    for a period the patron has just declined; ending it now stops the retries, since Stripe
+    stops collecting open invoices when a subscription is cancelled.
+    """
+    return subscription.status in UNPAID_PERIOD_STATUSES
+
+
 def cancel_subscription(member: Member, *, reason: str = "") -> Subscription:
-    """Stop renewing at the end of the paid period; benefits continue until then."""
+    """Stop the member's support: at the end of the paid period (benefits continue until
+    then), or now when its renewal was not paid (see :func:`ends_when_cancelled`).
+
+    :raises BillingError: the member has no live subscription.
+    """
     subscription = _require_live(member)
+    subscription_id = subscription.stripe_subscription_id or ""
+    if ends_when_cancelled(subscription):
+        ended = backend().cancel_subscription_now(subscription_id, reason=reason.strip())
+        return sync_subscription(ended)
     if subscription.cancel_at_period_end:
         return subscription
     updated = backend().set_cancel_at_period_end(
-        subscription.stripe_subscription_id or "", cancel=True, reason=reason.strip()
+        subscription_id, cancel=True, reason=reason.strip()
     )
     return sync_subscription(updated)
 

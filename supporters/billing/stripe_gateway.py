@@ -639,6 +639,16 @@ def set_cancel_at_period_end(
     return _subscription(updated)
 
 
+def cancel_subscription_now(subscription_id: str, *, reason: str = "") -> SubscriptionInfo:
+    """End a subscription now. Stripe then stops collecting the customer's open invoices.
+
+    :raises StripeError: Stripe refused (e.g. already canceled) or could not be reached.
+    """
+    params: dict[str, Any] = {"cancellation_details": {"comment": reason[:500]}}
+    ended = client().v1.subscriptions.cancel(subscription_id, params=cast(Any, params))
+    return _subscription(ended)
+
+
 def reprice_subscription(
     subscription_id: str, *, item_id: str, price_id: str, idempotency_key: str
 ) -> SubscriptionInfo:
