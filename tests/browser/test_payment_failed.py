@@ -6,39 +6,20 @@ The app talks to the fake Stripe through the real SDK; webhooks arrive signed.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
 from supporters.extensions import db
-from tests.billing.conftest import WEBHOOK_SECRET, Webhooks
+from tests.billing.conftest import Webhooks
 from tests.billing.fake_stripe import FakeStripe
 from tests.billing.test_tier_prices import subscribed
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import LiveServer, sign_in_with_code
 from tests.factories import make_member, make_tier, signed_in_client
-from tests.smtp import MailServer, sign_in_code
+from tests.smtp import MailServer
 
 DAY = 24 * 60 * 60
-
-
-@pytest.fixture
-def stripe_server(make_app: Any) -> Iterator[tuple[LiveServer, FakeStripe]]:
-    """The app served on 127.0.0.1, with Stripe keys, talking to a fake Stripe of its own."""
-    with FakeStripe(seed=11) as fake:
-        app = make_app(
-            STRIPE_SECRET_KEY="sk_test_supporters",
-            STRIPE_PUBLISHABLE_KEY="pk_test_supporters",
-            STRIPE_WEBHOOK_SECRET=[WEBHOOK_SECRET],
-            STRIPE_API_BASE=fake.api_base,
-        )
-        server = LiveServer(app)
-        app.config["BASE_URL"] = server.url
-        server.start()
-        yield server, fake
-        server.stop()
-        assert fake.errors == [], "the fake Stripe failed unexpectedly"
 
 
 def test_a_patron_on_hold_sees_why_and_cancels_then_can_join_again(
@@ -73,13 +54,7 @@ def test_a_patron_on_hold_sees_why_and_cancels_then_can_join_again(
     )
     page = context.new_page()
     try:
-        page.goto("/sign-in")
-        page.get_by_label("Email address").fill("olena@example.org")
-        page.get_by_role("button", name="Email me a sign-in code").click()
-        page.get_by_label("Code from the email").fill(
-            sign_in_code(mail_server.wait_for("olena@example.org")[-1])
-        )
-        page.get_by_role("button", name="Sign in").click()
+        sign_in_with_code(page, mail_server, "olena@example.org")
 
         banner = page.get_by_role("status").filter(has_text="did not go through")
         expect(banner).to_contain_text("your benefits are paused")
