@@ -64,6 +64,10 @@ class Backend(Protocol):
         self, subscription_id: str, *, cancel: bool, reason: str = ""
     ) -> SubscriptionInfo: ...
 
+    def cancel_subscription_now(
+        self, subscription_id: str, *, reason: str = ""
+    ) -> SubscriptionInfo: ...
+
     def create_portal_session(self, *, customer_id: str, return_url: str) -> str: ...
 
 
@@ -79,6 +83,7 @@ class StripeBackend:
     retrieve_invoice = staticmethod(gateway.retrieve_invoice)
     change_subscription_price = staticmethod(gateway.change_subscription_price)
     set_cancel_at_period_end = staticmethod(gateway.set_cancel_at_period_end)
+    cancel_subscription_now = staticmethod(gateway.cancel_subscription_now)
     create_portal_session = staticmethod(gateway.create_portal_session)
 
     def custom_product_id(self) -> str | None:

@@ -8,10 +8,11 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from supporters.billing import reconcile as reconcile_module
+from supporters.billing import repricing, services, stripe_sync, webhooks
 from supporters.billing import stripe_gateway as gateway
-from supporters.billing import stripe_sync, webhooks
 from supporters.billing.models import StripeEvent, Tier
 from supporters.extensions import db
+from supporters.money import to_decimal
 
 billing_cli = AppGroup("billing", help="Stripe products, webhooks and reconciliation.")
 
@@ -33,6 +34,13 @@ def sync_stripe() -> None:
         db.session.rollback()
         raise click.ClickException(f"Stripe refused: {exc}") from exc
     db.session.commit()
+    try:
+        stripe_sync.archive_prices(report.replaced, report)
+    except gateway.StripeError as exc:
+        raise click.ClickException(
+            f"The tiers sell their new prices, but archiving the old ones failed: {exc}. "
+            "Run this command again to archive them."
+        ) from exc
     for label, items in (
         ("created", report.created),
         ("updated", report.updated),
@@ -41,6 +49,46 @@ def sync_stripe() -> None:
         for item in items:
             click.echo(f"{label}: {item}")
     click.echo(f"{len(report.unchanged)} price(s) already up to date.")
+
+
+@billing_cli.command("move-to-current-prices")
+@click.option("--tier", "tier_slug", help="Only the subscribers of this tier (its short name).")
+@click.option("--dry-run", is_flag=True, help="List who would move, and change nothing.")
+def move_to_current_prices(tier_slug: str | None, dry_run: bool) -> None:
+    """Move subscribers who pay an older price of their tier to its current price.
+
+    The new price applies from each subscription's next renewal, without prorating. Each
+    subscription is committed as Stripe confirms it, so a run that stops halfway can be run
+    again: the ones already moved pay the current price and are not listed any more.
+    """
+    _require_stripe()
+    subscriptions = repricing.on_older_prices(tier_slug)
+    failed = 0
+    for subscription in subscriptions:
+        tier = subscription.tier
+        assert tier is not None
+        line = (
+            f"{subscription.stripe_subscription_id} (member {subscription.member_id}, {tier.slug}):"
+            f" {to_decimal(subscription.amount, subscription.currency)} {subscription.currency}"
+            f" -> {to_decimal(tier.amount_for(subscription.interval), tier.currency)}"
+            f" {tier.currency} a {subscription.interval.value}"
+        )
+        if dry_run:
+            click.echo(f"would move {line}")
+            continue
+        try:
+            repricing.move_to_current_price(subscription)
+        except (services.BillingError, gateway.StripeError) as exc:
+            db.session.rollback()
+            failed += 1
+            click.echo(f"failed {line}: {getattr(exc, 'message', exc)}", err=True)
+            continue
+        db.session.commit()
+        click.echo(f"moved {line}")
+    verb = "would move" if dry_run else "moved"
+    click.echo(f"{len(subscriptions) - failed} subscription(s) {verb}.")
+    if failed:
+        raise click.ClickException(f"{failed} subscription(s) could not be moved; run it again.")
 
 
 @billing_cli.command("replay-events")

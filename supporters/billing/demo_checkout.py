@@ -186,6 +186,20 @@ class DemoBackend:
             current, cancel_at_period_end=cancel, cancel_reason=reason if cancel else ""
         )
 
+    def cancel_subscription_now(
+        self, subscription_id: str, *, reason: str = ""
+    ) -> SubscriptionInfo:
+        current = self.retrieve_subscription(subscription_id)
+        now = utcnow()
+        return _replace(
+            current,
+            status="canceled",
+            cancel_at_period_end=False,
+            cancel_reason=reason,
+            canceled_at=now,
+            ended_at=now,
+        )
+
     def create_portal_session(self, *, customer_id: str, return_url: str) -> str:
         return url_for("billing.demo_portal")
 

@@ -34,7 +34,10 @@ class MembershipStatus(enum.StrEnum):
     PENDING = "pending"  # checkout started, first payment not through yet
     ACTIVE = "active"  # paid up (or trialing)
     GRACE = "grace"  # a renewal failed; benefits continue while Stripe retries the card
-    LAPSED = "lapsed"  # was a patron, is not any more
+    # The grace period is over (or Stripe stopped retrying) but the subscription is still live:
+    # benefits are paused until a payment goes through. Not ended, so not "lapsed".
+    ON_HOLD = "on_hold"
+    LAPSED = "lapsed"  # was a patron, is not any more: no live subscription
 
     @property
     def is_entitled(self) -> bool:
@@ -61,7 +64,11 @@ def renewal_due_at(subscription: Subscription) -> dt.datetime:
 def status_of(
     subscription: Subscription | None, now: dt.datetime | None = None
 ) -> MembershipStatus:
-    """Map one subscription's Stripe status (and the clock, for past_due) to membership."""
+    """Map one subscription's Stripe status (and the clock, for past_due) to membership.
+
+    Every live subscription maps to a state other than LAPSED: a member whose subscription
+    Stripe still holds is never told that it ended, nor invited to start another.
+    """
     if subscription is None:
         return MembershipStatus.NONE
     now = now or utcnow()
@@ -71,7 +78,9 @@ def status_of(
     if status is SubscriptionStatus.PAST_DUE:
         if now < renewal_due_at(subscription) + grace_period():
             return MembershipStatus.GRACE
-        return MembershipStatus.LAPSED
+        return MembershipStatus.ON_HOLD
+    if status in (SubscriptionStatus.UNPAID, SubscriptionStatus.PAUSED):
+        return MembershipStatus.ON_HOLD
     if status is SubscriptionStatus.INCOMPLETE:
         return MembershipStatus.PENDING
     return MembershipStatus.LAPSED

@@ -321,15 +321,21 @@ def _member_from_metadata(
     return None
 
 
-def _price_tier(price_id: sa.BindParameter[str | None]) -> sa.ScalarSelect[int]:
-    """The tier selling a price, as a subquery (NULL when none does, or for no price)."""
+def _price_tier(
+    price_id: sa.BindParameter[str | None], product_id: sa.BindParameter[str | None]
+) -> sa.ScalarSelect[int]:
+    """The tier of a price, as a subquery (NULL when none, or for no price): the tier selling
+    it, or the tier whose product it belongs to, as do the older prices its patrons keep."""
     return (
         sa.select(Tier.id)
         .where(
             sa.or_(
-                Tier.stripe_monthly_price_id == price_id, Tier.stripe_yearly_price_id == price_id
+                Tier.stripe_monthly_price_id == price_id,
+                Tier.stripe_yearly_price_id == price_id,
+                Tier.stripe_product_id == product_id,
             )
         )
+        .limit(1)
         .scalar_subquery()
     )
 
@@ -356,7 +362,9 @@ def _subscription_queries() -> tuple[sa.Select[Subscription, int, int], sa.Selec
     """Our row of a subscription, locked and read afresh, with the customer's member and the
     price's tier looked up in the same statement; and those two alone. Built once."""
     member = _customer_member(sa.bindparam("customer_id", type_=sa.String))
-    tier = _price_tier(sa.bindparam("price_id", type_=sa.String))
+    tier = _price_tier(
+        sa.bindparam("price_id", type_=sa.String), sa.bindparam("product_id", type_=sa.String)
+    )
     locked = (
         sa.select(Subscription, member, tier)
         .where(Subscription.stripe_subscription_id == sa.bindparam("subscription_id"))
@@ -376,6 +384,7 @@ def _lock_subscription(
         "subscription_id": info.id,
         "customer_id": info.customer_id,
         "price_id": info.price_id,
+        "product_id": info.product_id,
     }
     found = db.session.execute(locked, params).first()
     if found is not None:
@@ -679,13 +688,40 @@ def change_subscription(member: Member, choice: Choice) -> Subscription:
     return sync_subscription(updated)
 
 
+# Statuses of a subscription whose current period was never paid for: cancelling ends it now.
+UNPAID_PERIOD_STATUSES = (
+    SubscriptionStatus.PAST_DUE,
+    SubscriptionStatus.UNPAID,
+    SubscriptionStatus.PAUSED,
+)
+
+
+def ends_when_cancelled(subscription: Subscription) -> bool:
+    """Whether cancelling ends the subscription now rather than at the end of its period.
+
+    A renewal that failed opened a period nobody paid for. Ending it at that period's end
+    would keep Stripe retrying the card for weeks (a whole year on a yearly plan) to charge
+    for a period the patron has just declined; ending it now stops the retries, since Stripe
+    stops collecting open invoices when a subscription is cancelled.
+    """
+    return subscription.status in UNPAID_PERIOD_STATUSES
+
+
 def cancel_subscription(member: Member, *, reason: str = "") -> Subscription:
-    """Stop renewing at the end of the paid period; benefits continue until then."""
+    """Stop the member's support: at the end of the paid period (benefits continue until
+    then), or now when its renewal was not paid (see :func:`ends_when_cancelled`).
+
+    :raises BillingError: the member has no live subscription.
+    """
     subscription = _require_live(member)
+    subscription_id = subscription.stripe_subscription_id or ""
+    if ends_when_cancelled(subscription):
+        ended = backend().cancel_subscription_now(subscription_id, reason=reason.strip())
+        return sync_subscription(ended)
     if subscription.cancel_at_period_end:
         return subscription
     updated = backend().set_cancel_at_period_end(
-        subscription.stripe_subscription_id or "", cancel=True, reason=reason.strip()
+        subscription_id, cancel=True, reason=reason.strip()
     )
     return sync_subscription(updated)
 

@@ -144,6 +144,7 @@ class ProductInfo:
     name: str
     active: bool
     metadata: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -479,6 +480,7 @@ def _product(product: Any) -> ProductInfo:
         name=str(product.get("name") or ""),
         active=bool(product.get("active")),
         metadata=_metadata(product),
+        description=str(product.get("description") or ""),
     )
 
 
@@ -637,6 +639,34 @@ def set_cancel_at_period_end(
     return _subscription(updated)
 
 
+def cancel_subscription_now(subscription_id: str, *, reason: str = "") -> SubscriptionInfo:
+    """End a subscription now. Stripe then stops collecting the customer's open invoices.
+
+    :raises StripeError: Stripe refused (e.g. already canceled) or could not be reached.
+    """
+    params: dict[str, Any] = {"cancellation_details": {"comment": reason[:500]}}
+    ended = client().v1.subscriptions.cancel(subscription_id, params=cast(Any, params))
+    return _subscription(ended)
+
+
+def reprice_subscription(
+    subscription_id: str, *, item_id: str, price_id: str, idempotency_key: str
+) -> SubscriptionInfo:
+    """Move a subscription's item to another price of the same interval from its next renewal.
+
+    Nothing is prorated: the period already paid for keeps its price. Cancellation settings
+    and metadata stay as they are.
+
+    :raises StripeError: Stripe refused or could not be reached.
+    """
+    updated = client().v1.subscriptions.update(
+        subscription_id,
+        params={"items": [{"id": item_id, "price": price_id}], "proration_behavior": "none"},
+        options=_options(idempotency_key),
+    )
+    return _subscription(updated)
+
+
 def retrieve_invoice(invoice_id: str) -> InvoiceInfo:
     """An invoice with its payments and its subscription, in one request.
 
@@ -675,22 +705,49 @@ def create_product(
     )
 
 
-def update_product(product_id: str, *, name: str, description: str, active: bool) -> ProductInfo:
-    return _product(
-        client().v1.products.update(
-            product_id, params={"name": name, "description": description or "", "active": active}
-        )
-    )
+def retrieve_product(product_id: str) -> ProductInfo:
+    """:raises StripeError: unknown product or Stripe unreachable."""
+    return _product(_fetch(_path("products", product_id)))
+
+
+def update_product(
+    product_id: str,
+    *,
+    name: str,
+    description: str,
+    active: bool,
+    metadata: Mapping[str, str] | None = None,
+) -> ProductInfo:
+    """Rename, describe, retire or re-offer a product; ``metadata`` keys are merged in."""
+    params: dict[str, Any] = {"name": name, "description": description or "", "active": active}
+    if metadata:
+        params["metadata"] = dict(metadata)
+    return _product(client().v1.products.update(product_id, params=cast(Any, params)))
+
+
+#: Stripe answers a price list for at most this many lookup keys at once.
+LOOKUP_KEYS_PER_REQUEST = 10
 
 
 def prices_by_lookup_key(lookup_keys: Sequence[str]) -> dict[str, PriceInfo]:
-    """Active prices found by their lookup keys."""
-    if not lookup_keys:
-        return {}
-    found = client().v1.prices.list(
-        params={"lookup_keys": list(lookup_keys), "active": True, "limit": 100}
-    )
-    return {p.lookup_key: _price(p) for p in found.data if p.lookup_key}
+    """Active prices found by their lookup keys (asked for ten keys at a time)."""
+    found: dict[str, PriceInfo] = {}
+    for start in range(0, len(lookup_keys), LOOKUP_KEYS_PER_REQUEST):
+        page = client().v1.prices.list(
+            params={
+                "lookup_keys": list(lookup_keys[start : start + LOOKUP_KEYS_PER_REQUEST]),
+                "active": True,
+                "limit": 100,
+            }
+        )
+        found.update({p.lookup_key: _price(p) for p in page.data if p.lookup_key})
+    return found
+
+
+def list_active_prices(product_id: str) -> list[PriceInfo]:
+    """Every active price of a product."""
+    found = client().v1.prices.list(params={"product": product_id, "active": True, "limit": 100})
+    return [_price(p) for p in found.auto_paging_iter()]
 
 
 def create_price(

@@ -89,6 +89,12 @@ def _render_support(form: SupportForm, tiers: list[Tier], status: int = 200) -> 
     ).all()
     progress = {goal.id: services.goal_progress(goal) for goal in goals}
     _allow_stripe_redirects()
+    # A member already supporting is told where their support is managed, before choosing.
+    supporting = (
+        membership.status_of(current_user.subscription)  # loaded with the session
+        if current_user.is_authenticated
+        else membership.MembershipStatus.NONE
+    )
     return (
         render_template(
             "billing/support.html",
@@ -98,6 +104,7 @@ def _render_support(form: SupportForm, tiers: list[Tier], status: int = 200) -> 
             progress=progress,
             minimum=money(services.minimum_amount(), current_app.config["CURRENCY"]),
             is_demo=backend().name == "demo",
+            supporting=supporting,
         ),
         status,
     )
@@ -152,10 +159,23 @@ def checkout() -> ResponseReturnValue:
     try:
         return _go_to_checkout(choice, attempt)
     except services.AlreadySupporting as exc:
-        flash(exc.message, "info")
-        return redirect(url_for("billing.manage"))
+        return _already_supporting(exc)
     except (services.BillingError, gateway.StripeError) as exc:
         return _checkout_failed(form, tiers, exc)
+
+
+def _already_supporting(exc: services.AlreadySupporting) -> Response:
+    """To the member's support page, saying what they can do there: a paused subscription is
+    not changed but fixed (a new card) or cancelled."""
+    if membership.membership_of(auth.current_member().id) is membership.MembershipStatus.ON_HOLD:
+        message = _(
+            "Your support is paused because a payment did not go through. Update your card "
+            "to resume it, or cancel it."
+        )
+    else:
+        message = exc.message
+    flash(message, "info")
+    return redirect(url_for("billing.manage"))
 
 
 def _checkout_failed(form: SupportForm, tiers: list[Tier], exc: Exception) -> tuple[str, int]:
@@ -229,8 +249,7 @@ def confirm_choice() -> Response | str:
         try:
             return _go_to_checkout(choice, attempt)
         except services.AlreadySupporting as exc:
-            flash(exc.message, "info")
-            return redirect(url_for("billing.manage"))
+            return _already_supporting(exc)
         except (services.BillingError, gateway.StripeError) as exc:
             db.session.rollback()
             log.error("Checkout could not start: %s", exc)
@@ -288,11 +307,15 @@ def _render_manage(
             "billing/manage.html",
             subscription=subscription,
             status=membership.status_of(subscription),
+            ends_when_cancelled=subscription is not None
+            and services.ends_when_cancelled(subscription),
             payments=services.payments_of(member.id),
             change_form=change_form,
             cancel_form=cancel_form or CancelForm(),
             action_form=EmptyForm(),
             grace_days=current_app.config["GRACE_PERIOD_DAYS"],
+            # This page says what the banner says, and the banner's link would lead back here.
+            membership_banner=None,
         ),
         status,
     )
@@ -338,7 +361,7 @@ def change() -> Response | tuple[str, int]:
 @bp.post("/account/support/cancel")
 @login_required
 def cancel() -> Response | tuple[str, int]:
-    """Stop renewing at the end of the paid period."""
+    """Stop renewing at the end of the paid period, or now if the renewal was not paid."""
     form = CancelForm()
     if not form.validate_on_submit():
         return _render_manage(cancel_form=form, status=400)
@@ -351,13 +374,19 @@ def cancel() -> Response | tuple[str, int]:
     db.session.commit()
     from supporters.i18n import date
 
-    flash(
-        _(
-            "Your support ends on %(date)s. You can resume it until then.",
-            date=date(subscription.current_period_end),
-        ),
-        "info",
-    )
+    if subscription.ended_at is not None:
+        flash(
+            _("Your support has ended, and your card will not be charged again. Thank you!"),
+            "info",
+        )
+    else:
+        flash(
+            _(
+                "Your support ends on %(date)s. You can resume it until then.",
+                date=date(subscription.current_period_end),
+            ),
+            "info",
+        )
     return redirect(url_for("billing.manage"))
 
 
@@ -444,6 +473,6 @@ def membership_banner() -> dict[str, Any]:
         return {"membership_banner": None}
     subscription = current_user.subscription  # loaded with the session
     status = membership.status_of(subscription)
-    if subscription is not None and subscription.status.value in ("past_due", "unpaid"):
+    if status in (membership.MembershipStatus.GRACE, membership.MembershipStatus.ON_HOLD):
         return {"membership_banner": {"status": status, "subscription": subscription}}
     return {"membership_banner": None}

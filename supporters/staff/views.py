@@ -28,7 +28,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from supporters.audit import AuditEntry
-from supporters.billing import membership
+from supporters.billing import membership, repricing, stripe_sync
 from supporters.billing import services as billing_services
 from supporters.billing.models import FundingGoal, GoalMeasure, Subscription, Tier
 from supporters.db import utcnow
@@ -439,34 +439,69 @@ def _tier_values(form: TierForm) -> services.TierValues:
 @bp.get("/tiers")
 @admin_required
 def list_tiers() -> str:
-    """Tiers with their prices and how many patrons each has now."""
+    """Tiers with their prices, how many patrons each has now, and how many pay an older price."""
     tiers = db.session.scalars(sa.select(Tier).order_by(Tier.position, Tier.id)).all()
     counts = {t.tier_id: t.subscriptions for t in queries.now_figures().by_tier}
-    return render_template("staff/list_tiers.html", tiers=tiers, counts=counts)
+    return render_template(
+        "staff/list_tiers.html",
+        tiers=tiers,
+        counts=counts,
+        older=repricing.older_price_counts(),
+    )
+
+
+def _tier_saved(saved: services.SavedTier, message: str) -> Response:
+    """Commit a tier's save, then retire in Stripe the prices it replaced."""
+    db.session.commit()
+    flash(message, "success")
+    if not services.archive_replaced_prices(saved):
+        flash(
+            _(
+                "Checkout charges the new prices, but Stripe did not archive the old ones yet; "
+                "saving the tier again or `billing sync-stripe` does it."
+            ),
+            "warning",
+        )
+    return redirect(url_for("staff.list_tiers"))
+
+
+def _render_tier(
+    form: TierForm, tier: Tier | None, error: str = "", status: int | None = None
+) -> tuple[str, int]:
+    if status is None:
+        status = 400 if form.is_submitted() else 200
+    return render_template(
+        "staff/edit_tier.html",
+        form=form,
+        tier=tier,
+        error=error,
+        older=repricing.older_price_counts(tier.id).get(tier.id, 0) if tier else 0,
+        uses_stripe=stripe_sync.is_configured(),
+    ), status
 
 
 @bp.route("/tiers/new", methods=["GET", "POST"])
 @admin_required
 def create_tier() -> Response | tuple[str, int]:
-    """Add a tier (admins; audited)."""
+    """Add a tier (admins; audited); with Stripe, its product and prices are made there first."""
     form = TierForm(currency=current_app.config["CURRENCY"])
     if form.validate_on_submit():
         try:
-            tier = services.create_tier(_tier_values(form), _actor())
+            saved = services.create_tier(_tier_values(form), _actor())
+        except services.StripeFailed as exc:
+            db.session.rollback()
+            return _render_tier(form, None, exc.message, 502)
         except services.StaffError as exc:
             form.slug.errors = [exc.message]
         else:
-            db.session.commit()
-            flash(_("Tier “%(name)s” added.", name=tier.name), "success")
-            return redirect(url_for("staff.list_tiers"))
-    status = 400 if form.is_submitted() else 200
-    return render_template("staff/edit_tier.html", form=form, tier=None), status
+            return _tier_saved(saved, _("Tier “%(name)s” added.", name=saved.tier.name))
+    return _render_tier(form, None)
 
 
 @bp.route("/tiers/<int:tier_id>", methods=["GET", "POST"])
 @admin_required
 def edit_tier(tier_id: int) -> Response | tuple[str, int]:
-    """Change a tier (admins; audited). Prices in Stripe follow with ``billing sync-stripe``."""
+    """Change a tier (admins; audited); with Stripe, its new prices are made there first."""
     tier = db.session.get(Tier, tier_id)
     if tier is None:
         abort(404)
@@ -480,16 +515,17 @@ def edit_tier(tier_id: int) -> Response | tuple[str, int]:
         form.yearly_amount.data = str(to_decimal(tier.yearly_amount, tier.currency))
     if form.validate_on_submit():
         try:
-            changes = services.update_tier(tier, _tier_values(form), _actor())
+            saved = services.update_tier(tier, _tier_values(form), _actor())
+        except services.StripeFailed as exc:
+            db.session.rollback()  # the tier is read again as it is stored
+            return _render_tier(form, tier, exc.message, 502)
         except services.StaffError as exc:
             form.slug.errors = [exc.message]
         else:
-            db.session.commit()
-            if changes:
-                flash(_("Tier “%(name)s” saved.", name=tier.name), "success")
-            return redirect(url_for("staff.list_tiers"))
-    status = 400 if form.is_submitted() else 200
-    return render_template("staff/edit_tier.html", form=form, tier=tier), status
+            if not saved.changes:
+                return redirect(url_for("staff.list_tiers"))
+            return _tier_saved(saved, _("Tier “%(name)s” saved.", name=tier.name))
+    return _render_tier(form, tier)
 
 
 def _goal_values(form: GoalForm) -> services.GoalValues:

@@ -193,6 +193,7 @@ class Refusal(enum.StrEnum):
     SIGNED_OUT = "signed_out"
     NOT_PATRON = "not_patron"
     PENDING = "pending"
+    ON_HOLD = "on_hold"
     LAPSED = "lapsed"
     TIER = "tier"
 
@@ -217,6 +218,10 @@ class Eligibility:
             Refusal.PENDING: _(
                 "Your first payment is still being processed. You can vote once it is through."
             ),
+            Refusal.ON_HOLD: _(
+                "Your last payment did not go through, so your benefits are paused. Update your "
+                "card to vote again."
+            ),
             Refusal.LAPSED: _(
                 "Your support has lapsed, so you cannot vote. Renew your support to vote again."
             ),
@@ -228,6 +233,7 @@ class Eligibility:
 _MEMBERSHIP_REFUSALS = {
     MembershipStatus.NONE: Refusal.NOT_PATRON,
     MembershipStatus.PENDING: Refusal.PENDING,
+    MembershipStatus.ON_HOLD: Refusal.ON_HOLD,
     MembershipStatus.LAPSED: Refusal.LAPSED,
 }
 

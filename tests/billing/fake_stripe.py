@@ -76,6 +76,7 @@ _DAY = 24 * 60 * 60
 _CHECKOUT_LIFETIME = _DAY
 _RETRY_DELAY = 3 * _DAY  # when Stripe's retry schedule next tries a failed invoice
 _MAX_EXPAND_DEPTH = 4
+_MAX_LOOKUP_KEYS = 10  # per price list request
 _ZERO_DECIMAL_CURRENCIES = frozenset(
     ("bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga")
     + ("pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf")
@@ -1560,6 +1561,12 @@ class FakeStripe:
 
     def _api_list_prices(self, p: _Params) -> JSON:
         lookup_keys = p.strings("lookup_keys")
+        if lookup_keys is not None and len(lookup_keys) > _MAX_LOOKUP_KEYS:
+            raise StripeError.invalid(
+                f"Invalid array: you can specify up to {_MAX_LOOKUP_KEYS} lookup_keys, "
+                f"not {len(lookup_keys)}.",
+                "lookup_keys",
+            )
         product = p.text("product")
         active = p.boolean("active")
         price_type = p.text("type", choices=("one_time", "recurring"))
@@ -2429,7 +2436,18 @@ class FakeStripe:
         fields = self._cancellation_fields(subscription, p)  # cancellation_details only
         subscription.update(fields, cancel_at=None, canceled_at=None)
         self._end_subscription(subscription, "cancellation_requested")
+        self._stop_collecting(subscription["customer"])
         return self._respond(subscription_id, p)
+
+    def _stop_collecting(self, customer_id: str) -> None:
+        """Stripe's default on cancelling: no more automatic attempts on the customer's open
+        invoices (they stay open, and may still be paid by hand)."""
+        for invoice_id in self._ids_by_kind.get("invoice", []):
+            invoice = self._objects[invoice_id]
+            if invoice["customer"] == customer_id and invoice["status"] == "open":
+                before = self._render(invoice_id)
+                invoice.update(auto_advance=False, next_payment_attempt=None)
+                self._emit_update("invoice.updated", invoice_id, before)
 
     def _end_subscription(self, subscription: JSON, reason: str) -> None:
         now = self.now()

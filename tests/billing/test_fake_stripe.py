@@ -343,6 +343,16 @@ def test_prices_are_found_by_lookup_key_and_the_key_can_move(
     ]
 
 
+def test_prices_are_listed_for_ten_lookup_keys_at_most(client: stripe.StripeClient) -> None:
+    price = make_price(client, "key-0")
+    keys = [f"key-{n}" for n in range(11)]
+    found = client.v1.prices.list(params={"lookup_keys": keys[:10]})
+    assert [p.id for p in found.data] == [price.id]
+    with pytest.raises(stripe.InvalidRequestError, match="up to 10 lookup_keys") as refused:
+        client.v1.prices.list(params={"lookup_keys": keys})
+    assert refused.value.param == "lookup_keys"
+
+
 def test_products_are_listed_by_ids_and_active(client: stripe.StripeClient) -> None:
     kept = client.v1.products.create(params={"name": "Reader", "metadata": {"tier": "reader"}})
     retired = client.v1.products.create(params={"name": "Old tier"})
@@ -742,6 +752,22 @@ def test_cancelling_now_and_the_end_of_a_past_due_subscription(
     assert gave_up["data"]["object"]["cancellation_details"]["reason"] == "payment_failed"
     with pytest.raises(ValueError, match="already ended"):
         fake.end_subscription(lapsed.id)
+
+
+def test_cancelling_now_stops_collecting_the_open_invoice(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    subscription = subscribe(client, fake, make_price(client).id, email="lee@example.org")
+    fake.renew(subscription.id, outcome="failed")
+    invoice_id = fake.get(subscription.id)["latest_invoice"]
+    unpaid = client.v1.invoices.retrieve(invoice_id)
+    assert unpaid.status == "open" and unpaid.auto_advance and unpaid.next_payment_attempt
+
+    client.v1.subscriptions.cancel(subscription.id)
+    stopped = client.v1.invoices.retrieve(invoice_id)
+    assert stopped.status == "open"  # still owed, and payable by hand
+    assert stopped.auto_advance is False and stopped.next_payment_attempt is None
+    assert types_of(fake.events[-2:]) == ["customer.subscription.deleted", "invoice.updated"]
 
 
 def test_listing_invoices_payments_and_paging_events(

@@ -42,11 +42,12 @@ def _subscription(status: SubscriptionStatus, period_start_days: float = -10) ->
         # although Stripe has already moved the period end a month ahead.
         (SubscriptionStatus.PAST_DUE, -1, MembershipStatus.GRACE),
         (SubscriptionStatus.PAST_DUE, -6.9, MembershipStatus.GRACE),
-        (SubscriptionStatus.PAST_DUE, -7.1, MembershipStatus.LAPSED),
-        (SubscriptionStatus.UNPAID, -1, MembershipStatus.LAPSED),
+        # Past the grace period the subscription is still live: on hold, not ended.
+        (SubscriptionStatus.PAST_DUE, -7.1, MembershipStatus.ON_HOLD),
+        (SubscriptionStatus.UNPAID, -1, MembershipStatus.ON_HOLD),
+        (SubscriptionStatus.PAUSED, -10, MembershipStatus.ON_HOLD),
         (SubscriptionStatus.CANCELED, -1, MembershipStatus.LAPSED),
         (SubscriptionStatus.INCOMPLETE_EXPIRED, -1, MembershipStatus.LAPSED),
-        (SubscriptionStatus.PAUSED, -10, MembershipStatus.LAPSED),
     ],
 )
 def test_status_maps_to_membership(
@@ -59,7 +60,7 @@ def test_status_maps_to_membership(
 def test_grace_period_is_configurable(make_app) -> None:  # type: ignore[no-untyped-def]
     with make_app(GRACE_PERIOD_DAYS=0).app_context():
         assert (
-            status_of(_subscription(SubscriptionStatus.PAST_DUE, -0.01)) is MembershipStatus.LAPSED
+            status_of(_subscription(SubscriptionStatus.PAST_DUE, -0.01)) is MembershipStatus.ON_HOLD
         )
 
 

@@ -198,7 +198,7 @@ def test_the_whole_lifecycle(
     webhooks.deliver(*fake_stripe.renew(subscription_id, outcome="failed"))
     assert the_subscription().status is SubscriptionStatus.PAST_DUE
     assert membership_of(member.id) is MembershipStatus.GRACE
-    assert "Your last payment did not go through" in text(client.get("/account/support"))
+    assert "Your last payment did not go through" in text(client.get("/"))
     failed = db.session.scalars(
         sa.select(Payment).where(Payment.status == PaymentStatus.FAILED)
     ).one()
@@ -208,7 +208,7 @@ def test_the_whole_lifecycle(
     webhooks.deliver(*fake_stripe.pay_latest_invoice(subscription_id))
     assert the_subscription().status is SubscriptionStatus.ACTIVE
     assert [p.status for p in db.session.scalars(sa.select(Payment))].count(PaymentStatus.PAID) == 3
-    assert "did not go through" not in text(client.get("/account/support"))
+    assert "did not go through" not in text(client.get("/"))
 
     # Change tier now, prorated; Stripe is told the new price of the same item.
     response = submit(

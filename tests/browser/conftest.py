@@ -15,6 +15,10 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from tests.billing.conftest import WEBHOOK_SECRET
+from tests.billing.fake_stripe import FakeStripe
+from tests.smtp import MailServer, sign_in_code
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",  # we run as root in CI
@@ -76,9 +80,36 @@ def live_server(make_app: Any) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
+def stripe_server(make_app: Any) -> Iterator[tuple[LiveServer, FakeStripe]]:
+    """The app served on 127.0.0.1, with Stripe keys, talking to a fake Stripe of its own."""
+    with FakeStripe(seed=11) as fake:
+        app = make_app(
+            STRIPE_SECRET_KEY="sk_test_supporters",
+            STRIPE_PUBLISHABLE_KEY="pk_test_supporters",
+            STRIPE_WEBHOOK_SECRET=[WEBHOOK_SECRET],
+            STRIPE_API_BASE=fake.api_base,
+        )
+        server = LiveServer(app)
+        app.config["BASE_URL"] = server.url
+        server.start()
+        yield server, fake
+        server.stop()
+        assert fake.errors == [], "the fake Stripe failed unexpectedly"
+
+
+@pytest.fixture
 def page(browser: Any, live_server: LiveServer) -> Iterator[Any]:
     context = browser.new_context(base_url=live_server.url, locale="en-GB")
     context.set_default_timeout(10_000)
     tab = context.new_page()
     yield tab
     context.close()
+
+
+def sign_in_with_code(page: Any, mail_server: MailServer, email: str) -> None:
+    """Sign in from the sign-in page with the code the app emails."""
+    page.goto("/sign-in")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_role("button", name="Email me a sign-in code").click()
+    page.get_by_label("Code from the email").fill(sign_in_code(mail_server.wait_for(email)[-1]))
+    page.get_by_role("button", name="Sign in").click()

@@ -25,9 +25,9 @@ S = SubscriptionStatus
         (S.ACTIVE, 10, None),
         (S.TRIALING, 10, None),
         (S.PAST_DUE, 3, None),  # the renewal failed 3 days ago: within the 7-day grace period
-        (S.PAST_DUE, 8, Refusal.LAPSED),  # grace period over
+        (S.PAST_DUE, 8, Refusal.ON_HOLD),  # grace period over, Stripe still retrying
         (S.CANCELED, 40, Refusal.LAPSED),
-        (S.UNPAID, 40, Refusal.LAPSED),
+        (S.UNPAID, 40, Refusal.ON_HOLD),
         (S.INCOMPLETE_EXPIRED, None, Refusal.LAPSED),
         (S.INCOMPLETE, None, Refusal.PENDING),
         (None, None, Refusal.NOT_PATRON),

@@ -67,15 +67,17 @@ def test_a_patron_votes_sees_results_and_changes_the_vote(app: Flask, clock: Clo
 
 
 @pytest.mark.parametrize(
-    ("who", "message", "button"),
+    ("who", "message", "button", "link"),
     [
-        ("visitor", "Sign in as a patron to vote.", "Become a patron to vote"),
-        ("member", "Only patrons can vote.", "Become a patron to vote"),
-        ("lapsed", "Your support has lapsed", "Renew your support"),
+        ("visitor", "Sign in as a patron to vote.", "Become a patron to vote", "/"),
+        ("member", "Only patrons can vote.", "Become a patron to vote", "/"),
+        ("lapsed", "Your support has lapsed", "Renew your support", "/"),
+        # Still subscribed: joining again is refused, so the way back is a working card.
+        ("on hold", "your benefits are paused", "Update your card", "/account/support"),
     ],
 )
 def test_people_who_may_not_vote_see_the_poll_and_an_invitation(
-    app: Flask, clock: Clock, who: str, message: str, button: str
+    app: Flask, clock: Clock, who: str, message: str, button: str, link: str
 ) -> None:
     poll = make_poll()
     client = app.test_client()
@@ -83,13 +85,15 @@ def test_people_who_may_not_vote_see_the_poll_and_an_invitation(
         member = make_member()
         if who == "lapsed":
             make_subscription(member, status=SubscriptionStatus.CANCELED)
+        if who == "on hold":
+            make_subscription(member, status=SubscriptionStatus.UNPAID)
         sign_in(client, member)
     db.session.commit()
     response = client.get(f"/polls/{poll.id}")
     page = text(response)
     assert response.status_code == 200
     assert message in page and button in page
-    assert '<a class="button" href="/">' in page  # the support page
+    assert f'<a class="button" href="{link}">' in page
     assert all(title in page for title in ("Schools", "Housing", "Transport"))
     assert "/vote" not in page  # no ballot form
 
