@@ -609,7 +609,7 @@ def record_gift(checkout: CheckoutInfo) -> Payment | None:
 
 
 def record_charge(info: ChargeInfo) -> Payment | None:
-    """Apply a refund or dispute to the payment the charge belongs to. Idempotent.
+    """Apply a refund to the payment the charge belongs to. Idempotent.
 
     The refunded amount is the charge's total refunded so far, never an increment, so a
     repeated or late event cannot refund twice.
@@ -628,8 +628,6 @@ def record_charge(info: ChargeInfo) -> Payment | None:
         max(info.amount_refunded, payment.refunded_amount), payment.amount
     )
     payment.receipt_url = payment.receipt_url or info.receipt_url
-    if info.disputed and payment.disputed_at is None:
-        payment.disputed_at = utcnow()
     db.session.flush()
     return payment
 

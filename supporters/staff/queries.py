@@ -107,6 +107,7 @@ class RevenueMonth:
     paid: int = 0  # subscription payments received in the month
     gifts: int = 0  # one-time gifts received in the month
     refunded: int = 0  # of the month's payments, refunded since
+    disputed: int = 0  # of the month's payments, withheld by disputes now (open or lost)
 
     @property
     def start(self) -> dt.date:
@@ -122,8 +123,8 @@ class RevenueMonth:
 
     @property
     def received(self) -> int:
-        """Everything paid in the month, net of what has been refunded of it."""
-        return self.paid + self.gifts - self.refunded
+        """Everything paid in the month, net of what refunds and disputes took back of it."""
+        return self.paid + self.gifts - self.refunded - self.disputed
 
 
 def last_months(count: int, now: dt.datetime | None = None) -> list[int]:
@@ -184,9 +185,14 @@ def revenue_months(months: Sequence[int]) -> dict[str, list[RevenueMonth]]:
     ):
         movements[(currency, month)][kind] = int(mrr)
     received: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for month, currency, kind, paid, refunded in db.session.execute(
+    for month, currency, kind, paid, refunded, disputed in db.session.execute(
         sa.select(
-            p.month, p.currency, p.kind, sa.func.sum(p.paid_amount), sa.func.sum(p.refunded_amount)
+            p.month,
+            p.currency,
+            p.kind,
+            sa.func.sum(p.paid_amount),
+            sa.func.sum(p.refunded_amount),
+            sa.func.sum(p.disputed_amount),
         )
         .where(p.month.between(first, last))
         .group_by(p.month, p.currency, p.kind)
@@ -194,6 +200,7 @@ def revenue_months(months: Sequence[int]) -> dict[str, list[RevenueMonth]]:
         cell = received[(currency, month)]
         cell["gifts" if kind is PaymentKind.ONE_TIME else "paid"] += int(paid)
         cell["refunded"] += int(refunded)
+        cell["disputed"] += int(disputed)
     currencies = sorted({c for c in before} | {c for c, _ in movements} | {c for c, _ in received})
     result: dict[str, list[RevenueMonth]] = {}
     for currency in currencies:
@@ -210,6 +217,7 @@ def revenue_months(months: Sequence[int]) -> dict[str, list[RevenueMonth]]:
                 paid=money.get("paid", 0),
                 gifts=money.get("gifts", 0),
                 refunded=money.get("refunded", 0),
+                disputed=money.get("disputed", 0),
             )
             # Transfers between tiers net to zero within a currency; kept out of the table.
             at_start = row.mrr_at_end + kinds.get(MovementKind.TRANSFER, 0)
@@ -495,7 +503,7 @@ class LifetimeValue:
     currency: str
     average_revenue: Fraction | None  # per paying subscription per month, now
     average_churn: Fraction | None  # mean monthly churn rate of the last 12 complete months
-    received_per_patron: Fraction | None  # subscription money received ÷ patrons ever
+    received_per_patron: Fraction | None  # subscription money kept ÷ patrons ever
 
     @property
     def estimate(self) -> Fraction | None:
@@ -520,7 +528,9 @@ def lifetime_values(now_figures: Now, now: dt.datetime | None = None) -> list[Li
     )
     received = dict(
         db.session.execute(
-            sa.select(p.currency, sa.func.sum(p.paid_amount - p.refunded_amount))
+            sa.select(
+                p.currency, sa.func.sum(p.paid_amount - p.refunded_amount - p.disputed_amount)
+            )
             .where(p.kind == PaymentKind.SUBSCRIPTION)
             .group_by(p.currency)
         ).all()
