@@ -22,6 +22,7 @@ from supporters.staff.models import month_number
 from tests.billing.conftest import Webhooks
 from tests.billing.fake_stripe import FakeStripe
 from tests.billing.test_stripe import count, join
+from tests.helpers import text
 from tests.staff.test_rollups import rebuilt_matches
 
 
@@ -157,6 +158,7 @@ def test_a_lost_dispute_stays_withdrawn_whatever_order_its_events_arrive_in(
     )
     month = _month_of(gift)
     assert (month.gifts, month.refunded, month.disputed, month.received) == (2500, 0, 2500, 0)
+    assert "Taken back by your bank (€25.00)" in text(client.get("/account/support"))
     rebuilt_matches()
 
 
