@@ -141,6 +141,9 @@ class CheckoutInfo:
     # Expanded with the session: its subscription and that subscription's latest invoice.
     subscription: SubscriptionInfo | None = None
     invoice: InvoiceInfo | None = None
+    # A payment's charge (its payment intent's latest), and the receipt Stripe keeps of it.
+    charge_id: str | None = None
+    receipt_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -492,6 +495,8 @@ def _checkout(session: Any) -> CheckoutInfo:
     currency = session.get("currency")
     subscription = session.get("subscription")
     latest = subscription.get("latest_invoice") if isinstance(subscription, dict) else None
+    intent = session.get("payment_intent")
+    charge = intent.get("latest_charge") if isinstance(intent, dict) else None
     return CheckoutInfo(
         id=session["id"],
         url=session.get("url"),
@@ -507,6 +512,8 @@ def _checkout(session: Any) -> CheckoutInfo:
         metadata=_metadata(session),
         subscription=_subscription(subscription) if isinstance(subscription, dict) else None,
         invoice=_invoice(latest) if isinstance(latest, dict) else None,
+        charge_id=_id(charge),
+        receipt_url=str(charge.get("receipt_url") or "") if isinstance(charge, dict) else "",
     )
 
 
@@ -606,12 +613,14 @@ def create_checkout_session(
 
 
 def retrieve_checkout_session(session_id: str) -> CheckoutInfo:
-    """A session with its subscription and latest invoice, in one request.
+    """A session with its subscription and latest invoice, or its payment's charge (for the
+    receipt), in one request.
 
     :raises StripeError: unknown session or Stripe unreachable.
     """
     session = _fetch(
-        _path("checkout", "sessions", session_id), expand=["subscription.latest_invoice.payments"]
+        _path("checkout", "sessions", session_id),
+        expand=["subscription.latest_invoice.payments", "payment_intent.latest_charge"],
     )
     return _checkout(session)
 
