@@ -7,8 +7,10 @@ disputes withdraw and reinstate funds as Stripe's do, and signed webhooks.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 import stripe
 from flask import Flask
@@ -19,7 +21,7 @@ from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.staff import queries
 from supporters.staff.models import month_number
-from tests.billing.conftest import Webhooks
+from tests.billing.conftest import WEBHOOK_SECRET, Webhooks
 from tests.billing.fake_stripe import FakeStripe
 from tests.billing.test_stripe import count, join
 from tests.helpers import text
@@ -184,5 +186,39 @@ def test_an_inquiry_withdraws_nothing_until_the_bank_charges_back(
     webhooks.deliver(*fake_stripe.resolve_dispute(dispute_id, "lost"))
     chargeback = _dispute(dispute_id)
     assert (chargeback.status, chargeback.withdrawn_amount) == (DisputeStatus.NEEDS_RESPONSE, 500)
+    assert db.session.get_one(Payment, payment.id).disputed_amount == 500
+    rebuilt_matches()
+
+
+@pytest.mark.postgres_only
+def test_a_dispute_s_events_arriving_at_once_record_it_once(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    webhooks: Webhooks,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+) -> None:
+    """Stripe sends charge.dispute.created and .funds_withdrawn together: neither fails."""
+    _, client = patron
+    webhooks.deliver(*fake_stripe.complete_checkout(join(client, tier="reader", interval="month")))
+    payment = db.session.scalars(sa.select(Payment)).one()
+    events = fake_stripe.dispute(_charge_of(fake_stripe, payment)) * 3
+    start = threading.Barrier(len(events))
+    statuses: list[int] = []
+
+    def deliver(event: dict[str, Any]) -> None:
+        body, headers = fake_stripe.webhook_request(event, WEBHOOK_SECRET)
+        sender = stripe_app.test_client()
+        start.wait()
+        statuses.append(sender.post("/stripe/webhook", data=body, headers=headers).status_code)
+
+    threads = [threading.Thread(target=deliver, args=(event,)) for event in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert statuses == [200] * len(events)
+    assert count(Dispute) == 1
     assert db.session.get_one(Payment, payment.id).disputed_amount == 500
     rebuilt_matches()
