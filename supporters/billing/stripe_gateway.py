@@ -613,8 +613,7 @@ def create_checkout_session(
 
 
 def retrieve_checkout_session(session_id: str) -> CheckoutInfo:
-    """A session with its subscription and latest invoice, or its payment's charge (for the
-    receipt), in one request.
+    """A session with its subscription and latest invoice, or its payment's charge, at once.
 
     :raises StripeError: unknown session or Stripe unreachable.
     """

@@ -653,6 +653,7 @@ class DisputesDue:
 
 
 def disputes_due() -> DisputesDue:
+    """How many disputes are open, and when the first answer is due (the overview's figure)."""
     waiting = Dispute.status.in_(RESPONSE_DISPUTE_STATUSES)
     count, soonest = db.session.execute(
         sa.select(sa.func.count(), sa.func.min(Dispute.evidence_due_at).filter(waiting)).where(
