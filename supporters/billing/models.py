@@ -1,4 +1,5 @@
-"""Tiers, Stripe customers, subscriptions, payments, received Stripe events and funding goals.
+"""Tiers, Stripe customers, subscriptions, payments, disputes, received Stripe events and
+funding goals.
 
 Amounts are integers in the currency's minor unit; the currency is an ISO 4217 code stored in
 upper case. Subscription statuses are Stripe's own strings, so a fetched subscription maps 1:1.
@@ -60,6 +61,48 @@ class PaymentStatus(enum.StrEnum):
     PENDING = "pending"
     PAID = "paid"
     FAILED = "failed"
+
+
+class DisputeStatus(enum.StrEnum):
+    """Stripe's dispute statuses, spelled exactly as the API sends them.
+
+    ``warning_*`` are inquiries: the bank asks before it charges back, and nothing is withdrawn.
+    """
+
+    WARNING_NEEDS_RESPONSE = "warning_needs_response"
+    WARNING_UNDER_REVIEW = "warning_under_review"
+    WARNING_CLOSED = "warning_closed"
+    NEEDS_RESPONSE = "needs_response"
+    UNDER_REVIEW = "under_review"
+    APPEAL_NEEDS_RESPONSE = "appeal_needs_response"
+    APPEAL_UNDER_REVIEW = "appeal_under_review"
+    WON = "won"
+    LOST = "lost"
+    PREVENTED = "prevented"
+
+    @property
+    def is_open(self) -> bool:
+        """Not decided yet: money may still be withdrawn or come back."""
+        return self not in CLOSED_DISPUTE_STATUSES
+
+    @property
+    def needs_response(self) -> bool:
+        """Waiting for the newsroom's evidence, before ``evidence_due_at``."""
+        return self in RESPONSE_DISPUTE_STATUSES
+
+
+CLOSED_DISPUTE_STATUSES = (
+    DisputeStatus.WARNING_CLOSED,
+    DisputeStatus.WON,
+    DisputeStatus.LOST,
+    DisputeStatus.PREVENTED,
+)
+OPEN_DISPUTE_STATUSES = tuple(s for s in DisputeStatus if s not in CLOSED_DISPUTE_STATUSES)
+RESPONSE_DISPUTE_STATUSES = (
+    DisputeStatus.WARNING_NEEDS_RESPONSE,
+    DisputeStatus.NEEDS_RESPONSE,
+    DisputeStatus.APPEAL_NEEDS_RESPONSE,
+)
 
 
 class GoalMeasure(enum.StrEnum):
@@ -176,6 +219,9 @@ class Payment(Model):
             "refunded_amount >= 0 AND refunded_amount <= amount", name="refund_within_amount"
         ),
         sa.CheckConstraint(
+            "disputed_amount >= 0 AND disputed_amount <= amount", name="dispute_within_amount"
+        ),
+        sa.CheckConstraint(
             "stripe_invoice_id IS NOT NULL OR stripe_charge_id IS NOT NULL"
             " OR stripe_payment_intent_id IS NOT NULL",
             name="has_stripe_id",
@@ -204,15 +250,57 @@ class Payment(Model):
         enum_column(PaymentStatus, "payment_status"), default=PaymentStatus.PENDING
     )
     refunded_amount: Mapped[int] = mapped_column(default=0)
+    # What disputes hold back now: the sum of its disputes' ``withdrawn_amount`` (record_dispute).
+    disputed_amount: Mapped[int] = mapped_column(default=0)
     failure_message: Mapped[str] = mapped_column(sa.String(500), default="")
     receipt_url: Mapped[str] = mapped_column(sa.String(500), default="")
     paid_at: Mapped[dt.datetime | None]
     failed_at: Mapped[dt.datetime | None]
+    # When its first dispute was opened (Stripe's time).
     disputed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
     member: Mapped[Member | None] = relationship()
     subscription: Mapped[Subscription | None] = relationship()
+
+
+class Dispute(Model):
+    """A cardholder's bank disputing a payment, mirroring one Stripe dispute.
+
+    ``withdrawn_amount`` is what Stripe holds back now because of it, in the dispute's currency:
+    its withdrawals less its reinstatements (an open chargeback or a lost one: the disputed
+    amount; an inquiry, or a won chargeback: nothing). Stripe's dispute fee is not in it.
+    """
+
+    __tablename__ = "disputes"
+    __table_args__ = (
+        sa.CheckConstraint("amount >= 0", name="amount_non_negative"),
+        sa.CheckConstraint(
+            "withdrawn_amount >= 0 AND withdrawn_amount <= amount", name="withdrawn_within_amount"
+        ),
+        _currency_check(),
+        # Open disputes, the soonest deadline first.
+        sa.Index("ix_disputes_status_evidence_due_at", "status", "evidence_due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_dispute_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    # Kept (SET NULL) if the payment row goes: what was withdrawn stays on record.
+    payment_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("payments.id", ondelete="SET NULL"), index=True
+    )
+    stripe_charge_id: Mapped[str] = mapped_column(sa.String(255))
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    withdrawn_amount: Mapped[int] = mapped_column(default=0)
+    reason: Mapped[str] = mapped_column(sa.String(64), default="")
+    status: Mapped[DisputeStatus] = mapped_column(enum_column(DisputeStatus, "dispute_status"))
+    # NULL: the bank takes no response.
+    evidence_due_at: Mapped[dt.datetime | None]
+    opened_at: Mapped[dt.datetime]
+    closed_at: Mapped[dt.datetime | None]
+
+    payment: Mapped[Payment | None] = relationship()
 
 
 class StripeEvent(Model):

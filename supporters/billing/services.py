@@ -589,7 +589,7 @@ def _claim_payment_intent(payment: Payment, payment_intent_id: str) -> None:
 
 
 def record_gift(checkout: CheckoutInfo) -> Payment | None:
-    """Record a paid one-time gift from its checkout. Idempotent by payment intent."""
+    """Record a paid one-time gift and its receipt from its checkout. Idempotent by intent."""
     if not checkout.payment_intent_id or not checkout.amount_total or not checkout.currency:
         return None
     member_id = None
@@ -607,18 +607,25 @@ def record_gift(checkout: CheckoutInfo) -> Payment | None:
             "status": PaymentStatus.PAID,
             "refunded_amount": 0,
             "failure_message": "",
-            "receipt_url": "",
+            "receipt_url": checkout.receipt_url,
+            "stripe_charge_id": checkout.charge_id,
             "paid_at": now,
             "created_at": now,
         },
     )
-    return db.session.scalars(
+    gift = db.session.scalars(
         sa.select(Payment).where(Payment.stripe_payment_intent_id == checkout.payment_intent_id)
     ).one()
+    # A gift recorded before receipts were kept gets its own the next time its checkout is read.
+    if checkout.receipt_url and not gift.receipt_url:
+        gift.receipt_url = checkout.receipt_url
+        gift.stripe_charge_id = gift.stripe_charge_id or checkout.charge_id
+        db.session.flush()
+    return gift
 
 
 def record_charge(info: ChargeInfo) -> Payment | None:
-    """Apply a refund or dispute to the payment the charge belongs to. Idempotent.
+    """Apply a refund to the payment the charge belongs to. Idempotent.
 
     The refunded amount is the charge's total refunded so far, never an increment, so a
     repeated or late event cannot refund twice.
@@ -637,8 +644,6 @@ def record_charge(info: ChargeInfo) -> Payment | None:
         max(info.amount_refunded, payment.refunded_amount), payment.amount
     )
     payment.receipt_url = payment.receipt_url or info.receipt_url
-    if info.disputed and payment.disputed_at is None:
-        payment.disputed_at = utcnow()
     db.session.flush()
     return payment
 

@@ -106,6 +106,23 @@ class ChargeInfo:
 
 
 @dataclass(frozen=True)
+class DisputeInfo:
+    """A dispute of a charge, and what it holds back from the newsroom's balance now."""
+
+    id: str
+    charge_id: str
+    payment_intent_id: str | None
+    amount: int
+    currency: str
+    reason: str
+    status: str  # Stripe's exact string (see billing.models.DisputeStatus)
+    evidence_due_at: dt.datetime | None  # None: the bank takes no response
+    created_at: dt.datetime
+    #: Withdrawals less reinstatements, in the dispute's currency; Stripe's fee left out.
+    withdrawn_amount: int
+
+
+@dataclass(frozen=True)
 class CheckoutInfo:
     """A Checkout Session: where to send the reader, and what came of it."""
 
@@ -124,6 +141,9 @@ class CheckoutInfo:
     # Expanded with the session: its subscription and that subscription's latest invoice.
     subscription: SubscriptionInfo | None = None
     invoice: InvoiceInfo | None = None
+    # A payment's charge (its payment intent's latest), and the receipt Stripe keeps of it.
+    charge_id: str | None = None
+    receipt_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -435,11 +455,49 @@ def _charge(charge: Any) -> ChargeInfo:
     )
 
 
+def _dispute(dispute: Any) -> DisputeInfo:
+    dispute = _plain(dispute)
+    amount = int(dispute["amount"])
+    currency = str(dispute["currency"]).upper()
+    due_by = (dispute.get("evidence_details") or {}).get("due_by")
+    return DisputeInfo(
+        id=dispute["id"],
+        charge_id=cast(str, _id(dispute["charge"])),
+        payment_intent_id=_id(dispute.get("payment_intent")),
+        amount=amount,
+        currency=currency,
+        reason=str(dispute.get("reason") or ""),
+        status=str(dispute["status"]),
+        evidence_due_at=_time(due_by) if due_by else None,  # 0 when no response is possible
+        created_at=cast(dt.datetime, _time(dispute["created"])),
+        withdrawn_amount=_withdrawn(dispute.get("balance_transactions") or [], amount, currency),
+    )
+
+
+def _withdrawn(transactions: Sequence[dict[str, Any]], amount: int, currency: str) -> int:
+    """What a dispute's balance transactions hold back, in the dispute's currency, fees aside.
+
+    Each withdrawal takes the disputed amount and each reinstatement gives it back. In the
+    dispute's own currency a transaction's ``amount`` says so exactly (its ``fee`` is Stripe's
+    dispute fee); one converted into the account's currency stands for the disputed amount.
+    """
+    held = 0
+    for transaction in transactions:
+        moved = int(transaction.get("amount") or 0)
+        if str(transaction.get("currency") or "").upper() == currency:
+            held -= moved
+        elif moved:
+            held += amount if moved < 0 else -amount
+    return held
+
+
 def _checkout(session: Any) -> CheckoutInfo:
     session = _plain(session)
     currency = session.get("currency")
     subscription = session.get("subscription")
     latest = subscription.get("latest_invoice") if isinstance(subscription, dict) else None
+    intent = session.get("payment_intent")
+    charge = intent.get("latest_charge") if isinstance(intent, dict) else None
     return CheckoutInfo(
         id=session["id"],
         url=session.get("url"),
@@ -455,6 +513,8 @@ def _checkout(session: Any) -> CheckoutInfo:
         metadata=_metadata(session),
         subscription=_subscription(subscription) if isinstance(subscription, dict) else None,
         invoice=_invoice(latest) if isinstance(latest, dict) else None,
+        charge_id=_id(charge),
+        receipt_url=str(charge.get("receipt_url") or "") if isinstance(charge, dict) else "",
     )
 
 
@@ -555,12 +615,13 @@ def create_checkout_session(
 
 
 def retrieve_checkout_session(session_id: str) -> CheckoutInfo:
-    """A session with its subscription and latest invoice, in one request.
+    """A session with its subscription and latest invoice, or its payment's charge, at once.
 
     :raises StripeError: unknown session or Stripe unreachable.
     """
     session = _fetch(
-        _path("checkout", "sessions", session_id), expand=["subscription.latest_invoice.payments"]
+        _path("checkout", "sessions", session_id),
+        expand=["subscription.latest_invoice.payments", "payment_intent.latest_charge"],
     )
     return _checkout(session)
 
@@ -682,6 +743,14 @@ def retrieve_invoice(invoice_id: str) -> InvoiceInfo:
 def retrieve_charge(charge_id: str) -> ChargeInfo:
     """:raises StripeError: unknown charge or Stripe unreachable."""
     return _charge(_fetch(_path("charges", charge_id)))
+
+
+def retrieve_dispute(dispute_id: str) -> DisputeInfo:
+    """A dispute with the balance transactions it moved money with (Stripe always sends them).
+
+    :raises StripeError: unknown dispute or Stripe unreachable.
+    """
+    return _dispute(_fetch(_path("disputes", dispute_id)))
 
 
 # --- products and prices (billing sync-stripe) -----------------------------------------------

@@ -6,8 +6,8 @@ back with it (the failure is then stored on the row, unprocessed, for a retry or
 delivery of an event already processed is answered 200 and does nothing, even when two
 deliveries race: the second waits on the unique index (or on the row's lock, for an event that
 failed before) until the first has committed. Handlers never trust the payload's snapshot: they
-fetch the subscription, invoice or charge from Stripe and upsert what it says now, so the order
-in which events arrive does not matter.
+fetch the subscription, invoice, charge or dispute from Stripe and upsert what it says now, so
+the order in which events arrive does not matter.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Response, current_app, jsonify, request
 
-from supporters.billing import services
+from supporters.billing import disputes, services
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing.models import StripeEvent
 from supporters.db import insert_ignoring_conflicts, utcnow
@@ -59,11 +59,7 @@ def _on_charge(event: gateway.EventInfo) -> None:
 
 
 def _on_dispute(event: gateway.EventInfo) -> None:
-    charge = event.payload["data"]["object"].get("charge")
-    charge_id = charge if isinstance(charge, str) else (charge or {}).get("id")
-    if not charge_id:
-        raise ValueError(f"dispute {event.object_id} names no charge")
-    services.record_charge(gateway.retrieve_charge(charge_id))
+    disputes.record_dispute(gateway.retrieve_dispute(_object_id(event)))
 
 
 # invoice.payment_succeeded always comes with invoice.paid: handling both would fetch twice.
@@ -82,6 +78,9 @@ HANDLERS: dict[str, Callable[[gateway.EventInfo], None]] = {
     "charge.refunded": _on_charge,
     "charge.refund.updated": _on_charge,
     "charge.dispute.created": _on_dispute,
+    "charge.dispute.updated": _on_dispute,
+    "charge.dispute.funds_withdrawn": _on_dispute,
+    "charge.dispute.funds_reinstated": _on_dispute,
     "charge.dispute.closed": _on_dispute,
 }
 

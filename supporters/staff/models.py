@@ -141,8 +141,9 @@ class CohortCell(Model):
 class PaymentMonth(Model):
     """Sums of the payments table by month, currency and kind.
 
-    Paid figures fall in the month of ``paid_at``, refunds in the month of the payment they
-    return; failure figures fall in the month the payment first failed (``failed_at``).
+    Paid figures fall in the month of ``paid_at``, refunds and what disputes withdrew in the
+    month of the payment they take back; failure figures fall in the month the payment first
+    failed (``failed_at``).
     """
 
     __tablename__ = "report_payment_months"
@@ -156,6 +157,7 @@ class PaymentMonth(Model):
     paid_count: Mapped[int] = mapped_column(default=0)
     paid_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    disputed_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     failed_count: Mapped[int] = mapped_column(default=0)
     failed_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     recovered_count: Mapped[int] = mapped_column(default=0)

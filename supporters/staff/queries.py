@@ -21,8 +21,12 @@ from fractions import Fraction
 import sqlalchemy as sa
 
 from supporters.billing.models import (
+    OPEN_DISPUTE_STATUSES,
+    RESPONSE_DISPUTE_STATUSES,
+    Dispute,
     FundingGoal,
     GoalMeasure,
+    Payment,
     PaymentKind,
     Subscription,
     SubscriptionStatus,
@@ -107,6 +111,7 @@ class RevenueMonth:
     paid: int = 0  # subscription payments received in the month
     gifts: int = 0  # one-time gifts received in the month
     refunded: int = 0  # of the month's payments, refunded since
+    disputed: int = 0  # of the month's payments, withheld by disputes now (open or lost)
 
     @property
     def start(self) -> dt.date:
@@ -122,8 +127,8 @@ class RevenueMonth:
 
     @property
     def received(self) -> int:
-        """Everything paid in the month, net of what has been refunded of it."""
-        return self.paid + self.gifts - self.refunded
+        """Everything paid in the month, net of what refunds and disputes took back of it."""
+        return self.paid + self.gifts - self.refunded - self.disputed
 
 
 def last_months(count: int, now: dt.datetime | None = None) -> list[int]:
@@ -184,9 +189,14 @@ def revenue_months(months: Sequence[int]) -> dict[str, list[RevenueMonth]]:
     ):
         movements[(currency, month)][kind] = int(mrr)
     received: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for month, currency, kind, paid, refunded in db.session.execute(
+    for month, currency, kind, paid, refunded, disputed in db.session.execute(
         sa.select(
-            p.month, p.currency, p.kind, sa.func.sum(p.paid_amount), sa.func.sum(p.refunded_amount)
+            p.month,
+            p.currency,
+            p.kind,
+            sa.func.sum(p.paid_amount),
+            sa.func.sum(p.refunded_amount),
+            sa.func.sum(p.disputed_amount),
         )
         .where(p.month.between(first, last))
         .group_by(p.month, p.currency, p.kind)
@@ -194,6 +204,7 @@ def revenue_months(months: Sequence[int]) -> dict[str, list[RevenueMonth]]:
         cell = received[(currency, month)]
         cell["gifts" if kind is PaymentKind.ONE_TIME else "paid"] += int(paid)
         cell["refunded"] += int(refunded)
+        cell["disputed"] += int(disputed)
     currencies = sorted({c for c in before} | {c for c, _ in movements} | {c for c, _ in received})
     result: dict[str, list[RevenueMonth]] = {}
     for currency in currencies:
@@ -210,6 +221,7 @@ def revenue_months(months: Sequence[int]) -> dict[str, list[RevenueMonth]]:
                 paid=money.get("paid", 0),
                 gifts=money.get("gifts", 0),
                 refunded=money.get("refunded", 0),
+                disputed=money.get("disputed", 0),
             )
             # Transfers between tiers net to zero within a currency; kept out of the table.
             at_start = row.mrr_at_end + kinds.get(MovementKind.TRANSFER, 0)
@@ -495,7 +507,7 @@ class LifetimeValue:
     currency: str
     average_revenue: Fraction | None  # per paying subscription per month, now
     average_churn: Fraction | None  # mean monthly churn rate of the last 12 complete months
-    received_per_patron: Fraction | None  # subscription money received ÷ patrons ever
+    received_per_patron: Fraction | None  # subscription money kept ÷ patrons ever
 
     @property
     def estimate(self) -> Fraction | None:
@@ -520,7 +532,9 @@ def lifetime_values(now_figures: Now, now: dt.datetime | None = None) -> list[Li
     )
     received = dict(
         db.session.execute(
-            sa.select(p.currency, sa.func.sum(p.paid_amount - p.refunded_amount))
+            sa.select(
+                p.currency, sa.func.sum(p.paid_amount - p.refunded_amount - p.disputed_amount)
+            )
             .where(p.kind == PaymentKind.SUBSCRIPTION)
             .group_by(p.currency)
         ).all()
@@ -583,3 +597,67 @@ def failed_payments_in(month: int) -> tuple[int, dict[str, int]]:
         .group_by(p.currency)
     ).all()
     return sum(int(c) for _, c, _ in rows), {cur: int(a) for cur, c, a in rows if c}
+
+
+# -- disputes ------------------------------------------------------------------------------------
+
+_DISPUTE_ROWS = (sa.orm.joinedload(Dispute.payment).joinedload(Payment.member),)
+
+
+def open_disputes(limit: int = 200) -> list[Dispute]:
+    """Disputes not decided yet: those waiting for evidence first, the soonest deadline first."""
+    waiting = sa.case((Dispute.status.in_(RESPONSE_DISPUTE_STATUSES), 0), else_=1)
+    return list(
+        db.session.scalars(
+            sa.select(Dispute)
+            .where(Dispute.status.in_(OPEN_DISPUTE_STATUSES))
+            .order_by(waiting, Dispute.evidence_due_at.asc().nulls_last(), Dispute.id)
+            .limit(limit)
+            .options(*_DISPUTE_ROWS)
+        )
+    )
+
+
+def closed_disputes(limit: int = 50) -> list[Dispute]:
+    """The disputes decided last, the latest first."""
+    return list(
+        db.session.scalars(
+            sa.select(Dispute)
+            .where(Dispute.status.not_in(OPEN_DISPUTE_STATUSES))
+            .order_by(Dispute.closed_at.desc().nulls_last(), Dispute.id.desc())
+            .limit(limit)
+            .options(*_DISPUTE_ROWS)
+        )
+    )
+
+
+def disputes_of(member_id: int) -> list[Dispute]:
+    """A member's disputes, the latest opened first."""
+    return list(
+        db.session.scalars(
+            sa.select(Dispute)
+            .join(Payment, Payment.id == Dispute.payment_id)
+            .where(Payment.member_id == member_id)
+            .order_by(Dispute.opened_at.desc(), Dispute.id.desc())
+            .options(sa.orm.contains_eager(Dispute.payment))
+        )
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DisputesDue:
+    """Open disputes, and the soonest deadline of those waiting for evidence."""
+
+    count: int
+    soonest_due_at: dt.datetime | None
+
+
+def disputes_due() -> DisputesDue:
+    """How many disputes are open, and when the first answer is due (the overview's figure)."""
+    waiting = Dispute.status.in_(RESPONSE_DISPUTE_STATUSES)
+    count, soonest = db.session.execute(
+        sa.select(sa.func.count(), sa.func.min(Dispute.evidence_due_at).filter(waiting)).where(
+            Dispute.status.in_(OPEN_DISPUTE_STATUSES)
+        )
+    ).one()
+    return DisputesDue(int(count), soonest)

@@ -2,8 +2,8 @@
 
 Two sources feed the staff reports, and each is kept exact in its own simple way:
 
-**Payments** are a ledger already: every figure drawn from them (revenue, refunds, failures,
-recoveries, by month) is a pure function ``f(row)`` of one payment row. The rollup is
+**Payments** are a ledger already: every figure drawn from them (revenue, refunds, what
+disputes withdrew, failures, recoveries, by month) is a pure function ``f(row)`` of one payment row. The rollup is
 ``sum(f(row))`` over all rows; when a row changes, ``f(new) - f(old)`` is added, where ``old``
 is read from the database just before the flush writes ``new``. So the invariant is simply
 "the rollup equals the sum over the rows in the database", whoever wrote them, and the
@@ -103,6 +103,7 @@ PAYMENT_COLUMNS = (
     "amount",
     "currency",
     "refunded_amount",
+    "disputed_amount",
     "paid_at",
     "failed_at",
     "created_at",
@@ -172,6 +173,7 @@ class PaymentFacts:
     amount: int
     currency: str
     refunded_amount: int
+    disputed_amount: int
     paid_at: dt.datetime | None
     failed_at: dt.datetime | None
     created_at: dt.datetime
@@ -181,7 +183,15 @@ def payment_cells(p: PaymentFacts) -> Iterator[tuple[tuple[Any, ...], dict[str, 
     """What one payment adds to ``report_payment_months``: (key, column values)."""
     if p.status is PaymentStatus.PAID:
         key = (month_number(p.paid_at or p.created_at), p.currency, p.kind)
-        yield key, {"paid_count": 1, "paid_amount": p.amount, "refunded_amount": p.refunded_amount}
+        yield (
+            key,
+            {
+                "paid_count": 1,
+                "paid_amount": p.amount,
+                "refunded_amount": p.refunded_amount,
+                "disputed_amount": p.disputed_amount,
+            },
+        )
         if p.failed_at is not None:
             key = (month_number(p.failed_at), p.currency, p.kind)
             yield key, {"recovered_count": 1, "recovered_amount": p.amount}
@@ -1083,6 +1093,7 @@ def _recompute(connection: sa.Connection) -> None:
             sa.literal(1).label("paid_count"),
             p.amount.label("paid_amount"),
             p.refunded_amount.label("refunded_amount"),
+            p.disputed_amount.label("disputed_amount"),
             zero.label("failed_count"),
             zero.label("failed_amount"),
             zero.label("recovered_count"),
@@ -1097,6 +1108,7 @@ def _recompute(connection: sa.Connection) -> None:
             zero,
             zero,
             zero,
+            zero,
             sa.literal(1),
             p.amount,
         ).where(paid, p.failed_at.is_not(None)),
@@ -1104,6 +1116,7 @@ def _recompute(connection: sa.Connection) -> None:
             _month_sql(connection, sa.func.coalesce(p.failed_at, p.created_at)),
             p.currency,
             p.kind,
+            zero,
             zero,
             zero,
             zero,

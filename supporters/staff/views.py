@@ -152,7 +152,9 @@ def overview() -> str:
                 _("Money received per month in %(currency)s", currency=currency),
                 labels,
                 [
-                    charts.Series(_("Subscriptions"), [m.paid - m.refunded for m in series]),
+                    charts.Series(
+                        _("Subscriptions"), [m.paid - m.refunded - m.disputed for m in series]
+                    ),
                     charts.Series(_("Gifts"), [m.gifts for m in series]),
                 ],
                 _money_format(currency),
@@ -171,6 +173,7 @@ def overview() -> str:
         failed_count=failed_count,
         failed_amounts=failed_amounts,
         past_due=queries.past_due_count(),
+        disputes=queries.disputes_due(),
         turnout=queries.current_poll_turnout(figures, now),
         chart=chart,
         payment_form=PaymentExportForm(formdata=None),
@@ -378,6 +381,8 @@ def _render_member(member: Member, role_form: RoleForm, status: int = 200) -> tu
         tiers=tiers,
         payments=payments,
         refunds=[p for p in payments if p.refunded_amount],
+        disputes=queries.disputes_of(member.id),
+        now=utcnow(),
         votes=votes,
         proposals=proposals,
         history=history,
@@ -417,6 +422,18 @@ def failed_payments() -> str:
         statuses={s.id: membership.status_of(s) for s in subscriptions},
         due={s.id: membership.renewal_due_at(s) for s in subscriptions},
         grace=membership.grace_period(),
+    )
+
+
+@bp.get("/disputes")
+@staff_required
+def list_disputes() -> str:
+    """Open disputes, the one to answer first at the top, and those decided lately."""
+    return render_template(
+        "staff/list_disputes.html",
+        open_disputes=queries.open_disputes(),
+        closed_disputes=queries.closed_disputes(),
+        now=utcnow(),
     )
 
 

@@ -32,7 +32,10 @@ Limitations: no prorations (``proration_behavior`` is validated, but changing pr
 same interval invoices nothing; switching interval restarts the period and invoices the full new
 price); no trials, coupons, taxes, schedules, payment methods or setup mode; one test card (Visa
 4242) that pays unless a control method says otherwise; search is a small subset (customers
-only); Checkout in payment mode creates no invoice; requests are served one at a time.
+only); Checkout in payment mode creates no invoice; requests are served one at a time. The
+balance is kept in each charge's currency (no conversions); balance transactions exist only on
+the disputes that moved money (``dispute.balance_transactions``), with a fixed dispute fee; no
+appeals, and no evidence files.
 """
 
 from __future__ import annotations
@@ -98,6 +101,13 @@ _LIVE = ("active", "past_due", "trialing", "unpaid")
 _ENDED = ("canceled", "incomplete_expired")
 _AWAITING_PAYMENT = ("incomplete", "past_due", "unpaid")
 _SUBSCRIPTION_STATUSES = (*_LIVE, *_ENDED, "incomplete", "paused")
+# Disputes: statuses that wait for the merchant's evidence, and those the bank is reviewing.
+_DISPUTE_NEEDS_RESPONSE = {
+    "needs_response": "under_review",
+    "warning_needs_response": "warning_under_review",
+}
+_DISPUTE_UNDER_REVIEW = ("under_review", "warning_under_review")
+_DISPUTE_FEE = 1500  # Stripe's dispute fee, in the minor unit of the balance's currency
 
 
 # --------------------------------------------------------------------------------------------
@@ -808,6 +818,7 @@ class FakeStripe:
         self._session_options: dict[str, JSON] = {}
         self._invoice_payments: dict[str, list[str]] = {}
         self._charge_refunds: dict[str, list[str]] = {}
+        self._charge_disputes: dict[str, str] = {}
         self._declining_customers: set[str] = set()
         self._clock_offset = 0
         self._pinned_now: int | None = None
@@ -1004,9 +1015,20 @@ class FakeStripe:
             return self._events_since(mark)
 
     def dispute(
-        self, charge_id: str, *, reason: str = "fraudulent", amount: int | None = None
+        self,
+        charge_id: str,
+        *,
+        reason: str = "fraudulent",
+        amount: int | None = None,
+        inquiry: bool = False,
     ) -> list[JSON]:
         """The cardholder's bank disputes a charge: ``charge.dispute.created``.
+
+        A chargeback (status ``needs_response``) takes the disputed amount and Stripe's dispute
+        fee out of the balance at once: a balance transaction on the dispute and
+        ``charge.dispute.funds_withdrawn``; the charge can no longer be refunded. An inquiry
+        (``inquiry=True``, status ``warning_needs_response``) withdraws nothing, and the charge
+        stays refundable. The response is due in seven days.
 
         :raises ValueError: if the charge is unknown, failed or already disputed.
         """
@@ -1034,10 +1056,10 @@ class FakeStripe:
                         "has_evidence": False,
                         "past_due": False,
                         "submission_count": 0,
-                        "submission_method": "manual",
+                        "submission_method": "not_submitted",
                     },
                     "intended_submission_method": None,
-                    "is_charge_refundable": False,
+                    "is_charge_refundable": inquiry,
                     "livemode": False,
                     "metadata": {},
                     "network_reason_code": "10.4",
@@ -1045,18 +1067,55 @@ class FakeStripe:
                     "payment_method_details": {
                         "card": {
                             "brand": "visa",
-                            "case_type": "chargeback",
+                            "case_type": "inquiry" if inquiry else "chargeback",
                             "network": "visa",
                             "network_reason_code": "10.4",
                         },
                         "type": "card",
                     },
                     "reason": reason,
-                    "status": "needs_response",
+                    "status": "warning_needs_response" if inquiry else "needs_response",
                 }
             )
             charge["disputed"] = True
+            self._charge_disputes[charge_id] = dispute_id
             self._emit("charge.dispute.created", dispute_id)
+            if not inquiry:
+                self._move_dispute_funds(self._objects[dispute_id], withdraw=True)
+            return self._events_since(mark)
+
+    def resolve_dispute(self, dispute_id: str, outcome: Literal["won", "lost"]) -> list[JSON]:
+        """The bank decides a dispute, whether or not evidence was submitted.
+
+        A chargeback won: the funds come back (``charge.dispute.funds_reinstated``, the fee
+        stays withdrawn) and the dispute closes ``won``; lost: it closes ``lost``. An inquiry
+        won closes ``warning_closed``; lost, it becomes a chargeback: ``needs_response`` with a
+        new deadline (``charge.dispute.updated``) and its funds withdrawn.
+
+        :raises ValueError: if the dispute is unknown or already closed.
+        """
+        with self._operation():
+            mark = len(self._events)
+            dispute = self._fetch("dispute", dispute_id)
+            status = dispute["status"]
+            if status not in (*_DISPUTE_NEEDS_RESPONSE, *_DISPUTE_UNDER_REVIEW):
+                raise ValueError(f"dispute {dispute_id} is already {status}")
+            if status.startswith("warning_") and outcome == "lost":
+                before = self._render(dispute_id)
+                dispute.update(status="needs_response", is_charge_refundable=False)
+                dispute["evidence_details"]["due_by"] = self.now() + 7 * _DAY
+                dispute["payment_method_details"]["card"]["case_type"] = "chargeback"
+                self._emit_update("charge.dispute.updated", dispute_id, before)
+                self._move_dispute_funds(dispute, withdraw=True)
+                return self._events_since(mark)
+            if status.startswith("warning_"):
+                dispute["status"] = "warning_closed"
+            elif outcome == "won":
+                self._move_dispute_funds(dispute, withdraw=False)
+                dispute["status"] = "won"
+            else:
+                dispute["status"] = "lost"
+            self._emit("charge.dispute.closed", dispute_id)
             return self._events_since(mark)
 
     def advance_clock(self, seconds: int) -> list[JSON]:
@@ -1228,6 +1287,8 @@ class FakeStripe:
             ("GET", f"/v1/refunds/{one}", self._api_retrieve("refund")),
             ("GET", "/v1/disputes", self._api_list_disputes),
             ("GET", f"/v1/disputes/{one}", self._api_retrieve("dispute")),
+            ("POST", f"/v1/disputes/{one}", self._api_update_dispute),
+            ("POST", f"/v1/disputes/{one}/close", self._api_close_dispute),
             ("GET", "/v1/events", self._api_list_events),
             ("GET", f"/v1/events/{one}", self._api_retrieve_event),
         ]
@@ -2946,6 +3007,98 @@ class FakeStripe:
             filters=("charge", "payment_intent"),
         )
 
+    def _api_update_dispute(self, p: _Params, dispute_id: str) -> JSON:
+        """Stage evidence on a dispute awaiting it, and submit it (``submit``, true unless
+        said otherwise): the bank then reviews it. ``charge.dispute.updated`` either way."""
+        p.only("evidence", "metadata", "submit")
+        dispute = self._fetch("dispute", dispute_id)
+        before = self._render(dispute_id)
+        evidence = p.nested("evidence")
+        submit = p.boolean("submit")
+        if evidence is not None or submit:
+            self._check_awaits_evidence(dispute)
+        if evidence is not None:
+            evidence.only(*(key for key in _empty_evidence() if key != "enhanced_evidence"))
+            for key in evidence.data:
+                dispute["evidence"][key] = evidence.text(key)
+            dispute["evidence_details"]["has_evidence"] = True
+        dispute["metadata"] = p.metadata(dispute["metadata"])
+        if submit or (evidence is not None and submit is None):
+            details = dispute["evidence_details"]
+            details.update(
+                submission_count=details["submission_count"] + 1,
+                submission_method="manual",
+                past_due=self.now() > details["due_by"],
+            )
+            dispute["status"] = _DISPUTE_NEEDS_RESPONSE[dispute["status"]]
+        self._emit_update("charge.dispute.updated", dispute_id, before)
+        return self._respond(dispute_id, p)
+
+    def _api_close_dispute(self, p: _Params, dispute_id: str) -> JSON:
+        """Accept a dispute: a chargeback is ``lost`` (its funds stay withdrawn), an inquiry
+        ``warning_closed``; ``charge.dispute.closed``."""
+        p.only()
+        dispute = self._fetch("dispute", dispute_id)
+        self._check_awaits_evidence(dispute)
+        inquiry = dispute["status"].startswith("warning_")
+        dispute["status"] = "warning_closed" if inquiry else "lost"
+        self._emit("charge.dispute.closed", dispute_id)
+        return self._respond(dispute_id, p)
+
+    def _check_awaits_evidence(self, dispute: JSON) -> None:
+        status = dispute["status"]
+        if status in _DISPUTE_UNDER_REVIEW:
+            raise StripeError.invalid(
+                f"The evidence for dispute {dispute['id']} has already been submitted and is "
+                "under review."
+            )
+        if status not in _DISPUTE_NEEDS_RESPONSE:
+            raise StripeError.invalid(f"Dispute {dispute['id']} is already closed ({status}).")
+
+    def _move_dispute_funds(self, dispute: JSON, *, withdraw: bool) -> None:
+        """A balance transaction on the dispute taking the disputed amount and the dispute fee
+        out of the balance, or putting the amount back (the fee is not returned), and its
+        event. The balance is kept in the charge's currency, so no exchange rate applies."""
+        now = self.now()
+        currency = dispute["currency"]
+        amount = -dispute["amount"] if withdraw else dispute["amount"]
+        fee = _DISPUTE_FEE if withdraw else 0
+        fee_details = [
+            {
+                "amount": fee,
+                "application": None,
+                "currency": currency,
+                "description": "Dispute fee",
+                "type": "stripe_fee",
+            }
+        ]
+        dispute["balance_transactions"].append(
+            {
+                "id": self._new_id("txn_"),
+                "object": "balance_transaction",
+                "amount": amount,
+                "available_on": now,
+                "balance_type": "payments",
+                "created": now,
+                "currency": currency,
+                "description": (
+                    f"Chargeback withdrawal for {dispute['charge']}"
+                    if withdraw
+                    else f"Chargeback reversal for {dispute['charge']}"
+                ),
+                "exchange_rate": None,
+                "fee": fee,
+                "fee_details": fee_details if fee else [],
+                "net": amount - fee,
+                "reporting_category": "dispute" if withdraw else "dispute_reversal",
+                "source": dispute["id"],
+                "status": "available",
+                "type": "adjustment",
+            }
+        )
+        kind = "funds_withdrawn" if withdraw else "funds_reinstated"
+        self._emit(f"charge.dispute.{kind}", dispute["id"])
+
     def _api_list_refunds(self, p: _Params) -> JSON:
         charge = p.text("charge")
         intent = p.text("payment_intent")
@@ -3039,6 +3192,13 @@ class FakeStripe:
             charge_id = intent["latest_charge"]
         assert charge_id is not None
         charge = self._fetch("charge", charge_id, param="charge")
+        dispute_id = self._charge_disputes.get(charge_id)
+        if dispute_id is not None and not self._objects[dispute_id]["is_charge_refundable"]:
+            raise StripeError.invalid(
+                f"Charge {charge_id} has been charged back; cannot issue a refund.",
+                "charge",
+                code="charge_disputed",
+            )
         if charge["status"] != "succeeded":
             raise StripeError.invalid(
                 f"Charge {charge_id} has not succeeded and cannot be refunded.", "charge"

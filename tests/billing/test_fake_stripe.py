@@ -791,17 +791,107 @@ def test_listing_invoices_payments_and_paging_events(
     assert len(paid) == 2 and all(isinstance(e.data.object, stripe.Invoice) for e in paid)
 
 
-def test_a_dispute_opens_on_a_charge(client: stripe.StripeClient, fake: FakeStripe) -> None:
-    subscription = subscribe(client, fake, make_price(client).id)
+def _paid_charge(
+    client: stripe.StripeClient, fake: FakeStripe, lookup_key: str = "supporter_monthly"
+) -> stripe.Charge:
+    subscription = subscribe(client, fake, make_price(client, lookup_key).id)
     (charge,) = client.v1.charges.list(params={"customer": str(subscription.customer)}).data
+    return charge
 
-    (opened,) = fake.dispute(charge.id)
 
-    assert opened["type"] == "charge.dispute.created"
+def test_a_chargeback_withdraws_its_funds_at_once_and_blocks_refunds(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    charge = _paid_charge(client, fake)
+
+    opened, withdrawn = fake.dispute(charge.id)
+
+    assert types_of([opened, withdrawn]) == [
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+    ]
     dispute = client.v1.disputes.retrieve(opened["data"]["object"]["id"])
     assert isinstance(dispute, stripe.Dispute) and dispute.id.startswith("dp_")
     assert (dispute.charge, dispute.amount, dispute.status) == (charge.id, 500, "needs_response")
+    assert dispute.is_charge_refundable is False
+    assert dispute.evidence_details.due_by == opened["created"] + 7 * 24 * 3600
+    (txn,) = dispute.balance_transactions
+    assert isinstance(txn, stripe.BalanceTransaction)
+    assert (txn.amount, txn.fee, txn.net, txn.currency) == (-500, 1500, -2000, "eur")
+    assert (txn.reporting_category, txn.source) == ("dispute", dispute.id)
     assert client.v1.charges.retrieve(charge.id).disputed is True
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.refunds.create(params={"charge": charge.id})
+    assert refused.value.code == "charge_disputed"
+    with pytest.raises(ValueError, match="cannot be disputed"):
+        fake.dispute(charge.id)
+
+
+def test_evidence_puts_a_dispute_under_review_and_a_win_reinstates_the_funds(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    charge = _paid_charge(client, fake)
+    dispute_id = fake.dispute(charge.id)[0]["data"]["object"]["id"]
+
+    staged = client.v1.disputes.update(
+        dispute_id, params={"evidence": {"uncategorized_text": "Read daily."}, "submit": False}
+    )
+    assert (staged.status, staged.evidence_details.has_evidence) == ("needs_response", True)
+    submitted = client.v1.disputes.update(dispute_id, params={"evidence": {"customer_name": "Pat"}})
+    assert submitted.status == "under_review"
+    assert submitted.evidence.uncategorized_text == "Read daily."
+    assert submitted.evidence_details.submission_count == 1
+    updated = fake.events_of_type("charge.dispute.updated")[-1]
+    assert updated["data"]["previous_attributes"]["status"] == "needs_response"
+    with pytest.raises(stripe.InvalidRequestError, match="under review"):
+        client.v1.disputes.close(dispute_id)
+
+    events = fake.resolve_dispute(dispute_id, "won")
+
+    assert types_of(events) == ["charge.dispute.funds_reinstated", "charge.dispute.closed"]
+    won = client.v1.disputes.retrieve(dispute_id)
+    assert won.status == "won"
+    assert [(t.amount, t.fee, t.reporting_category) for t in won.balance_transactions] == [
+        (-500, 1500, "dispute"),
+        (500, 0, "dispute_reversal"),
+    ]
+    with pytest.raises(ValueError, match="already won"):
+        fake.resolve_dispute(dispute_id, "lost")
+    with pytest.raises(stripe.InvalidRequestError, match="already closed"):
+        client.v1.disputes.update(dispute_id, params={"evidence": {"customer_name": "Pat"}})
+
+
+def test_accepting_a_dispute_loses_it_and_keeps_the_funds_withdrawn(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    charge = _paid_charge(client, fake)
+    dispute_id = fake.dispute(charge.id)[0]["data"]["object"]["id"]
+
+    lost = client.v1.disputes.close(dispute_id)
+
+    assert lost.status == "lost" and len(lost.balance_transactions) == 1
+    assert types_of(fake.events[-1:]) == ["charge.dispute.closed"]
+
+
+def test_an_inquiry_withdraws_nothing_until_it_becomes_a_chargeback(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    first, second = _paid_charge(client, fake), _paid_charge(client, fake, "second")
+
+    (opened,) = fake.dispute(first.id, inquiry=True)
+    inquiry = client.v1.disputes.retrieve(opened["data"]["object"]["id"])
+    assert (inquiry.status, inquiry.balance_transactions) == ("warning_needs_response", [])
+    assert inquiry.is_charge_refundable is True
+    assert client.v1.refunds.create(params={"charge": first.id, "amount": 100}).amount == 100
+    assert types_of(fake.resolve_dispute(inquiry.id, "won")) == ["charge.dispute.closed"]
+    assert client.v1.disputes.retrieve(inquiry.id).status == "warning_closed"
+
+    escalated_id = fake.dispute(second.id, inquiry=True)[0]["data"]["object"]["id"]
+    events = fake.resolve_dispute(escalated_id, "lost")
+    assert types_of(events) == ["charge.dispute.updated", "charge.dispute.funds_withdrawn"]
+    escalated = client.v1.disputes.retrieve(escalated_id)
+    assert (escalated.status, escalated.is_charge_refundable) == ("needs_response", False)
+    assert [t.amount for t in escalated.balance_transactions] == [-500]
 
 
 # ---- webhooks and shapes -------------------------------------------------------------------

@@ -326,3 +326,18 @@ def test_a_one_time_gift_is_recorded_once_from_its_webhook(
     assert count(Subscription) == 0
     # A gift does not make a patron, and a patron may still give once more.
     assert membership_of(member.id) is MembershipStatus.NONE
+    # The thank-you page promises a receipt in the account: Stripe's, of the gift's charge.
+    charge = fake_stripe.get(
+        str(fake_stripe.get(str(gift.stripe_payment_intent_id))["latest_charge"])
+    )
+    assert charge["receipt_url"].startswith("https://pay.stripe.com/receipts/")
+    assert (gift.receipt_url, gift.stripe_charge_id) == (charge["receipt_url"], charge["id"])
+    assert f'<a href="{charge["receipt_url"]}" rel="noopener">Receipt</a>' in text(
+        client.get("/account/support")
+    )
+    # A gift recorded without its receipt gets it the next time its checkout is looked at.
+    gift.receipt_url = ""
+    db.session.commit()
+    client.get(fake_stripe.success_redirect_url(session_id).split("localhost", 1)[1])
+    db.session.refresh(gift)
+    assert gift.receipt_url == charge["receipt_url"]

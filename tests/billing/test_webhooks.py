@@ -253,7 +253,7 @@ def test_each_handled_event_costs_one_request_to_stripe(
     assert (
         "GET",
         f"/v1/checkout/sessions/{session_id}",
-        ["subscription.latest_invoice.payments"],
+        ["subscription.latest_invoice.payments", "payment_intent.latest_charge"],
     ) in asked
     assert count(Payment) == 1
     assert db.session.scalars(sa.select(Subscription.status)).one() == "active"

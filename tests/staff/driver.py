@@ -1,5 +1,6 @@
-"""Drive billing as Stripe would: every change goes through ``billing.services`` with the
-gateway's own dataclasses, one committed unit of work per event, at a chosen time."""
+"""Drive billing as Stripe would: every change goes through ``billing.services`` (and
+``billing.disputes``) with the gateway's own dataclasses, one committed unit of work per event,
+at a chosen time."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from supporters.billing import services
+from supporters.billing import disputes, services
 from supporters.billing.models import Interval
 from supporters.billing.stripe_gateway import (
     ChargeInfo,
     CheckoutInfo,
+    DisputeInfo,
     InvoiceInfo,
     SubscriptionInfo,
 )
@@ -26,7 +28,7 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.d
 
 
 class Driver:
-    """Subscriptions, invoices, refunds and gifts of test members, at a movable clock.
+    """Subscriptions, invoices, refunds, disputes and gifts of test members, at a movable clock.
 
     The clock is what billing stamps on failures and gifts (``billing.services.utcnow``) and
     what the report ledger dates changes without a date of their own (``rollups.now``).
@@ -38,6 +40,7 @@ class Driver:
         monkeypatch.setattr("supporters.billing.services.utcnow", lambda: self.now)
         self.subscriptions: dict[str, SubscriptionInfo] = {}
         self.invoices: dict[str, InvoiceInfo] = {}
+        self.disputes: dict[str, DisputeInfo] = {}
         self._numbers = iter(range(1, 10**9))
 
     def at(self, when: dt.datetime) -> Driver:
@@ -166,6 +169,42 @@ class Driver:
             )
         )
         self._commit()
+
+    def dispute(
+        self,
+        inv_id: str,
+        dispute_id: str,
+        *,
+        status: str = "needs_response",
+        amount: int | None = None,
+        reason: str = "fraudulent",
+    ) -> DisputeInfo:
+        """Stripe's dispute of an invoice's charge as it is now: opened now, due in a week.
+
+        What it withdraws follows from its status, as Stripe's balance transactions do: the
+        disputed amount for a chargeback that is open or lost, nothing for an inquiry or a win.
+        """
+        invoice = self.invoices[inv_id]
+        previous = self.disputes.get(dispute_id)
+        if amount is None:
+            amount = previous.amount if previous else invoice.amount_paid
+        holds = not status.startswith("warning_") and status not in ("won", "prevented")
+        info = DisputeInfo(
+            id=dispute_id,
+            charge_id=invoice.charge_id or "",
+            payment_intent_id=invoice.payment_intent_id,
+            amount=amount,
+            currency=invoice.currency,
+            reason=reason,
+            status=status,
+            evidence_due_at=previous.evidence_due_at if previous else self.now + dt.timedelta(7),
+            created_at=previous.created_at if previous else self.now,
+            withdrawn_amount=amount if holds else 0,
+        )
+        self.disputes[dispute_id] = info
+        disputes.record_dispute(info)
+        self._commit()
+        return info
 
     def gift(self, member: Member, amount: int, currency: str = "EUR") -> None:
         """A one-time gift paid through Checkout (billing writes it with a Core INSERT)."""

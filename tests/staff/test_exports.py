@@ -41,6 +41,9 @@ def staff_client(app: Flask, monkeypatch: pytest.MonkeyPatch) -> FlaskClient:
     d.refund(invoice.id, 250)
     d.at(utc(2026, 3, 1)).invoice("s_alma", paid=False)
     d.at(utc(2026, 3, 2)).gift(members[2], 500, "USD")
+    boris_first = next(i for i in d.invoices.values() if i.subscription_id == "s_boris")
+    d.dispute(boris_first.id, "dp_boris", amount=6000)
+    d.dispute(boris_first.id, "dp_boris", status="lost")
     d.at(utc(2026, 3, 5))
     return signed_in_client(app, staff)
 
@@ -85,9 +88,11 @@ def test_payments_export_for_a_date_range(app: Flask, staff_client: FlaskClient)
         )
     )
     # Boris's first invoice (1 Feb, 00:00) and Alma's renewal (28 Feb, 23:59); not Alma's first.
-    assert [(r["email"], r["amount"], r["refunded"], r["status"]) for r in rows] == [
-        ("boris@example.org", "240.00", "0.00", "paid"),
-        ("alma@example.org", "12.50", "2.50", "paid"),
+    assert [
+        (r["email"], r["amount"], r["refunded"], r["lost_to_disputes"], r["status"]) for r in rows
+    ] == [
+        ("boris@example.org", "240.00", "0.00", "60.00", "paid"),
+        ("alma@example.org", "12.50", "2.50", "0.00", "paid"),
     ]
     march = rows_of(
         staff_client.get(
@@ -134,7 +139,11 @@ def test_every_report_downloads_with_the_page_figures(
         "32.50",
         "252.50",
     )
-    assert feb["refunded"] == "2.50" and feb["received_net"] == "250.00"
+    assert (feb["refunded"], feb["lost_to_disputes"], feb["received_net"]) == (
+        "2.50",
+        "60.00",  # Boris's bank took €60 of his €240 back
+        "190.00",
+    )
     assert staff_client.get("/staff/reports/nothing.csv").status_code == 404
 
 

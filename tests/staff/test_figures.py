@@ -7,7 +7,8 @@ Five people, January to mid-June 2026, in euros and dollars:
 * Bob joins on 20 Jan on a yearly €100 plan (Supporter): €8.33 a month, rounded down. €20 of
   his payment is refunded on 5 Feb. On 1 Apr he schedules his cancellation for the end of
   the year: still a patron, but at risk.
-* Carol joins on 3 Feb at $7 a month. Her April renewal fails on 3 Apr and succeeds on 8 Apr
+* Carol joins on 3 Feb at $7 a month. Her bank disputes her March payment on 20 Mar; the
+  newsroom loses on 30 Apr. Her April renewal fails on 3 Apr and succeeds on 8 Apr
   (recovered); her May renewal fails on 3 May and Stripe cancels on 17 May (failed payment).
 * Dan joins on 10 Feb at €5, cancels, and his subscription ends on 10 Mar (voluntary). He comes
   back on 5 May at €10 with a new subscription (a reactivation, not a new patron).
@@ -58,19 +59,21 @@ def history(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Driver:
     d.at(utc(2026, 2, 10, 9)).invoice("sub_alice")
     d.at(utc(2026, 2, 10, 10)).subscribe(dan, "sub_dan", amount=500, tier="reader")
     d.at(utc(2026, 2, 25, 9)).update("sub_dan", cancel_at_period_end=True, canceled_at=d.now)
-    d.at(utc(2026, 3, 3, 9)).invoice("sub_carol")
+    carol_march = d.at(utc(2026, 3, 3, 9)).invoice("sub_carol")
     d.at(utc(2026, 3, 10, 9)).invoice("sub_alice")
     d.at(utc(2026, 3, 10, 10)).update("sub_dan", status="canceled", ended_at=d.now)
     d.at(utc(2026, 3, 15, 9)).gift(eve, 2000)
     d.at(utc(2026, 3, 20, 9)).update(
         "sub_alice", amount=1000, metadata={"member_id": str(alice.id), "tier": "supporter"}
     )
+    d.dispute(carol_march.id, "dp_carol", reason="subscription_canceled")
     d.at(utc(2026, 4, 1, 9)).update("sub_bob", cancel_at_period_end=True)
     failed = d.at(utc(2026, 4, 3, 13)).invoice("sub_carol", paid=False)
     d.update("sub_carol", status="past_due")
     d.at(utc(2026, 4, 8, 13)).invoice(inv_id=failed.id)
     d.update("sub_carol", status="active")
     d.at(utc(2026, 4, 10, 9)).invoice("sub_alice")
+    d.at(utc(2026, 4, 30, 9)).dispute(carol_march.id, "dp_carol", status="lost")
     d.at(utc(2026, 5, 3, 13)).invoice("sub_carol", paid=False)
     d.update("sub_carol", status="past_due")
     d.at(utc(2026, 5, 5, 9)).subscribe(dan, "sub_dan2", amount=1000, tier="supporter")
@@ -137,6 +140,11 @@ def test_money_received_per_month(history: Driver) -> None:
         (1000, 0, 0, 1000),
     ]
     assert [m.paid for m in revenue["USD"]] == [0, 700, 700, 700, 0, 0]
+    # Carol's March payment, lost to her bank's dispute: not a refund, and not received.
+    assert [m.disputed for m in revenue["USD"]] == [0, 0, 700, 0, 0, 0]
+    assert [m.refunded for m in revenue["USD"]] == [0] * 6
+    assert [m.received for m in revenue["USD"]] == [0, 700, 0, 700, 0, 0]
+    assert all(m.disputed == 0 for m in revenue["EUR"])
 
 
 def test_failed_payments_recovered_and_not(history: Driver) -> None:
@@ -186,7 +194,7 @@ def test_lifetime_value(history: Driver) -> None:
     assert queries.round_half_up(values["EUR"].estimate) == 6475  # €64.75
     # 140 euros received net of refunds, from three patrons who paid in euros.
     assert values["EUR"].received_per_patron == Fraction(14000, 3)
-    assert values["USD"].received_per_patron == 2100
+    assert values["USD"].received_per_patron == 1400  # $21 paid, $7 of it lost to a dispute
     assert values["USD"].estimate is None
 
 

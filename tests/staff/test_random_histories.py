@@ -2,8 +2,8 @@
 
 Hypothesis draws what happens next from what is possible now (join, renew, fail, recover,
 change tier or amount or interval in the middle of a month, schedule a cancellation, cancel,
-lapse unpaid, come back, refund, give once), for members paying in euros or dollars, monthly
-or yearly. Each step goes through ``billing.services`` as Stripe's webhooks would. The test
+lapse unpaid, come back, refund, dispute a payment and win or lose the dispute, give once),
+for members paying in euros or dollars, monthly or yearly. Each step goes through ``billing.services`` as Stripe's webhooks would. The test
 keeps its own plain record (each member's state after every step, each payment), works the
 figures out from that record in the most direct way (a state at a month's end, a count of
 changes in a month), and compares them with the report queries; then a rebuild from the
@@ -59,6 +59,7 @@ class Paid:
     paid_at: dt.datetime | None
     failed_at: dt.datetime | None
     refunded: int = 0
+    disputed: int = 0  # what its dispute withholds now
     gift: bool = False
 
 
@@ -68,6 +69,8 @@ class Record:
 
     subs: dict[str, Sub] = dataclasses.field(default_factory=dict)
     payments: dict[str, Paid] = dataclasses.field(default_factory=dict)
+    # dispute id -> (payment key, Stripe's status, disputed amount)
+    disputes: dict[str, tuple[str, str, int]] = dataclasses.field(default_factory=dict)
     # (time, member, {currency: mrr}) after every step that touched a member
     states: list[tuple[dt.datetime, int, dict[str, int]]] = dataclasses.field(default_factory=list)
     # (time, member, currency, kind, mrr change, patron change)
@@ -123,6 +126,21 @@ def _wipe() -> None:
     db.session.commit()
 
 
+# What the bank's next word does to a dispute, and whether the disputed amount is withheld then.
+DISPUTE_STEPS = {
+    ("needs_response", "review"): "under_review",
+    ("needs_response", "won"): "won",
+    ("needs_response", "lost"): "lost",
+    ("under_review", "won"): "won",
+    ("under_review", "lost"): "lost",
+    ("warning_needs_response", "review"): "warning_under_review",
+    ("warning_needs_response", "won"): "warning_closed",
+    ("warning_needs_response", "lost"): "needs_response",  # the inquiry becomes a chargeback
+    ("warning_under_review", "won"): "warning_closed",
+    ("warning_under_review", "lost"): "needs_response",
+}
+WITHHOLDING = ("needs_response", "under_review", "lost")
+
 AMOUNTS = {("month", "reader"): 500, ("month", "supporter"): 1000}
 AMOUNTS |= {("year", "reader"): 5000, ("year", "supporter"): 10000}
 
@@ -169,8 +187,10 @@ def test_reports_match_a_recomputation_from_the_record(
                     "cancel",
                     "refund",
                     "replay",
+                    "dispute",
+                    "settle",
                 ],
-                "past_due": ["recover", "cancel", "unpaid", "replay"],
+                "past_due": ["recover", "cancel", "unpaid", "replay", "dispute", "settle"],
                 "unpaid": ["recover", "cancel"],
             }[sub.status]
             action = data.draw(st.sampled_from(choices))
@@ -245,12 +265,50 @@ def test_reports_match_a_recomputation_from_the_record(
                 and key in d.invoices
                 and d.invoices[key].subscription_id == sub.id
                 and p.refunded < p.amount
+                # Stripe refuses to refund a disputed charge.
+                and all(dispute[0] != key for dispute in record.disputes.values())
             ]
             if not paid:
                 continue
             key, payment = data.draw(st.sampled_from(paid))
             payment.refunded = data.draw(st.integers(payment.refunded + 1, payment.amount))
             d.refund(key, payment.refunded)
+        elif action == "dispute":
+            disputable = [
+                (key, p)
+                for key, p in record.payments.items()
+                if not p.gift
+                and p.paid_at
+                and key in d.invoices
+                and d.invoices[key].subscription_id == sub.id
+                and p.refunded < p.amount
+                and all(dispute[0] != key for dispute in record.disputes.values())
+            ]
+            if not disputable:
+                continue
+            key, payment = data.draw(st.sampled_from(disputable))
+            status = data.draw(st.sampled_from(["needs_response", "warning_needs_response"]))
+            amount = data.draw(st.integers(1, payment.amount - payment.refunded))
+            dispute_id = f"dp{next(numbers)}"
+            d.dispute(key, dispute_id, status=status, amount=amount)
+            record.disputes[dispute_id] = (key, status, amount)
+            payment.disputed = amount if status in WITHHOLDING else 0
+            continue
+        elif action == "settle":
+            undecided = sorted(
+                (dispute_id, dispute)
+                for dispute_id, dispute in record.disputes.items()
+                if any(state == dispute[1] for state, _ in DISPUTE_STEPS)
+            )
+            if not undecided:
+                continue
+            dispute_id, (key, status, amount) = data.draw(st.sampled_from(undecided))
+            word = data.draw(st.sampled_from(["review", "won", "lost"]))
+            status = DISPUTE_STEPS.get((status, word), status)
+            d.dispute(key, dispute_id, status=status)
+            record.disputes[dispute_id] = (key, status, amount)
+            record.payments[key].disputed = amount if status in WITHHOLDING else 0
+            continue
         record.note(now, member.id, before, churn)
 
     d.at(now + dt.timedelta(days=1))
@@ -305,6 +363,7 @@ def _compare(record: Record, members: list[int], months: list[int], now: dt.date
             assert money.paid == sum(p.amount for p in mine if not p.gift)
             assert money.gifts == sum(p.amount for p in mine if p.gift)
             assert money.refunded == sum(p.refunded for p in mine)
+            assert money.disputed == sum(p.disputed for p in mine)
     failures = {(f.month, f.currency): f for f in queries.failure_months(months)}
     for (month, currency), f in failures.items():
         failed = [

@@ -91,9 +91,26 @@ def test_every_hard_case_through_billing_agrees_with_a_rebuild(
     # Ben comes back with a new subscription, and gives a gift.
     d.at(utc(2026, 5, 1)).subscribe(ben, "s4", amount=700)
     d.gift(ben, 1500, "USD")
+    # Disputes: what is left of the refunded payment, reviewed and won; a recovered one, lost;
+    # an inquiry that becomes a chargeback. The same word from Stripe twice changes nothing.
+    d.at(utc(2026, 5, 3)).dispute(invoice.id, "dp_won", amount=2000)
+    d.dispute(invoice.id, "dp_won", status="under_review")
+    d.at(utc(2026, 6, 20)).dispute(invoice.id, "dp_won", status="won")
+    d.dispute(failed.id, "dp_lost")
+    d.at(utc(2026, 7, 1)).dispute(failed.id, "dp_lost", status="lost")
+    d.dispute(failed.id, "dp_lost", status="lost")
+    renewal = d.invoice("s4")
+    d.dispute(renewal.id, "dp_inquiry", status="warning_needs_response")
+    d.dispute(renewal.id, "dp_inquiry", status="needs_response")
 
     assert queries.now_figures().mrr == mrr_from_rows()
     assert queries.now_figures().patrons == billing_services.patron_count() == 3
+    withheld = db.session.execute(
+        sa.select(Payment.stripe_invoice_id, Payment.disputed_amount).where(
+            Payment.disputed_amount > 0
+        )
+    ).all()
+    assert sorted(withheld) == sorted([(failed.id, 900), (renewal.id, 700)])
     kinds = set(db.session.scalars(sa.select(Movement.kind)))
     assert {
         MovementKind.NEW,

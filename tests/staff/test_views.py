@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from supporters import i18n
 from supporters.audit import AuditEntry
 from supporters.billing.models import FundingGoal, Tier
 from supporters.db import utcnow
@@ -28,6 +30,7 @@ STAFF_PAGES = (
     "/staff/members?q=a&status=active&sort=name",
     "/staff/members.csv",
     "/staff/failed-payments",
+    "/staff/disputes",
     "/staff/reports/patrons.csv",
     "/staff/reports/at-risk.csv",
     "/staff/payments.csv?date_from=2026-01-01&date_to=2026-12-31",
@@ -346,3 +349,47 @@ def test_member_page_tells_the_whole_story(app: Flask, people: dict[str, Member]
     admin_page = text(client_for(app, people["admin"]).get(f"/staff/members/{ines.id}"))
     assert "Change role" in admin_page
     assert client_for(app, people["staff"]).get("/staff/members/999999").status_code == 404
+
+
+def test_staff_see_open_disputes_the_soonest_deadline_first(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staff = make_member("staff@example.org", role=Role.STAFF)
+    ana = make_member("ana@example.org", display_name="Ana Lima")
+    bo = make_member("bo@example.org", display_name="Bo Berg")
+    db.session.commit()
+    now = utcnow()
+    d = Driver(monkeypatch).at(now - dt.timedelta(days=40))
+    d.subscribe(ana, "s_ana", amount=500)
+    d.subscribe(bo, "s_bo", amount=1200)
+    ana_first, bo_first = list(d.invoices)
+    d.at(now - dt.timedelta(days=20))
+    ana_second, bo_second = d.invoice("s_ana").id, d.invoice("s_bo").id
+    # Opened 2 and 6 days ago: due in 5 days and tomorrow. The one under review waits on the
+    # bank; the won one is decided.
+    d.at(now - dt.timedelta(days=2)).dispute(ana_first, "dp_later")
+    d.at(now - dt.timedelta(days=6)).dispute(bo_first, "dp_sooner", reason="subscription_canceled")
+    d.at(now - dt.timedelta(days=9)).dispute(bo_second, "dp_review")
+    d.dispute(bo_second, "dp_review", status="under_review")
+    d.at(now - dt.timedelta(days=12)).dispute(ana_second, "dp_won")
+    d.at(now - dt.timedelta(days=1)).dispute(ana_second, "dp_won", status="won")
+    client = client_for(app, staff)
+
+    page = text(client.get("/staff/disputes"))
+
+    open_part, decided = page.split("Decided lately")
+    order = [open_part.index(i) for i in ("dp_sooner", "dp_later", "dp_review")]
+    assert order == sorted(order) and "dp_won" not in open_part and "dp_won" in decided
+    assert open_part.count("Answer needed") == 2 and "the bank is deciding" in open_part
+    assert "Says the subscription was cancelled" in open_part and "€12.00" in open_part
+    with app.test_request_context():
+        tomorrow = i18n.datetime(now + dt.timedelta(days=1), "short")
+    assert f"{tomorrow} UTC" in open_part
+    # dp_review's deadline has passed, but its evidence is in: nothing is overdue.
+    assert "Past the deadline" not in open_part
+    overview = text(client.get("/staff/"))
+    assert "Open disputes" in overview and 'id="def-disputes"' in overview
+    assert 'href="/staff/disputes"' in overview
+    bo_page = text(client.get(f"/staff/members/{bo.id}"))
+    assert bo_page.count("Answer needed") == 1 and "Under review" in bo_page
+    assert "Bo Berg" in page and "Ana Lima" in page
