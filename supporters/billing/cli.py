@@ -141,6 +141,20 @@ def check() -> None:
         problems.append(
             f"{failed} webhook event(s) not processed. Run `flask --app supporters billing replay-events`."
         )
+    ignored = db.session.scalar(
+        sa.select(sa.func.count()).select_from(StripeEvent).where(StripeEvent.ignored_reason != "")
+    )
+    if ignored:
+        latest = db.session.scalars(
+            sa.select(StripeEvent.ignored_reason)
+            .where(StripeEvent.ignored_reason != "")
+            .order_by(StripeEvent.id.desc())
+            .limit(3)
+        ).all()
+        notes.append(
+            f"{ignored} webhook event(s) ignored: Stripe sends every event of the account, and"
+            f" these were not this installation's to act on. Latest: {'; '.join(latest)}."
+        )
     notes.append(
         f"API version pinned: {gateway.API_VERSION}. Webhook endpoint: {config['BASE_URL']}/stripe/webhook"
     )

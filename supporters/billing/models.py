@@ -230,6 +230,9 @@ class StripeEvent(Model):
     processed_at: Mapped[dt.datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str] = mapped_column(sa.Text, default="")
+    # Why an event of a type we handle was not acted on (another integration's customer or
+    # product, an object it does not name); empty when it was, or when its type is not handled.
+    ignored_reason: Mapped[str] = mapped_column(sa.String(500), default="")
 
 
 class FundingGoal(Model):

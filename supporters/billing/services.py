@@ -347,8 +347,21 @@ def _tier_for(info: SubscriptionInfo, price_tier_id: int | None) -> int | None:
     return None
 
 
-class UnknownCustomer(LookupError):
-    """A subscription or invoice of a customer no member here is linked to."""
+class Ignored(Exception):
+    """Something this installation does not act on, by design; ``str(exc)`` says why.
+
+    Stripe sends every event of the account (other installations', other tools', the
+    Dashboard's): acting on them would count strangers and money that is not ours, and retrying
+    would not change the answer.
+    """
+
+
+class UnknownCustomer(Ignored):
+    """A subscription, invoice or checkout of a customer no member here is linked to."""
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"customer {customer_id} belongs to no member here")
+        self.customer_id = customer_id
 
 
 @functools.cache
