@@ -68,6 +68,23 @@ class AlreadySupporting(BillingError):
     """The member already has a live subscription: change it instead of starting another."""
 
 
+class Ignored(Exception):
+    """Something this installation does not act on, by design; ``str(exc)`` says why.
+
+    Stripe sends every event of the account (other installations', other tools', the
+    Dashboard's): acting on them would count strangers and money that is not ours, and retrying
+    would not change the answer.
+    """
+
+
+class UnknownCustomer(Ignored):
+    """A subscription, invoice or checkout of a customer no member here is linked to."""
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"customer {customer_id} belongs to no member here")
+        self.customer_id = customer_id
+
+
 @dataclasses.dataclass(frozen=True)
 class Choice:
     """What a reader picked on the support page: a tier or an amount, and how often."""
@@ -268,12 +285,17 @@ def start_checkout(
 def complete_checkout(session_id: str, *, member_id: int | None = None) -> CheckoutInfo:
     """Ask the provider what came of a checkout and record it (the success page and the webhook).
 
-    :raises BillingError: the session belongs to another member.
+    :raises BillingError: the session is not ``member_id``'s.
+    :raises Ignored: the session was not opened here (another integration's).
     """
     provider = backend()
     checkout = provider.retrieve_checkout_session(session_id)
-    if member_id is not None and checkout.client_reference_id != str(member_id):
+    owner_id = _checkout_member(checkout)
+    if member_id is not None and owner_id != member_id:
         raise BillingError(_("This payment page belongs to another account."))
+    if owner_id is None:
+        customer = f"customer {checkout.customer_id}" if checkout.customer_id else "no customer"
+        raise Ignored(f"checkout session {checkout.id} was not opened here, for {customer}")
     if checkout.subscription_id:
         info = checkout.subscription or provider.retrieve_subscription(checkout.subscription_id)
         sync_subscription(info)
@@ -299,26 +321,22 @@ def _customer_member(customer_id: str | sa.BindParameter[str]) -> sa.ScalarSelec
     )
 
 
-def _member_for_customer(customer_id: str, metadata_member_id: str | None) -> int | None:
-    member_id = db.session.scalar(sa.select(_customer_member(customer_id)))
-    return _member_from_metadata(customer_id, member_id, metadata_member_id)
+def _member_for_customer(customer_id: str) -> int | None:
+    """The member whose customer this is: one this installation made for them (ensure_customer).
+
+    Never from metadata: any integration on the account can write ``member_id`` there.
+    """
+    return db.session.scalar(sa.select(_customer_member(customer_id)))
 
 
-def _member_from_metadata(
-    customer_id: str, member_id: int | None, metadata_member_id: str | None
-) -> int | None:
-    """``member_id`` as linked; else the member the metadata names, linked to the customer now."""
-    if member_id is not None:
-        return member_id
-    if metadata_member_id and metadata_member_id.isdigit():
-        found = db.session.get(Member, int(metadata_member_id))
-        if found is not None:
-            insert_ignoring_conflicts(
-                Customer,
-                {"member_id": found.id, "stripe_customer_id": customer_id, "created_at": utcnow()},
-            )
-            return found.id
-    return None
+def _checkout_member(checkout: CheckoutInfo) -> int | None:
+    """The member a Checkout Session was opened for here, or None if it was not opened here.
+
+    Sessions are opened here only for the member's own customer (see start_checkout).
+    """
+    if not checkout.customer_id:
+        return None
+    return _member_for_customer(checkout.customer_id)
 
 
 def _price_tier(price_id: sa.BindParameter[str | None]) -> sa.ScalarSelect[int]:
@@ -345,23 +363,6 @@ def _tier_for(info: SubscriptionInfo, price_tier_id: int | None) -> int | None:
         if tier is not None and info.amount in (tier.monthly_amount, tier.yearly_amount):
             return tier.id
     return None
-
-
-class Ignored(Exception):
-    """Something this installation does not act on, by design; ``str(exc)`` says why.
-
-    Stripe sends every event of the account (other installations', other tools', the
-    Dashboard's): acting on them would count strangers and money that is not ours, and retrying
-    would not change the answer.
-    """
-
-
-class UnknownCustomer(Ignored):
-    """A subscription, invoice or checkout of a customer no member here is linked to."""
-
-    def __init__(self, customer_id: str) -> None:
-        super().__init__(f"customer {customer_id} belongs to no member here")
-        self.customer_id = customer_id
 
 
 @functools.cache
@@ -404,7 +405,6 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
     """
     # The row is locked (PostgreSQL) so two deliveries about one subscription apply one at a time.
     row, member_id, price_tier_id = _lock_subscription(info)
-    member_id = _member_from_metadata(info.customer_id, member_id, info.metadata.get("member_id"))
     if member_id is None:
         raise UnknownCustomer(info.customer_id)
     now = utcnow()
@@ -598,7 +598,7 @@ def record_gift(checkout: CheckoutInfo) -> Payment | None:
         return None
     member_id = None
     if checkout.customer_id:
-        member_id = _member_for_customer(checkout.customer_id, checkout.metadata.get("member_id"))
+        member_id = _member_for_customer(checkout.customer_id)
     now = utcnow()
     insert_ignoring_conflicts(
         Payment,

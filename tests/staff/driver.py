@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 
 from supporters.billing import services
-from supporters.billing.models import Interval
+from supporters.billing.models import Customer, Interval
 from supporters.billing.stripe_gateway import (
     ChargeInfo,
     CheckoutInfo,
     InvoiceInfo,
     SubscriptionInfo,
 )
+from supporters.db import insert_ignoring_conflicts
 from supporters.extensions import db
 from supporters.members.models import Member
 
@@ -47,6 +48,15 @@ class Driver:
     def _commit(self) -> None:
         db.session.commit()
 
+    def _customer(self, member: Member) -> str:
+        """The member's customer, linked as joining links it (billing trusts no metadata)."""
+        customer_id = f"cus_{member.id}"
+        insert_ignoring_conflicts(
+            Customer,
+            {"member_id": member.id, "stripe_customer_id": customer_id, "created_at": self.now},
+        )
+        return customer_id
+
     def subscribe(
         self,
         member: Member,
@@ -63,7 +73,7 @@ class Driver:
         """A new subscription started now, its first invoice paid (unless ``pay`` is False)."""
         info = SubscriptionInfo(
             id=sub_id,
-            customer_id=f"cus_{member.id}",
+            customer_id=self._customer(member),
             status=status,
             item_id="si_test",
             price_id=None,
@@ -177,7 +187,7 @@ class Driver:
                 mode="payment",
                 status="complete",
                 payment_status="paid",
-                customer_id=f"cus_{member.id}",
+                customer_id=self._customer(member),
                 subscription_id=None,
                 payment_intent_id=f"pi_gift_{number}",
                 amount_total=amount,
