@@ -73,6 +73,7 @@ def reconcile() -> None:
         ("Paying in Stripe but missing here (now added)", report.missing_here),
         ("Live here but not found in Stripe", report.missing_in_stripe),
         ("Duplicates to resolve in Stripe", report.duplicates),
+        ("Not support (products this installation did not make; not counted)", report.not_support),
         ("Errors", report.errors),
     )
     for title, lines in sections:
@@ -145,12 +146,13 @@ def check() -> None:
         sa.select(sa.func.count()).select_from(StripeEvent).where(StripeEvent.ignored_reason != "")
     )
     if ignored:
-        latest = db.session.scalars(
+        recent = db.session.scalars(
             sa.select(StripeEvent.ignored_reason)
             .where(StripeEvent.ignored_reason != "")
             .order_by(StripeEvent.id.desc())
-            .limit(3)
+            .limit(50)
         ).all()
+        latest = list(dict.fromkeys(recent))[:3]  # one event's objects make several events
         notes.append(
             f"{ignored} webhook event(s) ignored: Stripe sends every event of the account, and"
             f" these were not this installation's to act on. Latest: {'; '.join(latest)}."

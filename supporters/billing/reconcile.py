@@ -26,6 +26,9 @@ class DriftReport:
     duplicates: list[str] = dataclasses.field(default_factory=list)
     missing_here: list[str] = dataclasses.field(default_factory=list)
     missing_in_stripe: list[str] = dataclasses.field(default_factory=list)
+    # Subscriptions of members' customers for products this installation did not make: said,
+    # never stored as support. Not drift: the Dashboard or a shop may make them on purpose.
+    not_support: list[str] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -96,6 +99,7 @@ def _reconcile_customer(
         s
         for s in subscriptions
         if s.status in {status.value for status in LIVE_STATUSES} - {"incomplete"}
+        and services.is_support(s)
     ]
     if len(live) > 1:
         report.duplicates.append(
@@ -108,7 +112,14 @@ def _reconcile_customer(
             sa.select(Subscription).where(Subscription.stripe_subscription_id == info.id)
         ).first()
         snapshot = _snapshot(before)
-        row = services.sync_subscription(info)
+        try:
+            row = services.sync_subscription(info)
+        except services.ForeignProduct as exc:
+            stored = f"; stored here as {before.status.value} support" if before else ""
+            report.not_support.append(
+                f"{info.id} ({info.status}) of member {member_id}: {exc}{stored}"
+            )
+            continue
         if before is None:
             if info.status in ("active", "trialing", "past_due"):
                 report.missing_here.append(

@@ -85,6 +85,17 @@ class UnknownCustomer(Ignored):
         self.customer_id = customer_id
 
 
+class ForeignProduct(Ignored):
+    """A subscription for a product this installation did not make: not support, even on a
+    member's own customer (the Dashboard, a shop on the same account)."""
+
+    def __init__(self, info: SubscriptionInfo) -> None:
+        super().__init__(
+            f"subscription {info.id} is for product {info.product_id or '(none)'},"
+            " which this installation did not make"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class Choice:
     """What a reader picked on the support page: a tier or an amount, and how often."""
@@ -352,10 +363,40 @@ def _price_tier(price_id: sa.BindParameter[str | None]) -> sa.ScalarSelect[int]:
     )
 
 
-def _tier_for(info: SubscriptionInfo, price_tier_id: int | None) -> int | None:
-    """The tier of the price (looked up already), else the one metadata names if it matches."""
-    if price_tier_id is not None:
-        return price_tier_id
+def _product_tier(product_id: sa.BindParameter[str | None]) -> sa.ScalarSelect[int]:
+    """The tier whose product this is, as a subquery (NULL when none is)."""
+    return sa.select(Tier.id).where(Tier.stripe_product_id == product_id).scalar_subquery()
+
+
+def _selling_tier(
+    price_id: sa.BindParameter[str | None], product_id: sa.BindParameter[str | None]
+) -> sa.ColumnElement[int | None]:
+    """The tier selling the price, else the tier whose product it is (an older price of it)."""
+    return sa.func.coalesce(_price_tier(price_id), _product_tier(product_id))
+
+
+def _is_custom_product(product_id: str | None) -> bool:
+    return product_id is not None and product_id == backend().custom_product_id()
+
+
+def is_support(info: SubscriptionInfo) -> bool:
+    """Whether a subscription sells what this installation made: a tier, or a custom amount."""
+    tier_id = db.session.scalar(
+        sa.select(
+            _selling_tier(
+                sa.bindparam("price_id", info.price_id, type_=sa.String),
+                sa.bindparam("product_id", info.product_id, type_=sa.String),
+            )
+        )
+    )
+    return tier_id is not None or _is_custom_product(info.product_id)
+
+
+def _tier_for(info: SubscriptionInfo, tier_id: int | None) -> int | None:
+    """The tier selling it (looked up already); else, under the custom-amount product, the tier
+    metadata names if the amount matches it (the demo checkout sells tiers so)."""
+    if tier_id is not None:
+        return tier_id
     slug = info.metadata.get("tier")
     if slug and slug != CUSTOM:
         tier = db.session.scalar(sa.select(Tier).where(Tier.slug == slug))
@@ -366,11 +407,15 @@ def _tier_for(info: SubscriptionInfo, price_tier_id: int | None) -> int | None:
 
 
 @functools.cache
-def _subscription_queries() -> tuple[sa.Select[Subscription, int, int], sa.Select[int, int]]:
+def _subscription_queries() -> tuple[
+    sa.Select[Subscription, int, int | None], sa.Select[int, int | None]
+]:
     """Our row of a subscription, locked and read afresh, with the customer's member and the
-    price's tier looked up in the same statement; and those two alone. Built once."""
+    tier selling it looked up in the same statement; and those two alone. Built once."""
     member = _customer_member(sa.bindparam("customer_id", type_=sa.String))
-    tier = _price_tier(sa.bindparam("price_id", type_=sa.String))
+    tier = _selling_tier(
+        sa.bindparam("price_id", type_=sa.String), sa.bindparam("product_id", type_=sa.String)
+    )
     locked = (
         sa.select(Subscription, member, tier)
         .where(Subscription.stripe_subscription_id == sa.bindparam("subscription_id"))
@@ -384,12 +429,13 @@ def _lock_subscription(
     info: SubscriptionInfo,
 ) -> tuple[Subscription | None, int | None, int | None]:
     """Our row of the subscription, locked where the database can and read afresh, with the
-    customer's member and the price's tier looked up in the same statement."""
+    customer's member and the tier selling it looked up in the same statement."""
     locked, lookups = _subscription_queries()
     params = {
         "subscription_id": info.id,
         "customer_id": info.customer_id,
         "price_id": info.price_id,
+        "product_id": info.product_id,
     }
     found = db.session.execute(locked, params).first()
     if found is not None:
@@ -401,17 +447,20 @@ def _lock_subscription(
 def sync_subscription(info: SubscriptionInfo) -> Subscription:
     """Make our row say what the provider says about a subscription, now. Idempotent.
 
-    :raises UnknownCustomer: the customer belongs to no member (reconciliation reports it).
+    :raises UnknownCustomer: the customer belongs to no member here.
+    :raises ForeignProduct: it sells neither a tier nor a custom amount of this installation.
     """
     # The row is locked (PostgreSQL) so two deliveries about one subscription apply one at a time.
-    row, member_id, price_tier_id = _lock_subscription(info)
+    row, member_id, tier_id = _lock_subscription(info)
     if member_id is None:
         raise UnknownCustomer(info.customer_id)
+    if tier_id is None and not _is_custom_product(info.product_id):
+        raise ForeignProduct(info)
     now = utcnow()
     status = SubscriptionStatus(info.status)
     values = {
         "member_id": member_id,
-        "tier_id": _tier_for(info, price_tier_id),
+        "tier_id": _tier_for(info, tier_id),
         "interval": Interval(info.interval),
         "currency": info.currency,
         "status": status,

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from supporters.billing import services
+from supporters.billing.demo_checkout import CUSTOM_PRODUCT
 from supporters.billing.models import Customer, Interval
 from supporters.billing.stripe_gateway import (
     ChargeInfo,
@@ -77,7 +78,7 @@ class Driver:
             status=status,
             item_id="si_test",
             price_id=None,
-            product_id=None,
+            product_id=CUSTOM_PRODUCT,  # the custom-amount product (no Stripe key: the demo's)
             amount=amount,
             currency=currency,
             interval=interval,
