@@ -45,6 +45,8 @@ class Backend(Protocol):
 
     def retrieve_checkout_session(self, session_id: str) -> CheckoutInfo: ...
 
+    def expire_checkout_session(self, session_id: str) -> CheckoutInfo: ...
+
     def retrieve_subscription(self, subscription_id: str) -> SubscriptionInfo: ...
 
     def retrieve_invoice(self, invoice_id: str) -> InvoiceInfo: ...
@@ -75,6 +77,7 @@ class StripeBackend:
     create_customer = staticmethod(gateway.create_customer)
     create_checkout_session = staticmethod(gateway.create_checkout_session)
     retrieve_checkout_session = staticmethod(gateway.retrieve_checkout_session)
+    expire_checkout_session = staticmethod(gateway.expire_checkout_session)
     retrieve_subscription = staticmethod(gateway.retrieve_subscription)
     retrieve_invoice = staticmethod(gateway.retrieve_invoice)
     change_subscription_price = staticmethod(gateway.change_subscription_price)

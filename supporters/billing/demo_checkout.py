@@ -18,7 +18,14 @@ import sqlalchemy as sa
 from flask import current_app, url_for
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from supporters.billing.models import Interval, Payment, PaymentStatus, Subscription
+from supporters.billing.models import (
+    CheckoutSession,
+    CheckoutStatus,
+    Interval,
+    Payment,
+    PaymentStatus,
+    Subscription,
+)
 from supporters.billing.stripe_gateway import (
     CheckoutInfo,
     InvoiceInfo,
@@ -53,6 +60,16 @@ def _digest(session_id: str) -> str:
 
 def subscription_id_for(session_id: str) -> str:
     return f"sub_demo_{_digest(session_id)}"
+
+
+def is_expired(session_id: str) -> bool:
+    """Whether the billing services closed this checkout (the member opened another)."""
+    status = db.session.scalar(
+        sa.select(CheckoutSession.status).where(
+            CheckoutSession.stripe_checkout_session_id == session_id
+        )
+    )
+    return status is CheckoutStatus.EXPIRED
 
 
 class DemoBackend:
@@ -111,11 +128,12 @@ class DemoBackend:
             done = db.session.scalar(
                 sa.select(Payment.id).where(Payment.stripe_payment_intent_id == payment_intent_id)
             )
+        status = "complete" if done else "expired" if is_expired(session_id) else "open"
         return CheckoutInfo(
             id=session_id,
             url=url_for("billing.demo_checkout", session_id=session_id),
             mode=str(data["mode"]),
-            status="complete" if done else "open",
+            status=status,
             payment_status="paid" if done else "unpaid",
             customer_id=str(data["customer"]),
             subscription_id=subscription_id if done else None,
@@ -128,6 +146,13 @@ class DemoBackend:
 
     def retrieve_checkout_session(self, session_id: str) -> CheckoutInfo:
         return self._info(session_id, read_session(session_id))
+
+    def expire_checkout_session(self, session_id: str) -> CheckoutInfo:
+        """Closed as Stripe closes one: the services mark it expired, and it cannot be paid."""
+        info = self.retrieve_checkout_session(session_id)
+        if info.status != "open":
+            return info
+        return dataclasses.replace(info, status="expired", url=None)
 
     def retrieve_subscription(self, subscription_id: str) -> SubscriptionInfo:
         row = db.session.scalars(
@@ -222,11 +247,13 @@ def subscription_info(row: Subscription) -> SubscriptionInfo:
 def pay(session_id: str) -> CheckoutInfo:
     """The reader pressed "Pay" on the demo page: record what Stripe would report.
 
-    :raises DemoCheckoutError: a token not made here.
+    :raises DemoCheckoutError: a token not made here, or a checkout closed since.
     """
     from supporters.billing import services
 
     data = read_session(session_id)
+    if is_expired(session_id):
+        raise DemoCheckoutError(session_id)
     now = utcnow()
     customer_id = str(data["customer"])
     if data["mode"] == "payment":

@@ -22,6 +22,9 @@ from flask_babel import gettext as _
 from supporters.billing.backend import Backend, backend
 from supporters.billing.membership import LIVE_STATUSES
 from supporters.billing.models import (
+    CheckoutMode,
+    CheckoutSession,
+    CheckoutStatus,
     Customer,
     FundingGoal,
     GoalMeasure,
@@ -260,37 +263,111 @@ def _price_for(choice: Choice, provider: Backend) -> tuple[str | None, NewPrice 
     )
 
 
+def _lock_customer(member_id: int) -> None:
+    """Take the lock of the member's customer row (PostgreSQL; SQLite runs one writer at a time).
+
+    Starting a checkout and completing one take it first, so one member's run one at a time,
+    each reading what the one before it committed.
+    """
+    db.session.execute(
+        sa.select(Customer.id).where(Customer.member_id == member_id).with_for_update()
+    )
+
+
+def _already_supporting() -> AlreadySupporting:
+    return AlreadySupporting(
+        _("You already support us. You can change your amount or tier instead.")
+    )
+
+
 def start_checkout(
     member: Member, choice: Choice, *, success_url: str, cancel_url: str, attempt: str
 ) -> CheckoutInfo:
-    """Open a checkout for the member's choice; ``attempt`` makes a double submit reuse it.
+    """Open a checkout for the member's choice, closing their other open one of its kind;
+    ``attempt`` (the support form's) makes a double submit reuse it.
 
-    :raises AlreadySupporting: a recurring choice while a subscription is live.
+    :raises AlreadySupporting: a recurring choice while a subscription is live, found out too
+        when the member's other open checkout turns out to have been completed.
     :raises BillingError: payments are not set up.
     """
-    if choice.is_recurring and live_subscription(member.id) is not None:
-        raise AlreadySupporting(
-            _("You already support us. You can change your amount or tier instead.")
-        )
     provider = backend()
     customer_id = ensure_customer(member, provider)
+    _lock_customer(member.id)  # a second tab's start waits for the first's
+    if choice.is_recurring and live_subscription(member.id) is not None:
+        raise _already_supporting()
     price_id, new_price = _price_for(choice, provider)
+    mode = CheckoutMode.SUBSCRIPTION if choice.is_recurring else CheckoutMode.PAYMENT
+    attempt = attempt[:64]
+    completed = _close_other_checkouts(
+        member.id, mode, CheckoutSession.attempt != attempt, provider=provider
+    )
+    if completed and choice.is_recurring and live_subscription(member.id) is not None:
+        raise _already_supporting()  # another tab was paid meanwhile
+    # Asked again with the key of an open session, the provider gives that session back (a
+    # double submit); a form whose page was closed since (another tab's) opens a new one.
+    closed_before = db.session.scalar(
+        sa.select(sa.func.count()).where(
+            CheckoutSession.member_id == member.id,
+            CheckoutSession.attempt == attempt,
+            CheckoutSession.status != CheckoutStatus.OPEN,
+        )
+    )
     metadata = {
         "member_id": str(member.id),
         "tier": choice.tier_key,
         "interval": choice.interval.value if choice.interval else "once",
     }
-    return provider.create_checkout_session(
+    checkout = provider.create_checkout_session(
         customer_id=customer_id,
-        mode="subscription" if choice.is_recurring else "payment",
+        mode=mode.value,
         price_id=price_id,
         new_price=new_price,
         metadata=metadata,
         client_reference_id=str(member.id),
         success_url=success_url,
         cancel_url=cancel_url,
-        idempotency_key=f"checkout-{member.id}-{attempt}",
+        idempotency_key=f"checkout-{member.id}-{attempt}-{closed_before}",
     )
+    insert_ignoring_conflicts(
+        CheckoutSession,
+        {
+            "member_id": member.id,
+            "stripe_checkout_session_id": checkout.id,
+            "stripe_customer_id": customer_id,
+            "attempt": attempt,
+            "mode": mode,
+            "status": CheckoutStatus(checkout.status),
+            "expires_at": checkout.expires_at,
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
+        },
+    )
+    return checkout
+
+
+def _close_other_checkouts(
+    member_id: int, mode: CheckoutMode, other: sa.ColumnElement[bool], *, provider: Backend
+) -> bool:
+    """Expire the member's open checkouts of ``mode`` matching ``other``, recording what came
+    of any that was completed meanwhile; True if one was."""
+    others = db.session.scalars(
+        sa.select(CheckoutSession).where(
+            CheckoutSession.member_id == member_id,
+            CheckoutSession.mode == mode,
+            CheckoutSession.status == CheckoutStatus.OPEN,
+            sa.or_(CheckoutSession.expires_at.is_(None), CheckoutSession.expires_at > utcnow()),
+            other,
+        )
+    ).all()
+    completed = False
+    for row in others:
+        closed = provider.expire_checkout_session(row.stripe_checkout_session_id)
+        row.status = CheckoutStatus(closed.status)
+        if row.status is CheckoutStatus.COMPLETE:
+            log.info("Checkout %s had been completed before it could be closed", closed.id)
+            _record_checkout(closed, provider)
+            completed = True
+    return completed
 
 
 def complete_checkout(session_id: str, *, member_id: int | None = None) -> CheckoutInfo:
@@ -307,6 +384,29 @@ def complete_checkout(session_id: str, *, member_id: int | None = None) -> Check
     if owner_id is None:
         customer = f"customer {checkout.customer_id}" if checkout.customer_id else "no customer"
         raise Ignored(f"checkout session {checkout.id} was not opened here, for {customer}")
+    if checkout.status == CheckoutStatus.COMPLETE and checkout.mode in tuple(CheckoutMode):
+        _lock_customer(owner_id)
+        db.session.execute(
+            sa.update(CheckoutSession)
+            .where(
+                CheckoutSession.stripe_checkout_session_id == checkout.id,
+                CheckoutSession.status != CheckoutStatus.COMPLETE,
+            )
+            .values(status=CheckoutStatus.COMPLETE, updated_at=utcnow())
+        )
+        # One page paid: any other of the member's of the same kind must not be paid as well.
+        _close_other_checkouts(
+            owner_id,
+            CheckoutMode(checkout.mode),
+            CheckoutSession.stripe_checkout_session_id != checkout.id,
+            provider=provider,
+        )
+    _record_checkout(checkout, provider)
+    return checkout
+
+
+def _record_checkout(checkout: CheckoutInfo, provider: Backend) -> None:
+    """Record what a checkout of ours came to: its subscription and first invoice, or a gift."""
     if checkout.subscription_id:
         info = checkout.subscription or provider.retrieve_subscription(checkout.subscription_id)
         sync_subscription(info)
@@ -317,7 +417,6 @@ def complete_checkout(session_id: str, *, member_id: int | None = None) -> Check
             record_invoice(invoice)
     elif checkout.mode == "payment" and checkout.payment_status == "paid":
         record_gift(checkout)
-    return checkout
 
 
 # --- the idempotent sync -----------------------------------------------------------------

@@ -121,6 +121,7 @@ class CheckoutInfo:
     currency: str | None
     client_reference_id: str | None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    expires_at: dt.datetime | None = None  # None: never (the demo checkout)
     # Expanded with the session: its subscription and that subscription's latest invoice.
     subscription: SubscriptionInfo | None = None
     invoice: InvoiceInfo | None = None
@@ -452,6 +453,7 @@ def _checkout(session: Any) -> CheckoutInfo:
         currency=str(currency).upper() if currency else None,
         client_reference_id=session.get("client_reference_id"),
         metadata=_metadata(session),
+        expires_at=_time(session.get("expires_at")),
         subscription=_subscription(subscription) if isinstance(subscription, dict) else None,
         invoice=_invoice(latest) if isinstance(latest, dict) else None,
     )
@@ -560,6 +562,25 @@ def retrieve_checkout_session(session_id: str) -> CheckoutInfo:
     session = _fetch(
         _path("checkout", "sessions", session_id), expand=["subscription.latest_invoice.payments"]
     )
+    return _checkout(session)
+
+
+def expire_checkout_session(session_id: str) -> CheckoutInfo:
+    """Close a Checkout Session so that it can no longer be paid; the session as it is now.
+
+    One that was already completed (paid) or had expired is returned as it is, with its
+    subscription and latest invoice, as :func:`retrieve_checkout_session` gives them.
+
+    :raises StripeError: Stripe refused for another reason, or could not be reached.
+    """
+    try:
+        session = client().v1.checkout.sessions.expire(session_id)
+    except stripe.InvalidRequestError:
+        # Stripe expires open sessions only; the error does not say what became of this one.
+        current = retrieve_checkout_session(session_id)
+        if current.status == "open":
+            raise
+        return current
     return _checkout(session)
 
 

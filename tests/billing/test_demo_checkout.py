@@ -88,6 +88,24 @@ def test_join_pay_change_cancel_and_resume_in_the_demo(app: Flask) -> None:
     assert not subscription.cancel_at_period_end
 
 
+def test_a_second_demo_checkout_closes_the_first(app: Flask) -> None:
+    make_tier("reader", monthly=500, yearly=5000, position=1)
+    make_tier("supporter", monthly=1000, yearly=10000, position=2)
+    member = make_member()
+    db.session.commit()
+    client = signed_in_client(app, member)
+    first = _join(client, tier="supporter", interval="month")
+    second = _join(client, tier="reader", interval="month")
+
+    assert client.get(first).status_code == 410
+    # The page was left open in another tab: paying it is refused too.
+    token = csrf_token(client, second)
+    assert client.post(first, data={"csrf_token": token, "action": "pay"}).status_code == 410
+    paid = client.post(second, data={"csrf_token": token, "action": "pay"})
+    assert "Welcome, patron!" in text(client.get(paid.headers["Location"]))
+    assert db.session.scalars(sa.select(Subscription.amount)).all() == [500]
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
