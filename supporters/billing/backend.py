@@ -13,6 +13,7 @@ from flask import current_app
 
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing.stripe_gateway import (
+    ChargeInfo,
     CheckoutInfo,
     InvoiceInfo,
     NewPrice,
@@ -66,6 +67,14 @@ class Backend(Protocol):
         self, subscription_id: str, *, cancel: bool, reason: str = ""
     ) -> SubscriptionInfo: ...
 
+    def cancel_subscription_now(
+        self, subscription_id: str, *, idempotency_key: str
+    ) -> SubscriptionInfo: ...
+
+    def list_paid_invoices(self, subscription_id: str) -> list[InvoiceInfo]: ...
+
+    def refund_in_full(self, payment_intent_id: str, *, idempotency_key: str) -> ChargeInfo: ...
+
     def create_portal_session(self, *, customer_id: str, return_url: str) -> str: ...
 
 
@@ -82,6 +91,9 @@ class StripeBackend:
     retrieve_invoice = staticmethod(gateway.retrieve_invoice)
     change_subscription_price = staticmethod(gateway.change_subscription_price)
     set_cancel_at_period_end = staticmethod(gateway.set_cancel_at_period_end)
+    cancel_subscription_now = staticmethod(gateway.cancel_subscription_now)
+    list_paid_invoices = staticmethod(gateway.list_paid_invoices)
+    refund_in_full = staticmethod(gateway.refund_in_full)
     create_portal_session = staticmethod(gateway.create_portal_session)
 
     def custom_product_id(self) -> str | None:

@@ -72,7 +72,7 @@ def reconcile() -> None:
         ("Repaired (a webhook was missed)", report.repaired),
         ("Paying in Stripe but missing here (now added)", report.missing_here),
         ("Live here but not found in Stripe", report.missing_in_stripe),
-        ("Duplicates to resolve in Stripe", report.duplicates),
+        ("Duplicates (one member, several customers or live subscriptions)", report.duplicates),
         ("Not support (products this installation did not make; not counted)", report.not_support),
         ("Errors", report.errors),
     )

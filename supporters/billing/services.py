@@ -13,12 +13,13 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from flask import current_app
 from flask_babel import gettext as _
 
+from supporters.audit import AuditEntry, record_action
 from supporters.billing.backend import Backend, backend
 from supporters.billing.membership import LIVE_STATUSES
 from supporters.billing.models import (
@@ -57,6 +58,9 @@ COUNTED_STATUSES = (
 )
 
 CUSTOM = "custom"
+
+# The audit action of a duplicate subscription cancelled and refunded (actor: the system).
+DUPLICATE_CANCELLED = "billing.duplicate_cancelled"
 
 
 class BillingError(Exception):
@@ -266,8 +270,8 @@ def _price_for(choice: Choice, provider: Backend) -> tuple[str | None, NewPrice 
 def _lock_customer(member_id: int) -> None:
     """Take the lock of the member's customer row (PostgreSQL; SQLite runs one writer at a time).
 
-    Starting a checkout and completing one take it first, so one member's run one at a time,
-    each reading what the one before it committed.
+    Starting a checkout, completing one and syncing a subscription take it first, so one
+    member's run one at a time, each reading what the one before it committed.
     """
     db.session.execute(
         sa.select(Customer.id).where(Customer.member_id == member_id).with_for_update()
@@ -505,61 +509,93 @@ def _tier_for(info: SubscriptionInfo, tier_id: int | None) -> int | None:
     return None
 
 
+class _Found(NamedTuple):
+    row: Subscription | None
+    member_id: int | None
+    tier_id: int | None
+    others_counted: int  # the member's other subscriptions that count as support
+
+
 @functools.cache
-def _subscription_queries() -> tuple[
-    sa.Select[Subscription, int, int | None], sa.Select[int, int | None]
-]:
-    """Our row of a subscription, locked and read afresh, with the customer's member and the
-    tier selling it looked up in the same statement; and those two alone. Built once."""
-    member = _customer_member(sa.bindparam("customer_id", type_=sa.String))
+def _subscription_queries() -> tuple[sa.Select[int], sa.Select[Any], sa.Select[Any]]:
+    """The customer's member, its row locked; then our row of a subscription, locked and read
+    afresh, with the tier selling it and the member's other counted subscriptions looked up in
+    the same statement; and those two alone. Built once."""
+    member = (
+        sa.select(Customer.member_id)
+        .where(Customer.stripe_customer_id == sa.bindparam("customer_id", type_=sa.String))
+        .with_for_update()
+    )
     tier = _selling_tier(
         sa.bindparam("price_id", type_=sa.String), sa.bindparam("product_id", type_=sa.String)
     )
+    subscription_id = sa.bindparam("subscription_id", type_=sa.String)
+    others = (
+        sa.select(sa.func.count())
+        .where(
+            Subscription.member_id == sa.bindparam("member_id"),
+            Subscription.status.in_(COUNTED_STATUSES),
+            Subscription.stripe_subscription_id != subscription_id,
+        )
+        .scalar_subquery()
+    )
     locked = (
-        sa.select(Subscription, member, tier)
-        .where(Subscription.stripe_subscription_id == sa.bindparam("subscription_id"))
+        sa.select(Subscription, tier, others)
+        .where(Subscription.stripe_subscription_id == subscription_id)
         .with_for_update(of=Subscription)
         .execution_options(populate_existing=True)
     )
-    return locked, sa.select(member, tier)
+    return member, locked, sa.select(tier, others)
 
 
-def _lock_subscription(
-    info: SubscriptionInfo,
-) -> tuple[Subscription | None, int | None, int | None]:
-    """Our row of the subscription, locked where the database can and read afresh, with the
-    customer's member and the tier selling it looked up in the same statement."""
-    locked, lookups = _subscription_queries()
+def _lock_subscription(info: SubscriptionInfo) -> _Found:
+    """The customer's member, with their customer row locked (PostgreSQL), so that one member's
+    subscriptions change one at a time; then our row of the subscription, locked and read
+    afresh, with the tier selling it and the member's other counted subscriptions."""
+    member, locked, lookups = _subscription_queries()
+    member_id = db.session.scalar(member, {"customer_id": info.customer_id})
+    if member_id is None:
+        return _Found(None, None, None, 0)
+    # A statement of its own, after the lock: it reads what the member's last change committed.
     params = {
         "subscription_id": info.id,
-        "customer_id": info.customer_id,
+        "member_id": member_id,
         "price_id": info.price_id,
         "product_id": info.product_id,
     }
     found = db.session.execute(locked, params).first()
     if found is not None:
-        return found[0], found[1], found[2]
-    member_id, tier_id = db.session.execute(lookups, params).one()
-    return None, member_id, tier_id
+        return _Found(found[0], member_id, found[1], found[2])
+    tier_id, others = db.session.execute(lookups, params).one()
+    return _Found(None, member_id, tier_id, others)
 
 
 def sync_subscription(info: SubscriptionInfo) -> Subscription:
     """Make our row say what the provider says about a subscription, now. Idempotent.
 
+    A second subscription that counts for the same member is cancelled and refunded (the newer
+    one: see :func:`_cancel_duplicates`).
+
     :raises UnknownCustomer: the customer belongs to no member here.
     :raises ForeignProduct: it sells neither a tier nor a custom amount of this installation.
     """
-    # The row is locked (PostgreSQL) so two deliveries about one subscription apply one at a time.
-    row, member_id, tier_id = _lock_subscription(info)
-    if member_id is None:
+    found = _lock_subscription(info)
+    if found.member_id is None:
         raise UnknownCustomer(info.customer_id)
-    if tier_id is None and not _is_custom_product(info.product_id):
+    if found.tier_id is None and not _is_custom_product(info.product_id):
         raise ForeignProduct(info)
+    row = _write_subscription(info, found)
+    if found.others_counted and row.status in COUNTED_STATUSES:
+        _cancel_duplicates(found.member_id)
+    return row
+
+
+def _write_subscription(info: SubscriptionInfo, found: _Found) -> Subscription:
     now = utcnow()
     status = SubscriptionStatus(info.status)
     values = {
-        "member_id": member_id,
-        "tier_id": _tier_for(info, tier_id),
+        "member_id": found.member_id,
+        "tier_id": _tier_for(info, found.tier_id),
         "interval": Interval(info.interval),
         "currency": info.currency,
         "status": status,
@@ -573,6 +609,7 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
     }
     if status is SubscriptionStatus.CANCELED and info.ended_at is None:
         values["ended_at"] = info.canceled_at or now
+    row = found.row
     if row is None:
         # New here: inserted whole, in one statement. A concurrent delivery may insert it
         # first; then this one waits for it, and updates its row like any other.
@@ -591,7 +628,7 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
         )
         if row is not None:
             return row
-        row = _lock_subscription(info)[0]
+        row = _lock_subscription(info).row
         assert row is not None
     if info.amount > 0:
         values["amount"] = info.amount
@@ -601,6 +638,85 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
     _assign(row, values)
     db.session.flush()
     return row
+
+
+def _cancel_duplicates(member_id: int) -> None:
+    """Keep the member's oldest subscription that counts; cancel each newer one now and refund
+    what it charged, saying why in the audit log.
+
+    Two checkouts that got past the one-open-page guard, or one made by hand in the Dashboard,
+    would otherwise both renew: a member must never pay twice. The customer row is locked, so
+    two deliveries about the two subscriptions come here one after the other, and the second
+    finds nothing left to do. Refunds go first: a failure after them is retried whole, and
+    their idempotency keys keep the retry from refunding twice.
+    """
+    counted = db.session.scalars(
+        sa.select(Subscription)
+        .where(
+            Subscription.member_id == member_id,
+            Subscription.status.in_(COUNTED_STATUSES),
+            Subscription.stripe_subscription_id.is_not(None),
+        )
+        .order_by(
+            sa.func.coalesce(Subscription.started_at, Subscription.created_at),
+            Subscription.stripe_subscription_id,
+        )
+    ).all()
+    if len(counted) < 2:
+        return
+    kept, *newer = counted
+    provider = backend()
+    recorded = duplicates_cancelled(member_id)
+    for duplicate in newer:
+        subscription_id = duplicate.stripe_subscription_id or ""
+        refunded = 0
+        for invoice in provider.list_paid_invoices(subscription_id):
+            record_invoice(invoice)  # the ledger row the refund lands on
+            if invoice.payment_intent_id and invoice.amount_paid > 0:
+                charge = provider.refund_in_full(
+                    invoice.payment_intent_id, idempotency_key=f"refund-duplicate-{invoice.id}"
+                )
+                record_charge(charge)
+                refunded += charge.amount_refunded
+        sync_subscription(
+            provider.cancel_subscription_now(
+                subscription_id, idempotency_key=f"cancel-duplicate-{subscription_id}"
+            )
+        )
+        if any(e.details.get("subscription") == subscription_id for e in recorded):
+            continue  # cancelled here before, and revived since by a stale read
+        record_action(
+            DUPLICATE_CANCELLED,
+            actor_id=None,
+            target_type="member",
+            target_id=member_id,
+            details={
+                "subscription": subscription_id,
+                "kept": kept.stripe_subscription_id,
+                "refunded": refunded,
+                "currency": duplicate.currency,
+                "reason": "a second subscription of the member that counted as support",
+            },
+        )
+        log.warning(
+            "Member %s had a second live subscription: %s cancelled and refunded, %s kept",
+            member_id,
+            subscription_id,
+            kept.stripe_subscription_id,
+        )
+
+
+def duplicates_cancelled(member_id: int) -> Sequence[AuditEntry]:
+    """The member's subscriptions cancelled and refunded as duplicates, newest first."""
+    return db.session.scalars(
+        sa.select(AuditEntry)
+        .where(
+            AuditEntry.action == DUPLICATE_CANCELLED,
+            AuditEntry.target_type == "member",
+            AuditEntry.target_id == str(member_id),
+        )
+        .order_by(AuditEntry.id.desc())
+    ).all()
 
 
 def _assign(row: object, values: Mapping[str, object]) -> None:

@@ -658,6 +658,61 @@ def set_cancel_at_period_end(
     return _subscription(updated)
 
 
+def cancel_subscription_now(subscription_id: str, *, idempotency_key: str) -> SubscriptionInfo:
+    """End a subscription at once (no refund: see :func:`refund_in_full`); one that had ended
+    already is returned as it is.
+
+    :raises StripeError: Stripe refused for another reason, or could not be reached.
+    """
+    try:
+        cancelled = client().v1.subscriptions.cancel(
+            subscription_id, options=_options(idempotency_key)
+        )
+    except stripe.InvalidRequestError:
+        current = retrieve_subscription(subscription_id)
+        if current.status not in ("canceled", "incomplete_expired"):
+            raise
+        return current
+    return _subscription(cancelled)
+
+
+def list_paid_invoices(subscription_id: str) -> list[InvoiceInfo]:
+    """Every paid invoice of a subscription, with its payments (what it charged)."""
+    found = client().v1.invoices.list(
+        params={
+            "subscription": subscription_id,
+            "status": "paid",
+            "limit": 100,
+            "expand": ["data.payments"],
+        }
+    )
+    return [_invoice(invoice) for invoice in found.auto_paging_iter()]
+
+
+def refund_in_full(payment_intent_id: str, *, idempotency_key: str) -> ChargeInfo:
+    """Refund what is left of a payment, as a duplicate; its charge after the refund.
+
+    A payment refunded in full already is left as it is.
+
+    :raises StripeError: Stripe refused for another reason, or could not be reached.
+    """
+    try:
+        refund = client().v1.refunds.create(
+            params={
+                "payment_intent": payment_intent_id,
+                "reason": "duplicate",
+                "expand": ["charge"],
+            },
+            options=_options(idempotency_key),
+        )
+    except stripe.InvalidRequestError as exc:
+        if exc.code != "charge_already_refunded":
+            raise
+        intent = _fetch(_path("payment_intents", payment_intent_id), expand=["latest_charge"])
+        return _charge(intent["latest_charge"])
+    return _charge(refund.charge)
+
+
 def retrieve_invoice(invoice_id: str) -> InvoiceInfo:
     """An invoice with its payments and its subscription, in one request.
 

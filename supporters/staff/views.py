@@ -377,6 +377,7 @@ def _render_member(member: Member, role_form: RoleForm, status: int = 200) -> tu
         movements=movements,
         tiers=tiers,
         payments=payments,
+        duplicates=billing_services.duplicates_cancelled(member.id),
         refunds=[p for p in payments if p.refunded_amount],
         votes=votes,
         proposals=proposals,
