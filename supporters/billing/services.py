@@ -278,6 +278,21 @@ def _lock_customer(member_id: int) -> None:
     )
 
 
+@functools.cache
+def _member_lock() -> sa.Select[int]:
+    """The member whose customer ``customer_id`` is, their customer row locked; built once."""
+    return (
+        sa.select(Customer.member_id)
+        .where(Customer.stripe_customer_id == sa.bindparam("customer_id", type_=sa.String))
+        .with_for_update()
+    )
+
+
+def _lock_member_of(customer_id: str) -> int | None:
+    """The member whose customer this is, their customer row locked (see _lock_customer)."""
+    return db.session.scalar(_member_lock(), {"customer_id": customer_id})
+
+
 def _already_supporting() -> AlreadySupporting:
     return AlreadySupporting(
         _("You already support us. You can change your amount or tier instead.")
@@ -302,9 +317,8 @@ def start_checkout(
     price_id, new_price = _price_for(choice, provider)
     mode = CheckoutMode.SUBSCRIPTION if choice.is_recurring else CheckoutMode.PAYMENT
     attempt = attempt[:64]
-    completed = _close_other_checkouts(
-        member.id, mode, CheckoutSession.attempt != attempt, provider=provider
-    )
+    others = [row for row in _open_checkouts(member.id, mode) if row.attempt != attempt]
+    completed = _close_checkouts(others, provider=provider)
     if completed and choice.is_recurring and live_subscription(member.id) is not None:
         raise _already_supporting()  # another tab was paid meanwhile
     # Asked again with the key of an open session, the provider gives that session back (a
@@ -349,22 +363,23 @@ def start_checkout(
     return checkout
 
 
-def _close_other_checkouts(
-    member_id: int, mode: CheckoutMode, other: sa.ColumnElement[bool], *, provider: Backend
-) -> bool:
-    """Expire the member's open checkouts of ``mode`` matching ``other``, recording what came
-    of any that was completed meanwhile; True if one was."""
-    others = db.session.scalars(
+def _open_checkouts(member_id: int, mode: CheckoutMode) -> Sequence[CheckoutSession]:
+    """The member's checkouts of ``mode`` that can still be paid."""
+    return db.session.scalars(
         sa.select(CheckoutSession).where(
             CheckoutSession.member_id == member_id,
             CheckoutSession.mode == mode,
             CheckoutSession.status == CheckoutStatus.OPEN,
             sa.or_(CheckoutSession.expires_at.is_(None), CheckoutSession.expires_at > utcnow()),
-            other,
         )
     ).all()
+
+
+def _close_checkouts(rows: Sequence[CheckoutSession], *, provider: Backend) -> bool:
+    """Expire these checkouts at the provider, recording what came of any that was completed
+    meanwhile; True if one was."""
     completed = False
-    for row in others:
+    for row in rows:
         closed = provider.expire_checkout_session(row.stripe_checkout_session_id)
         row.status = CheckoutStatus(closed.status)
         if row.status is CheckoutStatus.COMPLETE:
@@ -382,29 +397,22 @@ def complete_checkout(session_id: str, *, member_id: int | None = None) -> Check
     """
     provider = backend()
     checkout = provider.retrieve_checkout_session(session_id)
-    owner_id = _checkout_member(checkout)
+    # Sessions are opened here only for the member's own customer (see start_checkout).
+    owner_id = _lock_member_of(checkout.customer_id) if checkout.customer_id else None
     if member_id is not None and owner_id != member_id:
         raise BillingError(_("This payment page belongs to another account."))
     if owner_id is None:
         customer = f"customer {checkout.customer_id}" if checkout.customer_id else "no customer"
         raise Ignored(f"checkout session {checkout.id} was not opened here, for {customer}")
     if checkout.status == CheckoutStatus.COMPLETE and checkout.mode in tuple(CheckoutMode):
-        _lock_customer(owner_id)
-        db.session.execute(
-            sa.update(CheckoutSession)
-            .where(
-                CheckoutSession.stripe_checkout_session_id == checkout.id,
-                CheckoutSession.status != CheckoutStatus.COMPLETE,
-            )
-            .values(status=CheckoutStatus.COMPLETE, updated_at=utcnow())
-        )
         # One page paid: any other of the member's of the same kind must not be paid as well.
-        _close_other_checkouts(
-            owner_id,
-            CheckoutMode(checkout.mode),
-            CheckoutSession.stripe_checkout_session_id != checkout.id,
-            provider=provider,
-        )
+        others = []
+        for row in _open_checkouts(owner_id, CheckoutMode(checkout.mode)):
+            if row.stripe_checkout_session_id == checkout.id:
+                row.status = CheckoutStatus.COMPLETE
+            else:
+                others.append(row)
+        _close_checkouts(others, provider=provider)
     _record_checkout(checkout, provider)
     return checkout
 
@@ -441,16 +449,6 @@ def _member_for_customer(customer_id: str) -> int | None:
     Never from metadata: any integration on the account can write ``member_id`` there.
     """
     return db.session.scalar(sa.select(_customer_member(customer_id)))
-
-
-def _checkout_member(checkout: CheckoutInfo) -> int | None:
-    """The member a Checkout Session was opened for here, or None if it was not opened here.
-
-    Sessions are opened here only for the member's own customer (see start_checkout).
-    """
-    if not checkout.customer_id:
-        return None
-    return _member_for_customer(checkout.customer_id)
 
 
 def _price_tier(price_id: sa.BindParameter[str | None]) -> sa.ScalarSelect[int]:
@@ -517,15 +515,10 @@ class _Found(NamedTuple):
 
 
 @functools.cache
-def _subscription_queries() -> tuple[sa.Select[int], sa.Select[Any], sa.Select[Any]]:
-    """The customer's member, its row locked; then our row of a subscription, locked and read
-    afresh, with the tier selling it and the member's other counted subscriptions looked up in
-    the same statement; and those two alone. Built once."""
-    member = (
-        sa.select(Customer.member_id)
-        .where(Customer.stripe_customer_id == sa.bindparam("customer_id", type_=sa.String))
-        .with_for_update()
-    )
+def _subscription_queries() -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """Our row of a subscription, locked and read afresh, with the tier selling it and the
+    member's other counted subscriptions looked up in the same statement; and those two
+    alone. Built once."""
     tier = _selling_tier(
         sa.bindparam("price_id", type_=sa.String), sa.bindparam("product_id", type_=sa.String)
     )
@@ -545,18 +538,18 @@ def _subscription_queries() -> tuple[sa.Select[int], sa.Select[Any], sa.Select[A
         .with_for_update(of=Subscription)
         .execution_options(populate_existing=True)
     )
-    return member, locked, sa.select(tier, others)
+    return locked, sa.select(tier, others)
 
 
 def _lock_subscription(info: SubscriptionInfo) -> _Found:
     """The customer's member, with their customer row locked (PostgreSQL), so that one member's
     subscriptions change one at a time; then our row of the subscription, locked and read
     afresh, with the tier selling it and the member's other counted subscriptions."""
-    member, locked, lookups = _subscription_queries()
-    member_id = db.session.scalar(member, {"customer_id": info.customer_id})
+    member_id = _lock_member_of(info.customer_id)
     if member_id is None:
         return _Found(None, None, None, 0)
     # A statement of its own, after the lock: it reads what the member's last change committed.
+    locked, lookups = _subscription_queries()
     params = {
         "subscription_id": info.id,
         "member_id": member_id,
