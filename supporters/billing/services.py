@@ -294,6 +294,7 @@ def _lock_member_of(customer_id: str) -> int | None:
 
 
 def _already_supporting() -> AlreadySupporting:
+    """The refusal of a second subscription, in the member's language."""
     return AlreadySupporting(
         _("You already support us. You can change your amount or tier instead.")
     )
@@ -477,6 +478,7 @@ def _selling_tier(
 
 
 def _is_custom_product(product_id: str | None) -> bool:
+    """Whether this is the product custom amounts are sold under (cached by the backend)."""
     return product_id is not None and product_id == backend().custom_product_id()
 
 
@@ -584,6 +586,7 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
 
 
 def _write_subscription(info: SubscriptionInfo, found: _Found) -> Subscription:
+    """Insert or update our row of the subscription (read and locked in ``found``)."""
     now = utcnow()
     status = SubscriptionStatus(info.status)
     values = {
