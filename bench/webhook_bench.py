@@ -4,7 +4,8 @@
 
 It makes a throw-away PostgreSQL database, migrates it, starts the fake Stripe from the tests
 on 127.0.0.1 and creates paid checkouts there (each yields ~7 events: checkout completed,
-customer, subscription, invoice...), links their customers to members, and serves the app with
+customer, subscription, invoice...), links their customers to members and the product to a tier
+(the app acts only on its own customers and products), and serves the app with
 ``gunicorn -w 2 -k sync``. Then, interleaved, it sends a burst of requests to ``/bench/hello``
 (the baseline) and a burst of never-seen signed events to ``/stripe/webhook`` (each one is
 verified, recorded once, and re-fetched from the fake Stripe, as in production). It prints each
@@ -42,7 +43,8 @@ DEADLINE_SECONDS = 600
 
 
 def serve_fake_stripe(conn: Connection, wanted: int) -> None:
-    """Child process: the fake Stripe with paid checkouts; sends back events and customers.
+    """Child process: the fake Stripe with paid checkouts; sends back events, customers, and
+    the product and price they pay for.
 
     It runs apart from the load generator so that the two do not share one interpreter lock.
     """
@@ -74,21 +76,36 @@ def serve_fake_stripe(conn: Connection, wanted: int) -> None:
             }
         )
         events.extend(fake.complete_checkout(session.id))
-    conn.send((fake.api_base, customers, events[:wanted]))
+    conn.send((fake.api_base, customers, events[:wanted], (product.id, price.id)))
     conn.recv()  # serve until the parent says stop
     fake.stop()
 
 
-def link_customers(app_env: dict[str, str], customers: list[tuple[str, str]]) -> None:
-    """Members for the fake's customers, as a real join would have left them."""
+def link_customers(
+    app_env: dict[str, str], customers: list[tuple[str, str]], product: tuple[str, str]
+) -> None:
+    """Members for the fake's customers, and a tier for its product and price, as a real join
+    and ``billing sync-stripe`` would have left them."""
     os.environ.update(app_env)
     from supporters import create_app
-    from supporters.billing.models import Customer
+    from supporters.billing.models import Customer, Tier
     from supporters.extensions import db
     from supporters.members.models import Member
 
     app = create_app()
     with app.app_context():
+        product_id, price_id = product
+        db.session.add(
+            Tier(
+                slug="bench",
+                name="Bench support",
+                monthly_amount=500,
+                yearly_amount=5000,
+                currency="EUR",
+                stripe_product_id=product_id,
+                stripe_monthly_price_id=price_id,
+            )
+        )
         for email, customer_id in customers:
             member = Member(email=email, display_name=email.split("@")[0])
             db.session.add(member)
@@ -127,14 +144,14 @@ def main() -> None:
     try:
         if not parent_end.poll(DEADLINE_SECONDS):
             raise SystemExit("the fake Stripe did not start")
-        api_base, customers, events = parent_end.recv()
+        api_base, customers, events, product = parent_end.recv()
         with throwaway_database("supporters_webhook_bench") as app_env:
             app_env.update(
                 SUPPORTERS_STRIPE_SECRET_KEY="sk_test_bench",
                 SUPPORTERS_STRIPE_API_BASE=api_base,
                 SUPPORTERS_STRIPE_WEBHOOK_SECRET=SECRET,
             )
-            link_customers(app_env, customers)
+            link_customers(app_env, customers, product)
             with gunicorn(app_env) as (port, server_pid):
                 client = Client(port, args.threads)
                 rows = []

@@ -13,6 +13,7 @@ from flask import current_app
 
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing.stripe_gateway import (
+    ChargeInfo,
     CheckoutInfo,
     InvoiceInfo,
     NewPrice,
@@ -45,6 +46,8 @@ class Backend(Protocol):
 
     def retrieve_checkout_session(self, session_id: str) -> CheckoutInfo: ...
 
+    def expire_checkout_session(self, session_id: str) -> CheckoutInfo: ...
+
     def retrieve_subscription(self, subscription_id: str) -> SubscriptionInfo: ...
 
     def retrieve_invoice(self, invoice_id: str) -> InvoiceInfo: ...
@@ -65,8 +68,12 @@ class Backend(Protocol):
     ) -> SubscriptionInfo: ...
 
     def cancel_subscription_now(
-        self, subscription_id: str, *, reason: str = ""
+        self, subscription_id: str, *, reason: str = "", idempotency_key: str | None = None
     ) -> SubscriptionInfo: ...
+
+    def list_paid_invoices(self, subscription_id: str) -> list[InvoiceInfo]: ...
+
+    def refund_in_full(self, payment_intent_id: str, *, idempotency_key: str) -> ChargeInfo: ...
 
     def create_portal_session(self, *, customer_id: str, return_url: str) -> str: ...
 
@@ -79,11 +86,14 @@ class StripeBackend:
     create_customer = staticmethod(gateway.create_customer)
     create_checkout_session = staticmethod(gateway.create_checkout_session)
     retrieve_checkout_session = staticmethod(gateway.retrieve_checkout_session)
+    expire_checkout_session = staticmethod(gateway.expire_checkout_session)
     retrieve_subscription = staticmethod(gateway.retrieve_subscription)
     retrieve_invoice = staticmethod(gateway.retrieve_invoice)
     change_subscription_price = staticmethod(gateway.change_subscription_price)
     set_cancel_at_period_end = staticmethod(gateway.set_cancel_at_period_end)
     cancel_subscription_now = staticmethod(gateway.cancel_subscription_now)
+    list_paid_invoices = staticmethod(gateway.list_paid_invoices)
+    refund_in_full = staticmethod(gateway.refund_in_full)
     create_portal_session = staticmethod(gateway.create_portal_session)
 
     def custom_product_id(self) -> str | None:

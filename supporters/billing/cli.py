@@ -120,7 +120,8 @@ def reconcile() -> None:
         ("Repaired (a webhook was missed)", report.repaired),
         ("Paying in Stripe but missing here (now added)", report.missing_here),
         ("Live here but not found in Stripe", report.missing_in_stripe),
-        ("Duplicates to resolve in Stripe", report.duplicates),
+        ("Duplicates (one member, several customers or live subscriptions)", report.duplicates),
+        ("Not support (products this installation did not make; not counted)", report.not_support),
         ("Errors", report.errors),
     )
     for title, lines in sections:
@@ -188,6 +189,21 @@ def check() -> None:
     if failed:
         problems.append(
             f"{failed} webhook event(s) not processed. Run `flask --app supporters billing replay-events`."
+        )
+    ignored = db.session.scalar(
+        sa.select(sa.func.count()).select_from(StripeEvent).where(StripeEvent.ignored_reason != "")
+    )
+    if ignored:
+        recent = db.session.scalars(
+            sa.select(StripeEvent.ignored_reason)
+            .where(StripeEvent.ignored_reason != "")
+            .order_by(StripeEvent.id.desc())
+            .limit(50)
+        ).all()
+        latest = list(dict.fromkeys(recent))[:3]  # one event's objects make several events
+        notes.append(
+            f"{ignored} webhook event(s) ignored: Stripe sends every event of the account, and"
+            f" these were not this installation's to act on. Latest: {'; '.join(latest)}."
         )
     notes.append(
         f"API version pinned: {gateway.API_VERSION}. Webhook endpoint: {config['BASE_URL']}/stripe/webhook"

@@ -18,8 +18,16 @@ import sqlalchemy as sa
 from flask import current_app, url_for
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from supporters.billing.models import Interval, Payment, PaymentStatus, Subscription
+from supporters.billing.models import (
+    CheckoutSession,
+    CheckoutStatus,
+    Interval,
+    Payment,
+    PaymentStatus,
+    Subscription,
+)
 from supporters.billing.stripe_gateway import (
+    ChargeInfo,
     CheckoutInfo,
     InvoiceInfo,
     NewPrice,
@@ -53,6 +61,16 @@ def _digest(session_id: str) -> str:
 
 def subscription_id_for(session_id: str) -> str:
     return f"sub_demo_{_digest(session_id)}"
+
+
+def is_expired(session_id: str) -> bool:
+    """Whether the billing services closed this checkout (the member opened another)."""
+    status = db.session.scalar(
+        sa.select(CheckoutSession.status).where(
+            CheckoutSession.stripe_checkout_session_id == session_id
+        )
+    )
+    return status is CheckoutStatus.EXPIRED
 
 
 class DemoBackend:
@@ -111,11 +129,12 @@ class DemoBackend:
             done = db.session.scalar(
                 sa.select(Payment.id).where(Payment.stripe_payment_intent_id == payment_intent_id)
             )
+        status = "complete" if done else "expired" if is_expired(session_id) else "open"
         return CheckoutInfo(
             id=session_id,
             url=url_for("billing.demo_checkout", session_id=session_id),
             mode=str(data["mode"]),
-            status="complete" if done else "open",
+            status=status,
             payment_status="paid" if done else "unpaid",
             customer_id=str(data["customer"]),
             subscription_id=subscription_id if done else None,
@@ -129,6 +148,13 @@ class DemoBackend:
     def retrieve_checkout_session(self, session_id: str) -> CheckoutInfo:
         return self._info(session_id, read_session(session_id))
 
+    def expire_checkout_session(self, session_id: str) -> CheckoutInfo:
+        """Closed as Stripe closes one: the services mark it expired, and it cannot be paid."""
+        info = self.retrieve_checkout_session(session_id)
+        if info.status != "open":
+            return info
+        return dataclasses.replace(info, status="expired", url=None)
+
     def retrieve_subscription(self, subscription_id: str) -> SubscriptionInfo:
         row = db.session.scalars(
             sa.select(Subscription).where(Subscription.stripe_subscription_id == subscription_id)
@@ -139,22 +165,52 @@ class DemoBackend:
         payment = db.session.scalars(
             sa.select(Payment).where(Payment.stripe_invoice_id == invoice_id)
         ).one()
-        subscription = payment.subscription
-        return InvoiceInfo(
-            id=invoice_id,
-            customer_id=subscription.stripe_customer_id or "" if subscription else "",
-            subscription_id=subscription.stripe_subscription_id if subscription else None,
-            status="paid" if payment.status is PaymentStatus.PAID else "open",
-            amount_due=payment.amount,
-            amount_paid=payment.amount if payment.status is PaymentStatus.PAID else 0,
+        return _invoice_info(payment)
+
+    def cancel_subscription_now(
+        self, subscription_id: str, *, reason: str = "", idempotency_key: str | None = None
+    ) -> SubscriptionInfo:
+        current = self.retrieve_subscription(subscription_id)
+        if current.status == "canceled":
+            return current
+        now = utcnow()
+        return _replace(
+            current,
+            status="canceled",
+            cancel_at_period_end=False,
+            cancel_reason=reason or current.cancel_reason,
+            canceled_at=now,
+            ended_at=now,
+        )
+
+    def list_paid_invoices(self, subscription_id: str) -> list[InvoiceInfo]:
+        payments = db.session.scalars(
+            sa.select(Payment)
+            .join(Subscription, Subscription.id == Payment.subscription_id)
+            .where(
+                Subscription.stripe_subscription_id == subscription_id,
+                Payment.stripe_invoice_id.is_not(None),
+                Payment.status == PaymentStatus.PAID,
+            )
+        ).all()
+        return [_invoice_info(payment) for payment in payments]
+
+    def refund_in_full(self, payment_intent_id: str, *, idempotency_key: str) -> ChargeInfo:
+        """The demo moved no money: its payment is only marked refunded, as Stripe reports it."""
+        payment = db.session.scalars(
+            sa.select(Payment).where(Payment.stripe_payment_intent_id == payment_intent_id)
+        ).one()
+        return ChargeInfo(
+            id=payment.stripe_charge_id or f"ch_demo_{_digest(payment_intent_id)}",
+            customer_id=None,
+            payment_intent_id=payment_intent_id,
+            amount=payment.amount,
+            amount_refunded=payment.amount,
             currency=payment.currency,
-            created_at=payment.created_at,
-            paid_at=payment.paid_at,
+            status="succeeded",
+            disputed=False,
             receipt_url="",
-            payment_intent_id=payment.stripe_payment_intent_id,
-            charge_id=payment.stripe_charge_id,
-            attempt_count=1,
-            billing_reason="subscription_cycle",
+            created_at=payment.created_at,
         )
 
     def change_subscription_price(
@@ -186,26 +242,33 @@ class DemoBackend:
             current, cancel_at_period_end=cancel, cancel_reason=reason if cancel else ""
         )
 
-    def cancel_subscription_now(
-        self, subscription_id: str, *, reason: str = ""
-    ) -> SubscriptionInfo:
-        current = self.retrieve_subscription(subscription_id)
-        now = utcnow()
-        return _replace(
-            current,
-            status="canceled",
-            cancel_at_period_end=False,
-            cancel_reason=reason,
-            canceled_at=now,
-            ended_at=now,
-        )
-
     def create_portal_session(self, *, customer_id: str, return_url: str) -> str:
         return url_for("billing.demo_portal")
 
 
 def _replace(info: SubscriptionInfo, **changes: Any) -> SubscriptionInfo:
     return dataclasses.replace(info, **changes)
+
+
+def _invoice_info(payment: Payment) -> InvoiceInfo:
+    """Our payment row of an invoice, as the provider would describe the invoice."""
+    subscription = payment.subscription
+    return InvoiceInfo(
+        id=payment.stripe_invoice_id or "",
+        customer_id=subscription.stripe_customer_id or "" if subscription else "",
+        subscription_id=subscription.stripe_subscription_id if subscription else None,
+        status="paid" if payment.status is PaymentStatus.PAID else "open",
+        amount_due=payment.amount,
+        amount_paid=payment.amount if payment.status is PaymentStatus.PAID else 0,
+        currency=payment.currency,
+        created_at=payment.created_at,
+        paid_at=payment.paid_at,
+        receipt_url="",
+        payment_intent_id=payment.stripe_payment_intent_id,
+        charge_id=payment.stripe_charge_id,
+        attempt_count=1,
+        billing_reason="subscription_cycle",
+    )
 
 
 def subscription_info(row: Subscription) -> SubscriptionInfo:
@@ -236,11 +299,13 @@ def subscription_info(row: Subscription) -> SubscriptionInfo:
 def pay(session_id: str) -> CheckoutInfo:
     """The reader pressed "Pay" on the demo page: record what Stripe would report.
 
-    :raises DemoCheckoutError: a token not made here.
+    :raises DemoCheckoutError: a token not made here, or a checkout closed since.
     """
     from supporters.billing import services
 
     data = read_session(session_id)
+    if is_expired(session_id):
+        raise DemoCheckoutError(session_id)
     now = utcnow()
     customer_id = str(data["customer"])
     if data["mode"] == "payment":
@@ -250,28 +315,28 @@ def pay(session_id: str) -> CheckoutInfo:
         return paid
     subscription_id = subscription_id_for(session_id)
     period_end = Interval(str(data["interval"])).after(now)
-    services.sync_subscription(
-        SubscriptionInfo(
-            id=subscription_id,
-            customer_id=customer_id,
-            status="active",
-            item_id="si_demo",
-            price_id=None,
-            product_id=CUSTOM_PRODUCT,
-            amount=int(data["amount"]),
-            currency=str(data["currency"]),
-            interval=str(data["interval"]),
-            current_period_start=now,
-            current_period_end=period_end,
-            cancel_at_period_end=False,
-            cancel_reason="",
-            started_at=now,
-            canceled_at=None,
-            ended_at=None,
-            latest_invoice_id=None,
-            metadata=dict(data["metadata"]),
-        )
+    subscription = SubscriptionInfo(
+        id=subscription_id,
+        customer_id=customer_id,
+        status="incomplete",
+        item_id="si_demo",
+        price_id=None,
+        product_id=CUSTOM_PRODUCT,
+        amount=int(data["amount"]),
+        currency=str(data["currency"]),
+        interval=str(data["interval"]),
+        current_period_start=now,
+        current_period_end=period_end,
+        cancel_at_period_end=False,
+        cancel_reason="",
+        started_at=now,
+        canceled_at=None,
+        ended_at=None,
+        latest_invoice_id=None,
+        metadata=dict(data["metadata"]),
     )
+    # In Stripe's order: the subscription, its first invoice paid, then the subscription active.
+    services.sync_subscription(subscription)
     services.record_invoice(
         InvoiceInfo(
             id=f"in_demo_{_digest(session_id)}",
@@ -290,4 +355,5 @@ def pay(session_id: str) -> CheckoutInfo:
             billing_reason="subscription_create",
         )
     )
+    services.sync_subscription(dataclasses.replace(subscription, status="active"))
     return DemoBackend()._info(session_id, data)

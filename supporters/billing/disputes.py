@@ -15,6 +15,7 @@ import logging
 import sqlalchemy as sa
 
 from supporters.billing.models import Dispute, DisputeStatus, Payment
+from supporters.billing.services import Ignored
 from supporters.billing.stripe_gateway import DisputeInfo
 from supporters.db import utcnow
 from supporters.extensions import db
@@ -22,11 +23,13 @@ from supporters.extensions import db
 log = logging.getLogger(__name__)
 
 
-def record_dispute(info: DisputeInfo) -> Dispute | None:
+def record_dispute(info: DisputeInfo) -> Dispute:
     """Upsert a dispute from what Stripe says now, and what it withholds from its payment.
 
-    Idempotent, whatever the order of the events. Returns None for the dispute of a charge that
-    is none of our payments (Stripe sends the disputes of the whole account).
+    Idempotent, whatever the order of the events.
+
+    :raises Ignored: the disputed charge is none of our payments (Stripe sends the disputes of
+        the whole account).
     """
     # The payment's lock (on PostgreSQL) puts deliveries about its disputes one after another,
     # so the first one inserts the dispute and the others find it.
@@ -42,8 +45,7 @@ def record_dispute(info: DisputeInfo) -> Dispute | None:
         .execution_options(populate_existing=True)
     ).first()
     if payment is None:
-        log.warning("Dispute %s: charge %s matches no payment here", info.id, info.charge_id)
-        return None
+        raise Ignored(f"dispute {info.id}: charge {info.charge_id} is none of our payments")
     if info.currency != payment.currency:
         log.warning(
             "Dispute %s is in %s, its payment %s in %s: what it withdraws is not counted",

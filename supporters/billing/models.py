@@ -1,5 +1,5 @@
-"""Tiers, Stripe customers, subscriptions, payments, disputes, received Stripe events and
-funding goals.
+"""Tiers, Stripe customers, Checkout Sessions, subscriptions, payments, disputes, received
+Stripe events and funding goals.
 
 Amounts are integers in the currency's minor unit; the currency is an ISO 4217 code stored in
 upper case. Subscription statuses are Stripe's own strings, so a fetched subscription maps 1:1.
@@ -105,6 +105,21 @@ RESPONSE_DISPUTE_STATUSES = (
 )
 
 
+class CheckoutMode(enum.StrEnum):
+    """What a Checkout Session sells (Stripe's ``mode``)."""
+
+    SUBSCRIPTION = "subscription"
+    PAYMENT = "payment"  # a one-time gift
+
+
+class CheckoutStatus(enum.StrEnum):
+    """Stripe's Checkout Session statuses, spelled as the API sends them."""
+
+    OPEN = "open"
+    COMPLETE = "complete"
+    EXPIRED = "expired"
+
+
 class GoalMeasure(enum.StrEnum):
     """What a funding goal counts: recurring revenue per month, or active patrons."""
 
@@ -160,6 +175,34 @@ class Customer(Model):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     member: Mapped[Member] = relationship()
+
+
+class CheckoutSession(Model):
+    """A Checkout Session opened here for a member: each member has at most one open per mode.
+
+    A session stays payable until it expires (24 hours at Stripe), so two tabs of the support
+    page would otherwise be two ways to pay.
+    """
+
+    __tablename__ = "checkout_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("members.id", ondelete="CASCADE"), index=True
+    )
+    # Stripe's ids are about 70 characters; the demo checkout's are signed tokens of hundreds.
+    stripe_checkout_session_id: Mapped[str] = mapped_column(sa.Text, unique=True)
+    stripe_customer_id: Mapped[str] = mapped_column(sa.String(255))
+    # The support form's attempt it was opened for: that form submitted twice must find its
+    # page kept open, not closed as another tab's.
+    attempt: Mapped[str] = mapped_column(sa.String(64))
+    mode: Mapped[CheckoutMode] = mapped_column(enum_column(CheckoutMode, "checkout_mode"))
+    status: Mapped[CheckoutStatus] = mapped_column(
+        enum_column(CheckoutStatus, "checkout_status"), default=CheckoutStatus.OPEN
+    )
+    expires_at: Mapped[dt.datetime | None]  # NULL: never (the demo checkout)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Subscription(Model):
@@ -318,6 +361,9 @@ class StripeEvent(Model):
     processed_at: Mapped[dt.datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str] = mapped_column(sa.Text, default="")
+    # Why an event of a type we handle was not acted on (another integration's customer or
+    # product, an object it does not name); empty when it was, or when its type is not handled.
+    ignored_reason: Mapped[str] = mapped_column(sa.String(500), default="")
 
 
 class FundingGoal(Model):

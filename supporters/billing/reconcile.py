@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from supporters.billing import services
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing.membership import LIVE_STATUSES
-from supporters.billing.models import Customer, Subscription
+from supporters.billing.models import Customer, Subscription, SubscriptionStatus
 from supporters.extensions import db
 from supporters.members.models import Member
 
@@ -26,6 +26,9 @@ class DriftReport:
     duplicates: list[str] = dataclasses.field(default_factory=list)
     missing_here: list[str] = dataclasses.field(default_factory=list)
     missing_in_stripe: list[str] = dataclasses.field(default_factory=list)
+    # Subscriptions of members' customers for products this installation did not make: said,
+    # never stored as support. Not drift: the Dashboard or a shop may make them on purpose.
+    not_support: list[str] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -80,6 +83,19 @@ def reconcile() -> DriftReport:
             report.missing_in_stripe.append(
                 f"{subscription_id} is {status.value} here but was not found in Stripe"
             )
+    # Left after the above: rows no Stripe customer of the member accounts for.
+    several = db.session.execute(
+        sa.select(Subscription.member_id, sa.func.count())
+        .where(Subscription.status.in_(services.COUNTED_STATUSES))
+        .group_by(Subscription.member_id)
+        .having(sa.func.count() > 1)
+        .order_by(Subscription.member_id)
+    ).all()
+    for member_id, counted in several:
+        report.duplicates.append(
+            f"member {member_id} has {counted} subscriptions counted as support here:"
+            " cancel all but one in Stripe"
+        )
     return report
 
 
@@ -96,11 +112,8 @@ def _reconcile_customer(
         s
         for s in subscriptions
         if s.status in {status.value for status in LIVE_STATUSES} - {"incomplete"}
+        and services.is_support(s)
     ]
-    if len(live) > 1:
-        report.duplicates.append(
-            f"member {member_id} has {len(live)} live subscriptions: {', '.join(s.id for s in live)}"
-        )
     for info in subscriptions:
         report.subscriptions_checked += 1
         seen.add(info.id)
@@ -108,7 +121,14 @@ def _reconcile_customer(
             sa.select(Subscription).where(Subscription.stripe_subscription_id == info.id)
         ).first()
         snapshot = _snapshot(before)
-        row = services.sync_subscription(info)
+        try:
+            row = services.sync_subscription(info)
+        except services.ForeignProduct as exc:
+            stored = f"; stored here as {before.status.value} support" if before else ""
+            report.not_support.append(
+                f"{info.id} ({info.status}) of member {member_id}: {exc}{stored}"
+            )
+            continue
         if before is None:
             if info.status in ("active", "trialing", "past_due"):
                 report.missing_here.append(
@@ -122,3 +142,19 @@ def _reconcile_customer(
             )
         if info.latest_invoice_id:
             services.record_invoice(gateway.retrieve_invoice(info.latest_invoice_id))
+    if len(live) > 1:
+        line = f"member {member_id} had {len(live)} live subscriptions: {', '.join(s.id for s in live)}"
+        # Syncing them cancelled and refunded the newer ones (services.sync_subscription).
+        cancelled = {
+            str(subscription_id)
+            for subscription_id in db.session.scalars(
+                sa.select(Subscription.stripe_subscription_id).where(
+                    Subscription.stripe_subscription_id.in_([s.id for s in live]),
+                    Subscription.status == SubscriptionStatus.CANCELED,
+                )
+            )
+        }
+        if cancelled:
+            kept = ", ".join(s.id for s in live if s.id not in cancelled)
+            line += f"; kept {kept}, cancelled and refunded {', '.join(sorted(cancelled))}"
+        report.duplicates.append(line)

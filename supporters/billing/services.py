@@ -13,15 +13,19 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from flask import current_app
 from flask_babel import gettext as _
 
+from supporters.audit import AuditEntry, record_action
 from supporters.billing.backend import Backend, backend
 from supporters.billing.membership import LIVE_STATUSES
 from supporters.billing.models import (
+    CheckoutMode,
+    CheckoutSession,
+    CheckoutStatus,
     Customer,
     FundingGoal,
     GoalMeasure,
@@ -55,6 +59,9 @@ COUNTED_STATUSES = (
 
 CUSTOM = "custom"
 
+# The audit action of a duplicate subscription cancelled and refunded (actor: the system).
+DUPLICATE_CANCELLED = "billing.duplicate_cancelled"
+
 
 class BillingError(Exception):
     """Something the member asked for cannot be done; ``message`` is fit to show them."""
@@ -66,6 +73,34 @@ class BillingError(Exception):
 
 class AlreadySupporting(BillingError):
     """The member already has a live subscription: change it instead of starting another."""
+
+
+class Ignored(Exception):
+    """Something this installation does not act on, by design; ``str(exc)`` says why.
+
+    Stripe sends every event of the account (other installations', other tools', the
+    Dashboard's): acting on them would count strangers and money that is not ours, and retrying
+    would not change the answer.
+    """
+
+
+class UnknownCustomer(Ignored):
+    """A subscription, invoice or checkout of a customer no member here is linked to."""
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"customer {customer_id} belongs to no member here")
+        self.customer_id = customer_id
+
+
+class ForeignProduct(Ignored):
+    """A subscription for a product this installation did not make: not support, even on a
+    member's own customer (the Dashboard, a shop on the same account)."""
+
+    def __init__(self, info: SubscriptionInfo) -> None:
+        super().__init__(
+            f"subscription {info.id} is for product {info.product_id or '(none)'},"
+            " which this installation did not make"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,48 +267,159 @@ def _price_for(choice: Choice, provider: Backend) -> tuple[str | None, NewPrice 
     )
 
 
+def _lock_customer(member_id: int) -> None:
+    """Take the lock of the member's customer row (PostgreSQL; SQLite runs one writer at a time).
+
+    Starting a checkout, completing one and syncing a subscription take it first, so one
+    member's run one at a time, each reading what the one before it committed.
+    """
+    db.session.execute(
+        sa.select(Customer.id).where(Customer.member_id == member_id).with_for_update()
+    )
+
+
+@functools.cache
+def _member_lock() -> sa.Select[int]:
+    """The member whose customer ``customer_id`` is, their customer row locked; built once."""
+    return (
+        sa.select(Customer.member_id)
+        .where(Customer.stripe_customer_id == sa.bindparam("customer_id", type_=sa.String))
+        .with_for_update()
+    )
+
+
+def _lock_member_of(customer_id: str) -> int | None:
+    """The member whose customer this is, their customer row locked (see _lock_customer)."""
+    return db.session.scalar(_member_lock(), {"customer_id": customer_id})
+
+
+def _already_supporting() -> AlreadySupporting:
+    """The refusal of a second subscription, in the member's language."""
+    return AlreadySupporting(
+        _("You already support us. You can change your amount or tier instead.")
+    )
+
+
 def start_checkout(
     member: Member, choice: Choice, *, success_url: str, cancel_url: str, attempt: str
 ) -> CheckoutInfo:
-    """Open a checkout for the member's choice; ``attempt`` makes a double submit reuse it.
+    """Open a checkout for the member's choice, closing their other open one of its kind;
+    ``attempt`` (the support form's) makes a double submit reuse it.
 
-    :raises AlreadySupporting: a recurring choice while a subscription is live.
+    :raises AlreadySupporting: a recurring choice while a subscription is live, found out too
+        when the member's other open checkout turns out to have been completed.
     :raises BillingError: payments are not set up.
     """
-    if choice.is_recurring and live_subscription(member.id) is not None:
-        raise AlreadySupporting(
-            _("You already support us. You can change your amount or tier instead.")
-        )
     provider = backend()
     customer_id = ensure_customer(member, provider)
+    _lock_customer(member.id)  # a second tab's start waits for the first's
+    if choice.is_recurring and live_subscription(member.id) is not None:
+        raise _already_supporting()
     price_id, new_price = _price_for(choice, provider)
+    mode = CheckoutMode.SUBSCRIPTION if choice.is_recurring else CheckoutMode.PAYMENT
+    attempt = attempt[:64]
+    others = [row for row in _open_checkouts(member.id, mode) if row.attempt != attempt]
+    completed = _close_checkouts(others, provider=provider)
+    if completed and choice.is_recurring and live_subscription(member.id) is not None:
+        raise _already_supporting()  # another tab was paid meanwhile
+    # Asked again with the key of an open session, the provider gives that session back (a
+    # double submit); a form whose page was closed since (another tab's) opens a new one.
+    closed_before = db.session.scalar(
+        sa.select(sa.func.count()).where(
+            CheckoutSession.member_id == member.id,
+            CheckoutSession.attempt == attempt,
+            CheckoutSession.status != CheckoutStatus.OPEN,
+        )
+    )
     metadata = {
         "member_id": str(member.id),
         "tier": choice.tier_key,
         "interval": choice.interval.value if choice.interval else "once",
     }
-    return provider.create_checkout_session(
+    checkout = provider.create_checkout_session(
         customer_id=customer_id,
-        mode="subscription" if choice.is_recurring else "payment",
+        mode=mode.value,
         price_id=price_id,
         new_price=new_price,
         metadata=metadata,
         client_reference_id=str(member.id),
         success_url=success_url,
         cancel_url=cancel_url,
-        idempotency_key=f"checkout-{member.id}-{attempt}",
+        idempotency_key=f"checkout-{member.id}-{attempt}-{closed_before}",
     )
+    insert_ignoring_conflicts(
+        CheckoutSession,
+        {
+            "member_id": member.id,
+            "stripe_checkout_session_id": checkout.id,
+            "stripe_customer_id": customer_id,
+            "attempt": attempt,
+            "mode": mode,
+            "status": CheckoutStatus(checkout.status),
+            "expires_at": checkout.expires_at,
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
+        },
+    )
+    return checkout
+
+
+def _open_checkouts(member_id: int, mode: CheckoutMode) -> Sequence[CheckoutSession]:
+    """The member's checkouts of ``mode`` that can still be paid."""
+    return db.session.scalars(
+        sa.select(CheckoutSession).where(
+            CheckoutSession.member_id == member_id,
+            CheckoutSession.mode == mode,
+            CheckoutSession.status == CheckoutStatus.OPEN,
+            sa.or_(CheckoutSession.expires_at.is_(None), CheckoutSession.expires_at > utcnow()),
+        )
+    ).all()
+
+
+def _close_checkouts(rows: Sequence[CheckoutSession], *, provider: Backend) -> bool:
+    """Expire these checkouts at the provider, recording what came of any that was completed
+    meanwhile; True if one was."""
+    completed = False
+    for row in rows:
+        closed = provider.expire_checkout_session(row.stripe_checkout_session_id)
+        row.status = CheckoutStatus(closed.status)
+        if row.status is CheckoutStatus.COMPLETE:
+            log.info("Checkout %s had been completed before it could be closed", closed.id)
+            _record_checkout(closed, provider)
+            completed = True
+    return completed
 
 
 def complete_checkout(session_id: str, *, member_id: int | None = None) -> CheckoutInfo:
     """Ask the provider what came of a checkout and record it (the success page and the webhook).
 
-    :raises BillingError: the session belongs to another member.
+    :raises BillingError: the session is not ``member_id``'s.
+    :raises Ignored: the session was not opened here (another integration's).
     """
     provider = backend()
     checkout = provider.retrieve_checkout_session(session_id)
-    if member_id is not None and checkout.client_reference_id != str(member_id):
+    # Sessions are opened here only for the member's own customer (see start_checkout).
+    owner_id = _lock_member_of(checkout.customer_id) if checkout.customer_id else None
+    if member_id is not None and owner_id != member_id:
         raise BillingError(_("This payment page belongs to another account."))
+    if owner_id is None:
+        customer = f"customer {checkout.customer_id}" if checkout.customer_id else "no customer"
+        raise Ignored(f"checkout session {checkout.id} was not opened here, for {customer}")
+    if checkout.status == CheckoutStatus.COMPLETE and checkout.mode in tuple(CheckoutMode):
+        # One page paid: any other of the member's of the same kind must not be paid as well.
+        others = []
+        for row in _open_checkouts(owner_id, CheckoutMode(checkout.mode)):
+            if row.stripe_checkout_session_id == checkout.id:
+                row.status = CheckoutStatus.COMPLETE
+            else:
+                others.append(row)
+        _close_checkouts(others, provider=provider)
+    _record_checkout(checkout, provider)
+    return checkout
+
+
+def _record_checkout(checkout: CheckoutInfo, provider: Backend) -> None:
+    """Record what a checkout of ours came to: its subscription and first invoice, or a gift."""
     if checkout.subscription_id:
         info = checkout.subscription or provider.retrieve_subscription(checkout.subscription_id)
         sync_subscription(info)
@@ -284,7 +430,6 @@ def complete_checkout(session_id: str, *, member_id: int | None = None) -> Check
             record_invoice(invoice)
     elif checkout.mode == "payment" and checkout.payment_status == "paid":
         record_gift(checkout)
-    return checkout
 
 
 # --- the idempotent sync -----------------------------------------------------------------
@@ -299,51 +444,62 @@ def _customer_member(customer_id: str | sa.BindParameter[str]) -> sa.ScalarSelec
     )
 
 
-def _member_for_customer(customer_id: str, metadata_member_id: str | None) -> int | None:
-    member_id = db.session.scalar(sa.select(_customer_member(customer_id)))
-    return _member_from_metadata(customer_id, member_id, metadata_member_id)
+def _member_for_customer(customer_id: str) -> int | None:
+    """The member whose customer this is: one this installation made for them (ensure_customer).
+
+    Never from metadata: any integration on the account can write ``member_id`` there.
+    """
+    return db.session.scalar(sa.select(_customer_member(customer_id)))
 
 
-def _member_from_metadata(
-    customer_id: str, member_id: int | None, metadata_member_id: str | None
-) -> int | None:
-    """``member_id`` as linked; else the member the metadata names, linked to the customer now."""
-    if member_id is not None:
-        return member_id
-    if metadata_member_id and metadata_member_id.isdigit():
-        found = db.session.get(Member, int(metadata_member_id))
-        if found is not None:
-            insert_ignoring_conflicts(
-                Customer,
-                {"member_id": found.id, "stripe_customer_id": customer_id, "created_at": utcnow()},
-            )
-            return found.id
-    return None
-
-
-def _price_tier(
-    price_id: sa.BindParameter[str | None], product_id: sa.BindParameter[str | None]
-) -> sa.ScalarSelect[int]:
-    """The tier of a price, as a subquery (NULL when none, or for no price): the tier selling
-    it, or the tier whose product it belongs to, as do the older prices its patrons keep."""
+def _price_tier(price_id: sa.BindParameter[str | None]) -> sa.ScalarSelect[int]:
+    """The tier selling a price, as a subquery (NULL when none does, or for no price)."""
     return (
         sa.select(Tier.id)
         .where(
             sa.or_(
-                Tier.stripe_monthly_price_id == price_id,
-                Tier.stripe_yearly_price_id == price_id,
-                Tier.stripe_product_id == product_id,
+                Tier.stripe_monthly_price_id == price_id, Tier.stripe_yearly_price_id == price_id
             )
         )
-        .limit(1)
         .scalar_subquery()
     )
 
 
-def _tier_for(info: SubscriptionInfo, price_tier_id: int | None) -> int | None:
-    """The tier of the price (looked up already), else the one metadata names if it matches."""
-    if price_tier_id is not None:
-        return price_tier_id
+def _product_tier(product_id: sa.BindParameter[str | None]) -> sa.ScalarSelect[int]:
+    """The tier whose product this is, as a subquery (NULL when none is)."""
+    return sa.select(Tier.id).where(Tier.stripe_product_id == product_id).scalar_subquery()
+
+
+def _selling_tier(
+    price_id: sa.BindParameter[str | None], product_id: sa.BindParameter[str | None]
+) -> sa.ColumnElement[int | None]:
+    """The tier selling the price, else the tier whose product it is (an older price of it)."""
+    return sa.func.coalesce(_price_tier(price_id), _product_tier(product_id))
+
+
+def _is_custom_product(product_id: str | None) -> bool:
+    """Whether this is the product custom amounts are sold under (cached by the backend)."""
+    return product_id is not None and product_id == backend().custom_product_id()
+
+
+def is_support(info: SubscriptionInfo) -> bool:
+    """Whether a subscription sells what this installation made: a tier, or a custom amount."""
+    tier_id = db.session.scalar(
+        sa.select(
+            _selling_tier(
+                sa.bindparam("price_id", info.price_id, type_=sa.String),
+                sa.bindparam("product_id", info.product_id, type_=sa.String),
+            )
+        )
+    )
+    return tier_id is not None or _is_custom_product(info.product_id)
+
+
+def _tier_for(info: SubscriptionInfo, tier_id: int | None) -> int | None:
+    """The tier selling it (looked up already); else, under the custom-amount product, the tier
+    metadata names if the amount matches it (the demo checkout sells tiers so)."""
+    if tier_id is not None:
+        return tier_id
     slug = info.metadata.get("tier")
     if slug and slug != CUSTOM:
         tier = db.session.scalar(sa.select(Tier).where(Tier.slug == slug))
@@ -353,61 +509,89 @@ def _tier_for(info: SubscriptionInfo, price_tier_id: int | None) -> int | None:
     return None
 
 
-class UnknownCustomer(LookupError):
-    """A subscription or invoice of a customer no member here is linked to."""
+class _Found(NamedTuple):
+    row: Subscription | None
+    member_id: int | None
+    tier_id: int | None
+    others_counted: int  # the member's other subscriptions that count as support
 
 
 @functools.cache
-def _subscription_queries() -> tuple[sa.Select[Subscription, int, int], sa.Select[int, int]]:
-    """Our row of a subscription, locked and read afresh, with the customer's member and the
-    price's tier looked up in the same statement; and those two alone. Built once."""
-    member = _customer_member(sa.bindparam("customer_id", type_=sa.String))
-    tier = _price_tier(
+def _subscription_queries() -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """Our row of a subscription, locked and read afresh, with the tier selling it and the
+    member's other counted subscriptions looked up in the same statement; and those two
+    alone. Built once."""
+    tier = _selling_tier(
         sa.bindparam("price_id", type_=sa.String), sa.bindparam("product_id", type_=sa.String)
     )
+    subscription_id = sa.bindparam("subscription_id", type_=sa.String)
+    others = (
+        sa.select(sa.func.count())
+        .where(
+            Subscription.member_id == sa.bindparam("member_id"),
+            Subscription.status.in_(COUNTED_STATUSES),
+            Subscription.stripe_subscription_id != subscription_id,
+        )
+        .scalar_subquery()
+    )
     locked = (
-        sa.select(Subscription, member, tier)
-        .where(Subscription.stripe_subscription_id == sa.bindparam("subscription_id"))
+        sa.select(Subscription, tier, others)
+        .where(Subscription.stripe_subscription_id == subscription_id)
         .with_for_update(of=Subscription)
         .execution_options(populate_existing=True)
     )
-    return locked, sa.select(member, tier)
+    return locked, sa.select(tier, others)
 
 
-def _lock_subscription(
-    info: SubscriptionInfo,
-) -> tuple[Subscription | None, int | None, int | None]:
-    """Our row of the subscription, locked where the database can and read afresh, with the
-    customer's member and the price's tier looked up in the same statement."""
+def _lock_subscription(info: SubscriptionInfo) -> _Found:
+    """The customer's member, with their customer row locked (PostgreSQL), so that one member's
+    subscriptions change one at a time; then our row of the subscription, locked and read
+    afresh, with the tier selling it and the member's other counted subscriptions."""
+    member_id = _lock_member_of(info.customer_id)
+    if member_id is None:
+        return _Found(None, None, None, 0)
+    # A statement of its own, after the lock: it reads what the member's last change committed.
     locked, lookups = _subscription_queries()
     params = {
         "subscription_id": info.id,
-        "customer_id": info.customer_id,
+        "member_id": member_id,
         "price_id": info.price_id,
         "product_id": info.product_id,
     }
     found = db.session.execute(locked, params).first()
     if found is not None:
-        return found[0], found[1], found[2]
-    member_id, tier_id = db.session.execute(lookups, params).one()
-    return None, member_id, tier_id
+        return _Found(found[0], member_id, found[1], found[2])
+    tier_id, others = db.session.execute(lookups, params).one()
+    return _Found(None, member_id, tier_id, others)
 
 
 def sync_subscription(info: SubscriptionInfo) -> Subscription:
     """Make our row say what the provider says about a subscription, now. Idempotent.
 
-    :raises UnknownCustomer: the customer belongs to no member (reconciliation reports it).
+    A second subscription that counts for the same member is cancelled and refunded (the newer
+    one: see :func:`_cancel_duplicates`).
+
+    :raises UnknownCustomer: the customer belongs to no member here.
+    :raises ForeignProduct: it sells neither a tier nor a custom amount of this installation.
     """
-    # The row is locked (PostgreSQL) so two deliveries about one subscription apply one at a time.
-    row, member_id, price_tier_id = _lock_subscription(info)
-    member_id = _member_from_metadata(info.customer_id, member_id, info.metadata.get("member_id"))
-    if member_id is None:
+    found = _lock_subscription(info)
+    if found.member_id is None:
         raise UnknownCustomer(info.customer_id)
+    if found.tier_id is None and not _is_custom_product(info.product_id):
+        raise ForeignProduct(info)
+    row = _write_subscription(info, found)
+    if found.others_counted and row.status in COUNTED_STATUSES:
+        _cancel_duplicates(found.member_id)
+    return row
+
+
+def _write_subscription(info: SubscriptionInfo, found: _Found) -> Subscription:
+    """Insert or update our row of the subscription (read and locked in ``found``)."""
     now = utcnow()
     status = SubscriptionStatus(info.status)
     values = {
-        "member_id": member_id,
-        "tier_id": _tier_for(info, price_tier_id),
+        "member_id": found.member_id,
+        "tier_id": _tier_for(info, found.tier_id),
         "interval": Interval(info.interval),
         "currency": info.currency,
         "status": status,
@@ -421,6 +605,7 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
     }
     if status is SubscriptionStatus.CANCELED and info.ended_at is None:
         values["ended_at"] = info.canceled_at or now
+    row = found.row
     if row is None:
         # New here: inserted whole, in one statement. A concurrent delivery may insert it
         # first; then this one waits for it, and updates its row like any other.
@@ -439,7 +624,7 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
         )
         if row is not None:
             return row
-        row = _lock_subscription(info)[0]
+        row = _lock_subscription(info).row
         assert row is not None
     if info.amount > 0:
         values["amount"] = info.amount
@@ -449,6 +634,85 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
     _assign(row, values)
     db.session.flush()
     return row
+
+
+def _cancel_duplicates(member_id: int) -> None:
+    """Keep the member's oldest subscription that counts; cancel each newer one now and refund
+    what it charged, saying why in the audit log.
+
+    Two checkouts that got past the one-open-page guard, or one made by hand in the Dashboard,
+    would otherwise both renew: a member must never pay twice. The customer row is locked, so
+    two deliveries about the two subscriptions come here one after the other, and the second
+    finds nothing left to do. Refunds go first: a failure after them is retried whole, and
+    their idempotency keys keep the retry from refunding twice.
+    """
+    counted = db.session.scalars(
+        sa.select(Subscription)
+        .where(
+            Subscription.member_id == member_id,
+            Subscription.status.in_(COUNTED_STATUSES),
+            Subscription.stripe_subscription_id.is_not(None),
+        )
+        .order_by(
+            sa.func.coalesce(Subscription.started_at, Subscription.created_at),
+            Subscription.stripe_subscription_id,
+        )
+    ).all()
+    if len(counted) < 2:
+        return
+    kept, *newer = counted
+    provider = backend()
+    recorded = duplicates_cancelled(member_id)
+    for duplicate in newer:
+        subscription_id = duplicate.stripe_subscription_id or ""
+        refunded = 0
+        for invoice in provider.list_paid_invoices(subscription_id):
+            record_invoice(invoice)  # the ledger row the refund lands on
+            if invoice.payment_intent_id and invoice.amount_paid > 0:
+                charge = provider.refund_in_full(
+                    invoice.payment_intent_id, idempotency_key=f"refund-duplicate-{invoice.id}"
+                )
+                record_charge(charge)
+                refunded += charge.amount_refunded
+        sync_subscription(
+            provider.cancel_subscription_now(
+                subscription_id, idempotency_key=f"cancel-duplicate-{subscription_id}"
+            )
+        )
+        if any(e.details.get("subscription") == subscription_id for e in recorded):
+            continue  # cancelled here before, and revived since by a stale read
+        record_action(
+            DUPLICATE_CANCELLED,
+            actor_id=None,
+            target_type="member",
+            target_id=member_id,
+            details={
+                "subscription": subscription_id,
+                "kept": kept.stripe_subscription_id,
+                "refunded": refunded,
+                "currency": duplicate.currency,
+                "reason": "a second subscription of the member that counted as support",
+            },
+        )
+        log.warning(
+            "Member %s had a second live subscription: %s cancelled and refunded, %s kept",
+            member_id,
+            subscription_id,
+            kept.stripe_subscription_id,
+        )
+
+
+def duplicates_cancelled(member_id: int) -> Sequence[AuditEntry]:
+    """The member's subscriptions cancelled and refunded as duplicates, newest first."""
+    return db.session.scalars(
+        sa.select(AuditEntry)
+        .where(
+            AuditEntry.action == DUPLICATE_CANCELLED,
+            AuditEntry.target_type == "member",
+            AuditEntry.target_id == str(member_id),
+        )
+        .order_by(AuditEntry.id.desc())
+    ).all()
 
 
 def _assign(row: object, values: Mapping[str, object]) -> None:
@@ -594,7 +858,7 @@ def record_gift(checkout: CheckoutInfo) -> Payment | None:
         return None
     member_id = None
     if checkout.customer_id:
-        member_id = _member_for_customer(checkout.customer_id, checkout.metadata.get("member_id"))
+        member_id = _member_for_customer(checkout.customer_id)
     now = utcnow()
     insert_ignoring_conflicts(
         Payment,

@@ -138,6 +138,7 @@ class CheckoutInfo:
     currency: str | None
     client_reference_id: str | None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    expires_at: dt.datetime | None = None  # None: never (the demo checkout)
     # Expanded with the session: its subscription and that subscription's latest invoice.
     subscription: SubscriptionInfo | None = None
     invoice: InvoiceInfo | None = None
@@ -511,6 +512,7 @@ def _checkout(session: Any) -> CheckoutInfo:
         currency=str(currency).upper() if currency else None,
         client_reference_id=session.get("client_reference_id"),
         metadata=_metadata(session),
+        expires_at=_time(session.get("expires_at")),
         subscription=_subscription(subscription) if isinstance(subscription, dict) else None,
         invoice=_invoice(latest) if isinstance(latest, dict) else None,
         charge_id=_id(charge),
@@ -626,6 +628,25 @@ def retrieve_checkout_session(session_id: str) -> CheckoutInfo:
     return _checkout(session)
 
 
+def expire_checkout_session(session_id: str) -> CheckoutInfo:
+    """Close a Checkout Session so that it can no longer be paid; the session as it is now.
+
+    One that was already completed (paid) or had expired is returned as it is, with its
+    subscription and latest invoice, as :func:`retrieve_checkout_session` gives them.
+
+    :raises StripeError: Stripe refused for another reason, or could not be reached.
+    """
+    try:
+        session = client().v1.checkout.sessions.expire(session_id)
+    except stripe.InvalidRequestError:
+        # Stripe expires open sessions only; the error does not say what became of this one.
+        current = retrieve_checkout_session(session_id)
+        if current.status == "open":
+            raise
+        return current
+    return _checkout(session)
+
+
 def create_portal_session(*, customer_id: str, return_url: str) -> str:
     """A Billing Portal link where the member updates their card and sees invoices."""
     session = client().v1.billing_portal.sessions.create(
@@ -700,14 +721,27 @@ def set_cancel_at_period_end(
     return _subscription(updated)
 
 
-def cancel_subscription_now(subscription_id: str, *, reason: str = "") -> SubscriptionInfo:
-    """End a subscription now. Stripe then stops collecting the customer's open invoices.
+def cancel_subscription_now(
+    subscription_id: str, *, reason: str = "", idempotency_key: str | None = None
+) -> SubscriptionInfo:
+    """End a subscription at once; one that had ended already is returned as it is.
 
-    :raises StripeError: Stripe refused (e.g. already canceled) or could not be reached.
+    Stripe then stops collecting the customer's open invoices. Nothing is refunded (see
+    :func:`refund_in_full`).
+
+    :raises StripeError: Stripe refused for another reason, or could not be reached.
     """
-    params: dict[str, Any] = {"cancellation_details": {"comment": reason[:500]}}
-    ended = client().v1.subscriptions.cancel(subscription_id, params=cast(Any, params))
-    return _subscription(ended)
+    params: dict[str, Any] = {"cancellation_details": {"comment": reason[:500]}} if reason else {}
+    try:
+        cancelled = client().v1.subscriptions.cancel(
+            subscription_id, params=cast(Any, params), options=_options(idempotency_key)
+        )
+    except stripe.InvalidRequestError:
+        current = retrieve_subscription(subscription_id)
+        if current.status not in ("canceled", "incomplete_expired"):
+            raise
+        return current
+    return _subscription(cancelled)
 
 
 def reprice_subscription(
@@ -726,6 +760,43 @@ def reprice_subscription(
         options=_options(idempotency_key),
     )
     return _subscription(updated)
+
+
+def list_paid_invoices(subscription_id: str) -> list[InvoiceInfo]:
+    """Every paid invoice of a subscription, with its payments (what it charged)."""
+    found = client().v1.invoices.list(
+        params={
+            "subscription": subscription_id,
+            "status": "paid",
+            "limit": 100,
+            "expand": ["data.payments"],
+        }
+    )
+    return [_invoice(invoice) for invoice in found.auto_paging_iter()]
+
+
+def refund_in_full(payment_intent_id: str, *, idempotency_key: str) -> ChargeInfo:
+    """Refund what is left of a payment, as a duplicate; its charge after the refund.
+
+    A payment refunded in full already is left as it is.
+
+    :raises StripeError: Stripe refused for another reason, or could not be reached.
+    """
+    try:
+        refund = client().v1.refunds.create(
+            params={
+                "payment_intent": payment_intent_id,
+                "reason": "duplicate",
+                "expand": ["charge"],
+            },
+            options=_options(idempotency_key),
+        )
+    except stripe.InvalidRequestError as exc:
+        if exc.code != "charge_already_refunded":
+            raise
+        intent = _fetch(_path("payment_intents", payment_intent_id), expand=["latest_charge"])
+        return _charge(intent["latest_charge"])
+    return _charge(refund.charge)
 
 
 def retrieve_invoice(invoice_id: str) -> InvoiceInfo:

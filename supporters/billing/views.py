@@ -122,15 +122,19 @@ def support() -> tuple[str, int]:
 
 def _go_to_checkout(choice: services.Choice, attempt: str) -> Response:
     member = auth.current_member()
-    checkout = services.start_checkout(
-        member,
-        choice,
-        success_url=web.external_url("billing.checkout_success")
-        + "?session_id={CHECKOUT_SESSION_ID}",
-        cancel_url=web.external_url("billing.checkout_cancelled"),
-        attempt=attempt,
-    )
-    db.session.commit()  # the customer row, if it was just made
+    try:
+        checkout = services.start_checkout(
+            member,
+            choice,
+            success_url=web.external_url("billing.checkout_success")
+            + "?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=web.external_url("billing.checkout_cancelled"),
+            attempt=attempt,
+        )
+    except services.AlreadySupporting:
+        db.session.commit()  # what the member's other checkout came to, if it was just found out
+        raise
+    db.session.commit()  # the checkout row, and the customer row if it was just made
     return redirect(checkout.url or url_for("billing.support"), code=303)
 
 
@@ -439,6 +443,8 @@ def demo_checkout(session_id: str) -> Response | tuple[str, int]:
         abort(404)
     if data["ref"] != str(auth.current_member().id):
         abort(403)
+    if demo.is_expired(session_id):
+        abort(410, _("This payment page has closed: you opened another one."))
     form = EmptyForm()
     error = ""
     if form.validate_on_submit():

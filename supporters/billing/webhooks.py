@@ -8,11 +8,17 @@ deliveries race: the second waits on the unique index (or on the row's lock, for
 failed before) until the first has committed. Handlers never trust the payload's snapshot: they
 fetch the subscription, invoice, charge or dispute from Stripe and upsert what it says now, so
 the order in which events arrive does not matter.
+
+Stripe sends every event of the account. One about a customer, a Checkout Session or a product
+this installation did not make, or one that names no object, is recorded as ignored with the
+reason (``services.Ignored``) and answered 200: no retry could change it. Only failures a retry
+can fix are answered 500.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -32,8 +38,10 @@ log = logging.getLogger(__name__)
 class Outcome(enum.StrEnum):
     PROCESSED = "processed"
     DUPLICATE = "duplicate"
-    IGNORED = "ignored"  # a type we do not handle: recorded, answered 200
-    FAILED = "failed"
+    # Recorded, answered 200, not acted on: a type we do not handle, or an event of a handled
+    # type that is not ours or cannot be (its reason is kept on the row).
+    IGNORED = "ignored"
+    FAILED = "failed"  # stored for a retry or a replay: answered 500
 
 
 def _on_subscription(event: gateway.EventInfo) -> None:
@@ -86,9 +94,26 @@ HANDLERS: dict[str, Callable[[gateway.EventInfo], None]] = {
 
 
 def _object_id(event: gateway.EventInfo) -> str:
+    """:raises services.Ignored: the event names no object (no retry can change that)."""
     if not event.object_id:
-        raise ValueError(f"event {event.id} carries no object id")
+        raise services.Ignored(f"the event names no {event.object_type or 'object'}")
     return event.object_id
+
+
+@functools.cache
+def _column_lengths() -> tuple[tuple[str, int], ...]:
+    """The longest id, type and API version the events table holds."""
+    lengths = []
+    for name in ("stripe_event_id", "type", "api_version"):
+        column_type = StripeEvent.__table__.c[name].type
+        assert isinstance(column_type, sa.String) and column_type.length
+        lengths.append((name, column_type.length))
+    return tuple(lengths)
+
+
+def _fits(event: gateway.EventInfo) -> bool:
+    values = {"stripe_event_id": event.id, "type": event.type, "api_version": event.api_version}
+    return all(len(values[name]) <= length for name, length in _column_lengths())
 
 
 def _insert(
@@ -110,6 +135,7 @@ def _insert(
             "received_at": utcnow(),
             "attempts": 0,
             "error": "",
+            "ignored_reason": "",
             **values,
         },
         connection=connection or db.session.connection(),
@@ -171,13 +197,12 @@ def _process(
     row: StripeEvent | None,
 ) -> Outcome:
     """Run the handler; ``row`` is the locked row of an event that failed before, else None."""
-    error = ""
     try:
         handler(event)
-    except services.UnknownCustomer as exc:
-        # Not ours (made in the dashboard, another app): retrying would not help.
-        error = f"skipped: customer {exc} belongs to no member here"
-        log.warning("Stripe event %s: %s", event.id, error)
+    except services.Ignored as exc:
+        # Not ours, or unusable: a retry would not help. Nothing the handler did is kept.
+        db.session.rollback()
+        return _store_ignored(event, str(exc))
     except Exception as exc:  # noqa: BLE001 - any failure is stored and retried by Stripe
         db.session.rollback()
         _store_failure(event, exc)
@@ -185,17 +210,30 @@ def _process(
     if row is not None:
         row.processed_at = utcnow()
         row.attempts += 1
-        if error or not row.error.startswith("skipped"):
-            row.error = error
-    elif error:
-        db.session.execute(
-            sa.update(StripeEvent)
-            .where(StripeEvent.stripe_event_id == event.id)
-            .values(error=error)
-        )
+        row.error = row.ignored_reason = ""
     db.session.commit()
     log.info("Stripe event %s (%s) processed", event.id, event.type)
     return Outcome.PROCESSED
+
+
+def _store_ignored(event: gateway.EventInfo, reason: str) -> Outcome:
+    """Record the event as processed and not acted on, with the reason, and commit."""
+    log.info("Stripe event %s (%s) ignored: %s", event.id, event.type, reason)
+    now = utcnow()
+    reason = reason[:500]
+    if _insert(event, received_at=now, processed_at=now, attempts=1, ignored_reason=reason):
+        db.session.commit()
+        return Outcome.IGNORED
+    row = _record(event)  # recorded before: a failed delivery, replayed now
+    if row.processed_at is not None:  # a concurrent delivery got there first
+        db.session.commit()
+        return Outcome.DUPLICATE
+    row.processed_at = now
+    row.attempts += 1
+    row.error = ""
+    row.ignored_reason = reason
+    db.session.commit()
+    return Outcome.IGNORED
 
 
 def _store_failure(event: gateway.EventInfo, exc: Exception) -> None:
@@ -250,6 +288,12 @@ def receive() -> tuple[Response, int]:
     except gateway.SignatureError as exc:
         log.warning("Rejected a webhook: %s", exc)
         return jsonify(error="invalid signature"), 400
+    if not _fits(event):
+        # Signed, but no Stripe event is shaped so: refused before anything is stored.
+        log.warning(
+            "Rejected webhook event %.80s: its id, type or API version is too long", event.id
+        )
+        return jsonify(error="the event's id, type or API version is too long"), 400
     outcome = ingest(event)
     if outcome is Outcome.FAILED:
         return jsonify(received=True, outcome=outcome.value), 500

@@ -380,6 +380,7 @@ def _render_member(member: Member, role_form: RoleForm, status: int = 200) -> tu
         movements=movements,
         tiers=tiers,
         payments=payments,
+        duplicates=billing_services.duplicates_cancelled(member.id),
         refunds=[p for p in payments if p.refunded_amount],
         disputes=queries.disputes_of(member.id),
         now=utcnow(),

@@ -1266,6 +1266,7 @@ class FakeStripe:
             ("GET", f"/v1/checkout/sessions/{one}/line_items", self._api_list_session_lines),
             ("POST", f"/v1/checkout/sessions/{one}/expire", self._api_expire_checkout_session),
             ("POST", "/v1/billing_portal/sessions", self._api_create_portal_session),
+            ("POST", "/v1/subscriptions", self._api_create_subscription),
             ("GET", "/v1/subscriptions", self._api_list_subscriptions),
             ("GET", f"/v1/subscriptions/{one}", self._api_retrieve("subscription")),
             ("POST", f"/v1/subscriptions/{one}", self._api_update_subscription),
@@ -2088,17 +2089,17 @@ class FakeStripe:
         customer_id = session["customer"] or self._create_customer(
             email=session["customer_email"] or email or self._placeholder_email(), name=name
         )
-        customer = self._fetch("customer", customer_id, param="customer")
-        if customer["currency"] is None:
-            customer["currency"] = session["currency"]
-        subscription = self._create_subscription(session, customer_id)
-        invoice_id = self._create_invoice(
-            subscription, "subscription_create", subscription["created"], subscription["created"]
+        options = self._session_options[session["id"]]
+        subscription = self._create_subscription(
+            customer_id,
+            currency=session["currency"],
+            lines=[
+                (line["price"], line["quantity"], {}) for line in self._session_lines[session["id"]]
+            ],
+            metadata=dict(options["subscription_metadata"]),
+            description=options["subscription_description"],
         )
-        subscription["latest_invoice"] = invoice_id
-        self._emit("customer.subscription.created", subscription["id"])
-        self._emit("invoice.created", invoice_id)
-        self._finalize_invoice(invoice_id)
+        invoice_id = self._start_billing(subscription)
         succeeded = self._attempt_invoice(invoice_id, succeed=paid)
         if succeeded:
             self._set_subscription_status(subscription["id"], "active")
@@ -2110,9 +2111,19 @@ class FakeStripe:
             invoice=invoice_id,
         )
 
-    def _create_subscription(self, session: JSON, customer_id: str) -> JSON:
-        """An ``incomplete`` subscription with one item per line of a subscription session."""
-        options = self._session_options[session["id"]]
+    def _create_subscription(
+        self,
+        customer_id: str,
+        *,
+        currency: str,
+        lines: list[tuple[str, int, dict[str, str]]],
+        metadata: dict[str, str],
+        description: str | None,
+    ) -> JSON:
+        """An ``incomplete`` subscription with one item per ``(price, quantity, metadata)``."""
+        customer = self._fetch("customer", customer_id, param="customer")
+        if customer["currency"] is None:
+            customer["currency"] = currency
         now = self.now()
         subscription_id = self._new_id("sub_")
         self._subscription_items[subscription_id] = []
@@ -2127,18 +2138,18 @@ class FakeStripe:
             "cancellation_details": _nulls("comment feedback feedback_option reason"),
             "collection_method": "charge_automatically",
             "created": now,
-            "currency": session["currency"],
+            "currency": currency,
             "customer": customer_id,
             "default_payment_method": self._new_id("pm_"),
             "default_tax_rates": [],
-            "description": options["subscription_description"],
+            "description": description,
             "discounts": [],
             "invoice_settings": {
                 "issuer": {"type": "self"},
                 **_nulls("account_tax_ids custom_fields description footer"),
             },
             "livemode": False,
-            "metadata": dict(options["subscription_metadata"]),
+            "metadata": metadata,
             "payment_settings": {
                 "payment_method_options": None,
                 "payment_method_types": None,
@@ -2158,9 +2169,19 @@ class FakeStripe:
             ),
         }
         self._store(subscription)
-        for line in self._session_lines[session["id"]]:
-            self._add_item(subscription, line["price"], line["quantity"], {})
+        for price_id, quantity, item_metadata in lines:
+            self._add_item(subscription, price_id, quantity, item_metadata)
         return subscription
+
+    def _start_billing(self, subscription: JSON) -> str:
+        """Announce a new subscription and finalize its first invoice (charged by the caller)."""
+        created = subscription["created"]
+        invoice_id = self._create_invoice(subscription, "subscription_create", created, created)
+        subscription["latest_invoice"] = invoice_id
+        self._emit("customer.subscription.created", subscription["id"])
+        self._emit("invoice.created", invoice_id)
+        self._finalize_invoice(invoice_id)
+        return invoice_id
 
     def _complete_payment_checkout(
         self, session: JSON, paid: bool, email: str | None, name: str | None
@@ -2267,6 +2288,65 @@ class FakeStripe:
         return self._list(
             p, "subscription", "/v1/subscriptions", keep, filters=("customer", "price", "status")
         )
+
+    def _api_create_subscription(self, p: _Params) -> JSON:
+        """Create a subscription directly, as the Dashboard or another integration does.
+
+        The first invoice is charged at once to the customer's card (the fake's test card, which
+        declines for a customer whose renewal failed), as ``payment_behavior=allow_incomplete``
+        does: paid makes the subscription ``active``, declined leaves it ``incomplete`` with the
+        invoice open. ``default_incomplete`` leaves the first invoice open, not attempted.
+        """
+        p.only("customer", "items", "metadata", "description", "payment_behavior")
+        customer_id = p.required_text("customer")
+        self._fetch("customer", customer_id, param="customer")
+        behavior = p.text("payment_behavior", choices=("allow_incomplete", "default_incomplete"))
+        items = p.nested_list("items")
+        if not items:
+            raise StripeError.missing_param("items")
+        specs = [self._new_item(item) for item in items]
+        terms = {self._price_terms(price) for price, _, _ in specs}
+        if any(interval is None for _, interval in terms):
+            raise StripeError.invalid(
+                "The price specified is set to `type=one_time` but this field only accepts "
+                "prices with `type=recurring`.",
+                "items",
+            )
+        if len(terms) > 1:
+            raise StripeError.invalid(
+                "Currency and interval fields must match across all plans on this subscription.",
+                "items",
+            )
+        metadata, description = p.metadata(), p.text("description")
+        ((currency, _),) = terms
+        lines = [(self._price_id(price), quantity, meta) for price, quantity, meta in specs]
+        subscription = self._create_subscription(
+            customer_id, currency=currency, lines=lines, metadata=metadata, description=description
+        )
+        invoice_id = self._start_billing(subscription)
+        if behavior != "default_incomplete":
+            paid = customer_id not in self._declining_customers
+            if self._attempt_invoice(invoice_id, succeed=paid):
+                self._set_subscription_status(subscription["id"], "active")
+        return self._respond(subscription["id"], p)
+
+    def _new_item(self, item: _Params) -> tuple[PriceRef, int, dict[str, str]]:
+        """An item of a new subscription: its price (stored or inline), quantity and metadata."""
+        item.only("price", "price_data", "quantity", "metadata")
+        price_data = item.nested("price_data")
+        if item.has("price") == (price_data is not None):
+            raise StripeError.invalid(
+                f"You must specify either `price` or `price_data` in `{item.path}`.",
+                item.name("price"),
+            )
+        price: PriceRef
+        if price_data is not None:
+            price_data.only("currency", "unit_amount", "product", "recurring", "tax_behavior")
+            price_data.nested("recurring", required=True)
+            price = self._price_spec(price_data, product_data=False)
+        else:
+            price = self._active_price(item)
+        return price, item.integer("quantity", minimum=1) or 1, item.metadata()
 
     def _api_list_subscription_items(self, p: _Params) -> JSON:
         subscription_id = p.required_text("subscription")

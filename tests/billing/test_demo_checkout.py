@@ -9,7 +9,11 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from supporters.billing import demo_checkout as demo
+from supporters.billing import services
+from supporters.billing.demo_checkout import CUSTOM_PRODUCT, DemoBackend
 from supporters.billing.models import Payment, PaymentStatus, Subscription, SubscriptionStatus
+from supporters.billing.stripe_gateway import NewPrice
 from supporters.extensions import db
 from tests.factories import make_member, make_tier, signed_in_client
 from tests.helpers import csrf_token, submit, text
@@ -86,6 +90,55 @@ def test_join_pay_change_cancel_and_resume_in_the_demo(app: Flask) -> None:
     submit(client, "/account/support", action="/account/support/resume")
     db.session.expire_all()
     assert not subscription.cancel_at_period_end
+
+
+def test_a_second_demo_checkout_closes_the_first(app: Flask) -> None:
+    make_tier("reader", monthly=500, yearly=5000, position=1)
+    make_tier("supporter", monthly=1000, yearly=10000, position=2)
+    member = make_member()
+    db.session.commit()
+    client = signed_in_client(app, member)
+    first = _join(client, tier="supporter", interval="month")
+    second = _join(client, tier="reader", interval="month")
+
+    assert client.get(first).status_code == 410
+    # The page was left open in another tab: paying it is refused too.
+    token = csrf_token(client, second)
+    assert client.post(first, data={"csrf_token": token, "action": "pay"}).status_code == 410
+    paid = client.post(second, data={"csrf_token": token, "action": "pay"})
+    assert "Welcome, patron!" in text(client.get(paid.headers["Location"]))
+    assert db.session.scalars(sa.select(Subscription.amount)).all() == [500]
+
+
+def test_a_second_demo_subscription_is_cancelled_and_refunded_too(app: Flask) -> None:
+    member = make_member()
+    db.session.commit()
+    provider = DemoBackend()
+    customer_id = services.ensure_customer(member, provider)
+    # Two pages opened past the services' one-open-page guard, both paid.
+    with app.test_request_context():
+        pages = [
+            provider.create_checkout_session(
+                customer_id=customer_id,
+                mode="subscription",
+                price_id=None,
+                new_price=NewPrice(500, "EUR", "month", CUSTOM_PRODUCT),
+                metadata={"member_id": str(member.id), "tier": "custom"},
+                client_reference_id=str(member.id),
+                success_url="http://localhost/support/welcome",
+                cancel_url="http://localhost/",
+                idempotency_key=f"tab-{tab}",
+            )
+            for tab in "12"
+        ]
+        for page in pages:
+            demo.pay(page.id)
+            db.session.commit()
+
+    statuses = db.session.scalars(sa.select(Subscription.status).order_by(Subscription.id))
+    assert list(statuses) == [SubscriptionStatus.ACTIVE, SubscriptionStatus.CANCELED]
+    refunds = db.session.scalars(sa.select(Payment.refunded_amount).order_by(Payment.id))
+    assert list(refunds) == [0, 500]
 
 
 @pytest.mark.parametrize(

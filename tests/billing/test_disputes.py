@@ -16,7 +16,7 @@ import stripe
 from flask import Flask
 from flask.testing import FlaskClient
 
-from supporters.billing.models import Dispute, DisputeStatus, Payment, PaymentKind
+from supporters.billing.models import Dispute, DisputeStatus, Payment, PaymentKind, StripeEvent
 from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.staff import queries
@@ -145,10 +145,15 @@ def test_a_lost_dispute_stays_withdrawn_whatever_order_its_events_arrive_in(
     dispute_id = events[0]["data"]["object"]["id"]
     _sdk(stripe_app).v1.disputes.close(dispute_id)  # staff accept it in Stripe
     events += fake_stripe.events_of_type("charge.dispute.closed")
-    events += fake_stripe.dispute(their_charge)
+    theirs_events = fake_stripe.dispute(their_charge)
+    events += theirs_events
     assert set(webhooks.deliver(*reversed(events), *events)) == {200}
 
     assert count(Dispute) == 1
+    theirs_recorded = db.session.scalars(
+        sa.select(StripeEvent).where(StripeEvent.stripe_event_id == theirs_events[0]["id"])
+    ).one()
+    assert "none of our payments" in theirs_recorded.ignored_reason
     dispute = _dispute(dispute_id)
     assert (dispute.status, dispute.withdrawn_amount) == (DisputeStatus.LOST, 2500)
     assert dispute.closed_at is not None

@@ -567,6 +567,91 @@ def test_a_declined_first_payment_leaves_the_subscription_incomplete(
     assert client.v1.subscriptions.retrieve(subscription.id).status == "active"
 
 
+def test_a_subscription_made_without_checkout_is_billed_then_cancelled_and_refunded(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    """As the Dashboard or another integration makes one: the card on file pays at once."""
+    price = make_price(client)
+    customer = client.v1.customers.create(
+        params={"email": "pat@example.org", "metadata": {"member_id": "7"}}
+    )
+    mark = len(fake.events)
+
+    made = client.v1.subscriptions.create(
+        params={
+            "customer": customer.id,
+            "items": [{"price": price.id}],
+            "metadata": {"member_id": "7"},
+        }
+    )
+
+    assert isinstance(made, stripe.Subscription)
+    assert (made.status, made.customer) == ("active", customer.id)
+    assert made.metadata.to_dict() == {"member_id": "7"}
+    assert types_of(fake.events[mark:]) == [
+        "customer.subscription.created",
+        "invoice.created",
+        "payment_intent.created",
+        "invoice.finalized",
+        "charge.succeeded",
+        "payment_intent.succeeded",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "customer.subscription.updated",
+    ]
+    invoice = client.v1.invoices.retrieve(str(made.latest_invoice), params={"expand": ["payments"]})
+    assert (invoice.billing_reason, invoice.status, invoice.amount_paid) == (
+        "subscription_create",
+        "paid",
+        500,
+    )
+    # An inline price of another product; with default_incomplete nothing is charged yet.
+    tote = client.v1.products.create(params={"name": "Tote bag club"})
+    waiting = client.v1.subscriptions.create(
+        params={
+            "customer": customer.id,
+            "items": [
+                {
+                    "price_data": {
+                        "currency": "eur",
+                        "unit_amount": 1200,
+                        "product": tote.id,
+                        "recurring": {"interval": "year"},
+                    }
+                }
+            ],
+            "payment_behavior": "default_incomplete",
+        }
+    )
+    assert waiting.status == "incomplete"
+    assert waiting["items"]["data"][0].price.product == tote.id
+    assert client.v1.invoices.retrieve(str(waiting.latest_invoice)).status == "open"
+    one_time = client.v1.prices.create(
+        params={"currency": "eur", "unit_amount": 500, "product": tote.id}
+    )
+    with pytest.raises(stripe.InvalidRequestError, match="type=recurring"):
+        client.v1.subscriptions.create(
+            params={"customer": customer.id, "items": [{"price": one_time.id}]}
+        )
+    with pytest.raises(stripe.InvalidRequestError, match="No such customer"):
+        client.v1.subscriptions.create(
+            params={"customer": "cus_missing", "items": [{"price": price.id}]}
+        )
+
+    # Cancelling does not refund: that is a refund of its own, here of the whole first charge.
+    cancelled = client.v1.subscriptions.cancel(made.id)
+    assert cancelled.status == "canceled"
+    assert invoice.payments is not None
+    intent_id = str(invoice.payments.data[0].payment.payment_intent)
+    refund = client.v1.refunds.create(
+        params={"payment_intent": intent_id, "reason": "duplicate", "expand": ["charge"]}
+    )
+    assert refund.amount == 500 and refund.reason == "duplicate"
+    assert isinstance(refund.charge, stripe.Charge) and refund.charge.refunded is True
+    with pytest.raises(stripe.InvalidRequestError, match="already been refunded"):
+        client.v1.refunds.create(params={"payment_intent": intent_id})
+
+
 def test_paying_an_invoice_with_a_declining_card_is_a_card_error(
     client: stripe.StripeClient, fake: FakeStripe
 ) -> None:

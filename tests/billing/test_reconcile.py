@@ -58,20 +58,22 @@ def test_reconcile_reports_duplicate_customers_and_unknown_subscriptions(
     join(client, tier="reader", interval="month")
     stripe = stripe_app.extensions["stripe_client"]
     duplicate = stripe.v1.customers.create(params={"email": member.email})
-    db.session.add(
-        Subscription(
-            member_id=member.id,
-            interval="month",
-            amount=500,
-            currency="EUR",
-            status=SubscriptionStatus.ACTIVE,
-            stripe_subscription_id="sub_gone",
+    for subscription_id in ("sub_gone", "sub_gone_too"):
+        db.session.add(
+            Subscription(
+                member_id=member.id,
+                interval="month",
+                amount=500,
+                currency="EUR",
+                status=SubscriptionStatus.ACTIVE,
+                stripe_subscription_id=subscription_id,
+            )
         )
-    )
     db.session.commit()
     result = _reconcile(stripe_app)
     assert f"has other Stripe customers: {duplicate.id}" in result.output
     assert "sub_gone is active here but was not found in Stripe" in result.output
+    assert f"member {member.id} has 2 subscriptions counted as support here" in result.output
 
 
 def test_check_explains_what_is_missing(make_app: Any, fake_stripe: FakeStripe) -> None:

@@ -145,6 +145,37 @@ def test_unknown_types_are_recorded_and_answered_200(stripe_app: Flask, webhooks
     assert row.payload["data"]["object"]["lines"] == [{"confirmation_secret": {}}]
 
 
+def test_events_that_can_never_be_processed_are_not_failures(
+    stripe_app: Flask, fake_stripe: FakeStripe
+) -> None:
+    client = stripe_app.test_client()
+
+    def post(event: dict[str, Any]) -> Any:
+        body, headers = fake_stripe.webhook_request(event, WEBHOOK_SECRET)
+        return client.post("/stripe/webhook", data=body, headers=headers)
+
+    event = {
+        "id": "evt_no_object_id",
+        "object": "event",
+        "type": "customer.subscription.updated",
+        "api_version": "2026-10-28.endive",
+        "livemode": False,
+        "data": {"object": {"object": "subscription", "status": "active"}},
+    }
+    # No retry can give it the id it lacks: answered 2xx, so Stripe stops, and kept, with why.
+    response = post(event)
+    assert (response.status_code, response.json["outcome"]) == (200, "ignored")
+    row = db.session.scalars(sa.select(StripeEvent)).one()
+    assert row.processed_at is not None and row.error == ""
+    assert row.ignored_reason == "the event names no subscription"
+
+    # A type longer than any Stripe sends is refused as a bad request, and nothing is kept.
+    response = post({**event, "id": "evt_long_type", "type": "customer." + "x" * 100})
+    assert response.status_code == 400
+    assert response.json == {"error": "the event's id, type or API version is too long"}
+    assert count(StripeEvent) == 1
+
+
 def test_a_failed_handler_is_stored_answered_500_and_replayed(
     stripe_app: Flask,
     fake_stripe: FakeStripe,
@@ -185,7 +216,7 @@ def test_the_same_event_50_times_at_once_gives_one_payment(
     assert outcomes == 1  # processed once; 49 deliveries found it done
 
 
-def test_an_event_of_a_customer_no_member_has_is_kept_as_skipped(
+def test_an_event_of_a_customer_no_member_has_is_kept_as_ignored(
     stripe_app: Flask, fake_stripe: FakeStripe, webhooks: Webhooks, synced_tiers: None
 ) -> None:
     stripe = stripe_app.extensions["stripe_client"]
@@ -203,13 +234,13 @@ def test_an_event_of_a_customer_no_member_has_is_kept_as_skipped(
     created = [e for e in events if e["type"] == "customer.subscription.created"][-1]
     assert webhooks.deliver(created) == [200]
     row = db.session.scalars(sa.select(StripeEvent)).one()
-    assert row.processed_at is not None and row.attempts == 1
-    assert row.error == f"skipped: customer {customer.id} belongs to no member here"
+    assert row.processed_at is not None and row.attempts == 1 and row.error == ""
+    assert row.ignored_reason == f"customer {customer.id} belongs to no member here"
     assert count(Subscription) == 0
     # Stripe's retry is a duplicate: not processed again, the reason kept.
     assert webhooks.deliver(created) == [200]
     db.session.expire_all()
-    assert row.attempts == 1 and row.error.startswith("skipped")
+    assert row.attempts == 1 and row.ignored_reason.startswith("customer")
 
 
 @pytest.mark.postgres_only

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from supporters.billing import disputes, services
-from supporters.billing.models import Interval
+from supporters.billing.demo_checkout import CUSTOM_PRODUCT
+from supporters.billing.models import Customer, Interval
 from supporters.billing.stripe_gateway import (
     ChargeInfo,
     CheckoutInfo,
@@ -19,6 +20,7 @@ from supporters.billing.stripe_gateway import (
     InvoiceInfo,
     SubscriptionInfo,
 )
+from supporters.db import insert_ignoring_conflicts
 from supporters.extensions import db
 from supporters.members.models import Member
 
@@ -50,6 +52,15 @@ class Driver:
     def _commit(self) -> None:
         db.session.commit()
 
+    def _customer(self, member: Member) -> str:
+        """The member's customer, linked as joining links it (billing trusts no metadata)."""
+        customer_id = f"cus_{member.id}"
+        insert_ignoring_conflicts(
+            Customer,
+            {"member_id": member.id, "stripe_customer_id": customer_id, "created_at": self.now},
+        )
+        return customer_id
+
     def subscribe(
         self,
         member: Member,
@@ -66,11 +77,11 @@ class Driver:
         """A new subscription started now, its first invoice paid (unless ``pay`` is False)."""
         info = SubscriptionInfo(
             id=sub_id,
-            customer_id=f"cus_{member.id}",
+            customer_id=self._customer(member),
             status=status,
             item_id="si_test",
             price_id=None,
-            product_id=None,
+            product_id=CUSTOM_PRODUCT,  # the custom-amount product (no Stripe key: the demo's)
             amount=amount,
             currency=currency,
             interval=interval,
@@ -216,7 +227,7 @@ class Driver:
                 mode="payment",
                 status="complete",
                 payment_status="paid",
-                customer_id=f"cus_{member.id}",
+                customer_id=self._customer(member),
                 subscription_id=None,
                 payment_intent_id=f"pi_gift_{number}",
                 amount_total=amount,
