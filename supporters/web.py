@@ -24,7 +24,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from supporters import i18n
-from supporters.extensions import db, limiter
+from supporters.extensions import db, limiter, login_manager
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,40 @@ def _secure_headers(response: Response) -> Response:
     return response
 
 
+def _leave_the_database() -> None:
+    """Make the rest of this request independent of the database, before an error page.
+
+    The error may have broken the request's transaction (a failed write, a lock timeout, a
+    dropped connection): it is rolled back first, so that nothing half-written is kept, and
+    if even the rollback fails the connection is thrown away. Every row the session held is
+    then expired, so the page is rendered as for a visitor: neither the signed-in member nor
+    their subscription is read again (the session cookie is left alone, so they are still
+    signed in on the next page), and the page is never cached.
+    """
+    try:
+        db.session.rollback()
+    except sa.exc.SQLAlchemyError:
+        log.warning("Rolling back before an error page failed; connection discarded", exc_info=True)
+        db.session().invalidate()
+    # Flask-Login keeps the request's user on ``g``: with a visitor there, its user loader does
+    # not run again and no expired member is read while the page renders.
+    login_manager._update_request_context_with_user()
+    g.no_store = True
+
+
 def _render_error(code: int, title: str, message: str) -> tuple[str, int]:
-    return render_template("errors/error.html", code=code, title=title, message=message), code
+    """The error page; it needs no database (call :func:`_leave_the_database` first)."""
+    page = render_template(
+        "errors/error.html", code=code, title=title, message=message, is_error_page=True
+    )
+    return page, code
 
 
 def _handle_http_error(error: HTTPException) -> tuple[str, int] | HTTPException:
     if error.code is None or error.code < 400:
         return error
+    # First: the titles below are translated, and choosing the language may read the member.
+    _leave_the_database()
     titles = {
         400: _("Bad request"),
         403: _("Not allowed"),
@@ -113,6 +140,7 @@ def _handle_http_error(error: HTTPException) -> tuple[str, int] | HTTPException:
 
 
 def _handle_csrf_error(error: CSRFError) -> tuple[str, int]:
+    _leave_the_database()
     return _render_error(
         400,
         _("The form expired"),
@@ -124,6 +152,7 @@ def _handle_server_error(error: Exception) -> tuple[str, int]:
     # The traceback goes to the log, never to the browser.
     original = getattr(error, "original_exception", error)
     log.error("Unhandled error on %s %s", request.method, request.path, exc_info=original)
+    _leave_the_database()
     return _render_error(
         500,
         _("Something went wrong"),
