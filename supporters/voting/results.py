@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import sqlalchemy as sa
 
-from supporters.billing.membership import LIVE_STATUSES, status_of
+from supporters.billing.membership import LIVE_STATUSES, status_at
 from supporters.billing.models import Subscription, SubscriptionStatus
 from supporters.extensions import db
 from supporters.members.models import Member
@@ -33,6 +33,13 @@ from supporters.voting.models import (
     VoteChoice,
 )
 from supporters.voting.weights import cap_limit, capped_weight
+
+# Live statuses of a subscription whose current renewal went unpaid.
+UNPAID_RENEWAL_STATUSES = (
+    SubscriptionStatus.PAST_DUE,
+    SubscriptionStatus.UNPAID,
+    SubscriptionStatus.PAUSED,
+)
 
 
 @dataclass(frozen=True)
@@ -77,51 +84,80 @@ class PollResults:
         return Fraction(self.ballots, self.eligible) if self.eligible else None
 
 
-def count_eligible(poll: Poll, now: dt.datetime) -> int:
-    """Patrons who may vote in this poll at ``now``.
+def count_eligible(poll: Poll, at: dt.datetime) -> int:
+    """Patrons who could vote in this poll at ``at``: now, or when a closed poll closed.
 
-    A member's current subscription is picked in SQL as ``billing.membership`` picks it (the
-    live one, else the newest: a window function); active and trialing ones are counted there.
-    Past-due ones, a small minority, are judged by ``membership.status_of`` itself, so the
-    grace-period rule lives in one place.
+    Counted from the subscriptions' history as ``billing.membership.status_at`` reads it, so a
+    closed poll's figure does not move as memberships change afterwards. Each member's
+    subscription at ``at`` is picked in SQL as billing picks the current one (the live one,
+    else the newest), among those started by then, "live" meaning not ended by then; those that
+    surely entitled their member then are counted there (active or trialing, or since cancelled
+    at the end of a paid period). The few whose renewal went unpaid are judged by ``status_at``
+    itself, so the grace-period rule lives in one place.
     """
-    live_first = sa.case((Subscription.status.in_(LIVE_STATUSES), 0), else_=1)
-    ranked = sa.select(
-        Subscription.id,
-        Subscription.status,
-        Subscription.tier_id,
-        sa.func.row_number()
-        .over(
-            partition_by=Subscription.member_id,
-            order_by=(live_first, Subscription.created_at.desc(), Subscription.id.desc()),
+    sub = Subscription
+    live_then = sa.or_(
+        sub.ended_at > at, sa.and_(sub.ended_at.is_(None), sub.status.in_(LIVE_STATUSES))
+    )
+    ranked = (
+        sa.select(
+            sub.id,
+            sub.status,
+            sub.tier_id,
+            sub.ended_at,
+            sub.current_period_end,
+            sa.func.row_number()
+            .over(
+                partition_by=sub.member_id,
+                order_by=(sa.case((live_then, 0), else_=1), sub.created_at.desc(), sub.id.desc()),
+            )
+            .label("rank"),
         )
-        .label("rank"),
-    ).subquery()
-    current = [ranked.c.rank == 1]
+        .where(sa.func.coalesce(sub.started_at, sub.created_at) <= at)
+        .subquery()
+    )
+    then = [
+        ranked.c.rank == 1,
+        sa.or_(
+            ranked.c.ended_at > at,
+            sa.and_(ranked.c.ended_at.is_(None), ranked.c.status.in_(LIVE_STATUSES)),
+        ),
+    ]
     if poll.is_restricted_to_tiers:
         allowed = sa.select(PollTierRule.tier_id).where(
             PollTierRule.poll_id == poll.id, PollTierRule.may_vote.is_(True)
         )
-        current.append(ranked.c.tier_id.in_(allowed))
-    active = db.session.scalar(
+        then.append(ranked.c.tier_id.in_(allowed))
+    cancelled = ranked.c.status == SubscriptionStatus.CANCELED
+    paid_to_its_end = sa.or_(
+        ranked.c.current_period_end.is_(None), ranked.c.ended_at >= ranked.c.current_period_end
+    )
+    entitled = db.session.scalar(
         sa.select(sa.func.count())
         .select_from(ranked)
         .where(
-            *current,
-            ranked.c.status.in_((SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING)),
+            *then,
+            sa.or_(
+                ranked.c.status.in_((SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING)),
+                sa.and_(cancelled, paid_to_its_end),
+            ),
         )
     )
-    past_due = db.session.scalars(
+    unpaid = db.session.scalars(
         sa.select(Subscription).where(
             Subscription.id.in_(
                 sa.select(ranked.c.id).where(
-                    *current, ranked.c.status == SubscriptionStatus.PAST_DUE
+                    *then,
+                    sa.or_(
+                        ranked.c.status.in_(UNPAID_RENEWAL_STATUSES),
+                        sa.and_(cancelled, sa.not_(paid_to_its_end)),
+                    ),
                 )
             )
         )
     )
-    in_grace = sum(1 for subscription in past_due if status_of(subscription, now).is_entitled)
-    return int(active or 0) + in_grace
+    in_grace = sum(1 for subscription in unpaid if status_at(subscription, at).is_entitled)
+    return int(entitled or 0) + in_grace
 
 
 def weight_groups(poll_id: int) -> list[tuple[int, int]]:
