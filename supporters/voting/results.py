@@ -63,7 +63,7 @@ class PollResults:
 
     ballots: int
     total_weight: Fraction
-    eligible: int
+    eligible: int | None  # None when not asked for (see compute_results)
     options: list[OptionResult]
     is_final: bool
     limit: Fraction | None = None  # the cap's limit, when it cut at least one ballot
@@ -80,7 +80,7 @@ class PollResults:
 
     @property
     def turnout(self) -> Fraction | None:
-        """Ballots among patrons who could vote (None when nobody could)."""
+        """Ballots among patrons who could vote (None when nobody could, or not counted)."""
         return Fraction(self.ballots, self.eligible) if self.eligible else None
 
 
@@ -160,6 +160,13 @@ def count_eligible(poll: Poll, at: dt.datetime) -> int:
     return int(entitled or 0) + in_grace
 
 
+def eligible_at_closing(poll: Poll, now: dt.datetime) -> int:
+    """Patrons who could vote in a closed poll: kept when staff closed it, else counted then."""
+    if poll.eligible_count is not None:
+        return poll.eligible_count
+    return count_eligible(poll, min(poll.ends_at or now, now))
+
+
 def weight_groups(poll_id: int) -> list[tuple[int, int]]:
     """The poll's ballots grouped by weight: [(weight, ballots)], heaviest first."""
     rows = db.session.execute(
@@ -171,8 +178,15 @@ def weight_groups(poll_id: int) -> list[tuple[int, int]]:
     return [(int(weight), int(count)) for weight, count in rows]
 
 
-def compute_results(poll: Poll, state: PollState, now: dt.datetime) -> PollResults:
-    """Counts, weights, shares and (once closed) winners of a poll, from SQL aggregates."""
+def compute_results(
+    poll: Poll, state: PollState, now: dt.datetime, *, with_turnout: bool = True
+) -> PollResults:
+    """Counts, weights, shares and (once closed) winners of a poll, from SQL aggregates.
+
+    The turnout's denominator is the patrons who may vote now, or could when a closed poll
+    closed (kept by staff's early closing, else counted from the history). Callers that show
+    no turnout pass ``with_turnout=False`` and skip that count.
+    """
     groups = weight_groups(poll.id)
     ballots = sum(count for _, count in groups)
     limit = cap_limit(groups, poll.weight_cap_percent) if poll.weight_cap_percent else None
@@ -215,9 +229,9 @@ def compute_results(poll: Poll, state: PollState, now: dt.datetime) -> PollResul
             )
         )
     results.sort(key=lambda result: (-result.weight, -result.ballots, result.option.position))
-    eligible = poll.eligible_count if is_final and poll.eligible_count is not None else None
-    if eligible is None:
-        eligible = count_eligible(poll, now)
+    eligible = None
+    if with_turnout:
+        eligible = eligible_at_closing(poll, now) if is_final else count_eligible(poll, now)
     return PollResults(
         ballots=ballots,
         total_weight=total,
@@ -351,15 +365,15 @@ def covered_topics(now: dt.datetime) -> list[Coverage]:
         .join(Poll, Poll.id == PollOption.poll_id)
         .where(
             PollOption.topic_id.in_([topic.id for topic in topics]),
-            Poll.state == PollState.CLOSED,
+            Poll.closed_by(now),
         )
-        .order_by(Poll.closed_at.desc())
+        .order_by(sa.func.coalesce(Poll.closed_at, Poll.closes_at).desc(), Poll.id.desc())
     ).all()
     cache: dict[int, PollResults] = {}
     standings: dict[int, list[tuple[Poll, OptionResult, PollResults]]] = {}
     for topic_id, poll in option_rows:
         if poll.id not in cache:
-            cache[poll.id] = compute_results(poll, PollState.CLOSED, now)
+            cache[poll.id] = compute_results(poll, PollState.CLOSED, now, with_turnout=False)
         results = cache[poll.id]
         for result in results.options:
             if result.option.topic_id == topic_id:
