@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import (
@@ -57,6 +58,27 @@ def external_url(endpoint: str, **values: Any) -> str:
     must not send a reader back to someone else's site.
     """
     return str(current_app.config["BASE_URL"]) + url_for(endpoint, **values)
+
+
+def is_same_origin() -> bool:
+    """Did this request come from one of this site's own pages, not from a link elsewhere?
+
+    Browsers say so in ``Sec-Fetch-Site``; older ones that do not send it send an ``Origin``
+    or ``Referer`` (``Referrer-Policy: same-origin`` keeps it on our own links), compared with
+    the configured public address. Anything else is not: a link on another site, in a chat or
+    an email, a typed address, or a client that says nothing. A GET that writes an audit row
+    (a staff download) does so only when this is true, so another site cannot make it write.
+    """
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
+    source = request.headers.get("Origin") or request.headers.get("Referer") or ""
+    return bool(source) and _origin(source) == _origin(current_app.config["BASE_URL"])
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _content_security_policy() -> str:

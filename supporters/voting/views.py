@@ -31,6 +31,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response as BaseResponse
 
+from supporters import web
 from supporters.billing.models import Subscription, Tier
 from supporters.extensions import db, login_manager
 from supporters.members.auth import admin_required, current_member, staff_required
@@ -584,9 +585,19 @@ def _exact(weight: Fraction | int) -> Decimal:
 
 @bp.get("/manage/<int:poll_id>/votes.csv")
 @staff_required
-def export_votes(poll_id: int) -> Response:
-    """Download who voted for what as CSV (staff only; the download is audited)."""
+def export_votes(poll_id: int) -> BaseResponse:
+    """Download who voted for what as CSV (staff only; the download is audited).
+
+    Only from this site's own pages: a link followed from elsewhere (a chat, an email, another
+    site) leads to the votes page, whose download link is audited like any other. So every
+    download is in the audit log, and a GET from another site writes nothing.
+    """
     poll, state = _load_poll(poll_id)
+    if not web.is_same_origin():
+        flash(
+            _("Download the votes from this page: downloads are recorded in the audit log."), "info"
+        )
+        return redirect(url_for("voting.list_votes", poll_id=poll_id), 303)
     outcome = results.compute_results(poll, state, services.now(), with_turnout=False)
     services.record_export(poll, _actor(), outcome.ballots)
     db.session.commit()
