@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -14,7 +15,7 @@ from flask import Flask, abort
 
 from supporters.extensions import db
 from supporters.members import services as member_services
-from supporters.members.models import Member
+from supporters.members.models import Member, MemberSession
 from tests.browser.conftest import LiveServer
 from tests.factories import make_member, signed_in_client
 from tests.helpers import text
@@ -81,6 +82,31 @@ def test_a_failed_write_leaves_a_page_that_needs_no_database(
         assert response.headers["Cache-Control"] == "no-store"
         # The member is still signed in on the next page.
         assert "Your account" in text(client.get("/polls/"))
+
+
+def test_a_failed_statements_values_stay_out_of_the_log(
+    make_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database fails a signed-in request's session lookup: logged, without the session id."""
+    app: Flask = make_app(TESTING=False)
+    caplog.set_level(logging.DEBUG)
+
+    def break_session_lookup(*args: Any) -> tuple[str, Any]:
+        statement, parameters = args[2], args[3]
+        return statement.replace("member_sessions", "no_such_table"), parameters
+
+    with app.app_context():
+        client = signed_in_client(app, make_member())
+        session_id = db.session.scalar(sa.select(MemberSession.id))
+        assert session_id
+        sa.event.listen(db.engine, "before_cursor_execute", break_session_lookup, retval=True)
+        try:
+            response = client.get("/account")
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", break_session_lookup)
+    assert response.status_code == 500
+    assert "no_such_table" in caplog.text  # the failure is in the log, with its statement
+    assert session_id not in caplog.text
 
 
 @pytest.mark.postgres_only
