@@ -77,6 +77,7 @@ def is_same_origin() -> bool:
 
 
 def _origin(url: str) -> tuple[str, str]:
+    """A URL's scheme and host (with its port), as browsers compare origins."""
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower()
 

@@ -115,6 +115,7 @@ def status_at(subscription: Subscription | None, at: dt.datetime) -> MembershipS
 def _after_unpaid_renewal(
     subscription: Subscription, at: dt.datetime, *, grace: bool
 ) -> MembershipStatus:
+    """Paid up before the unpaid renewal was due, then in grace (if any), then lapsed."""
     due = renewal_due_at(subscription)
     if at < due:
         return MembershipStatus.ACTIVE
