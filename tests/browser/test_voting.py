@@ -85,6 +85,7 @@ def test_staff_download_the_votes_from_the_votes_page_and_it_is_audited(
         sign_in_code(mail_server.wait_for("editor@example.org")[-1])
     )
     page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("status")).to_contain_text("You are signed in")
 
     # The download's address opened directly (as from a link in a chat): the votes page.
     page.goto(download_url)
