@@ -86,6 +86,9 @@ def test_staff_download_the_votes_from_the_votes_page_and_it_is_audited(
     )
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("status")).to_contain_text("You are signed in")
+    # Every response refreshes the session cookie, the account page's stylesheet and icon too:
+    # let them land before the next page's message is put in it.
+    page.wait_for_load_state("networkidle")
 
     # The download's address opened directly (as from a link in a chat): the votes page.
     page.goto(download_url)
