@@ -91,8 +91,12 @@ def configure_engine_options(config: dict[str, Any]) -> None:
     SQLite runs in WAL mode (readers never block the writer) with a busy timeout, so concurrent
     writers wait for each other instead of failing with "database is locked"; its foreign keys
     are switched on, as PostgreSQL's always are.
+
+    A statement's values never go into an error's message or SQL logging: they include session
+    ids, sign-in token hashes and members' addresses, and errors are logged.
     """
     options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    options.setdefault("hide_parameters", True)
     if is_sqlite(config["SQLALCHEMY_DATABASE_URI"]):
         connect_args = dict(options.get("connect_args") or {})
         connect_args.setdefault("timeout", 30)

@@ -26,7 +26,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from supporters import i18n
-from supporters.extensions import db, limiter
+from supporters.extensions import db, limiter, login_manager
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,28 @@ def _notice_other_host() -> None:
     )
 
 
+def is_same_origin() -> bool:
+    """Did this request come from one of this site's own pages, not from a link elsewhere?
+
+    Browsers say so in ``Sec-Fetch-Site``; older ones that do not send it send an ``Origin``
+    or ``Referer`` (``Referrer-Policy: same-origin`` keeps it on our own links), compared with
+    the configured public address. Anything else is not: a link on another site, in a chat or
+    an email, a typed address, or a client that says nothing. A GET that writes an audit row
+    (a staff download) does so only when this is true, so another site cannot make it write.
+    """
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
+    source = request.headers.get("Origin") or request.headers.get("Referer") or ""
+    return bool(source) and _origin(source) == _origin(current_app.config["BASE_URL"])
+
+
+def _origin(url: str) -> tuple[str, str]:
+    """A URL's scheme and host (with its port), as browsers compare origins."""
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
 def _content_security_policy() -> str:
     policy = {key: list(values) for key, values in _BASE_CSP.items()}
     for directive, sources in g.get("csp_extra", {}).items():
@@ -125,13 +147,40 @@ def _secure_headers(response: Response) -> Response:
     return response
 
 
+def _leave_the_database() -> None:
+    """Make the rest of this request independent of the database, before an error page.
+
+    The error may have broken the request's transaction (a failed write, a lock timeout, a
+    dropped connection): it is rolled back first, so that nothing half-written is kept, and
+    if even the rollback fails the connection is thrown away. Every row the session held is
+    then expired, so the page is rendered as for a visitor: neither the signed-in member nor
+    their subscription is read again (the session cookie is left alone, so they are still
+    signed in on the next page), and the page is never cached.
+    """
+    try:
+        db.session.rollback()
+    except sa.exc.SQLAlchemyError:
+        log.warning("Rolling back before an error page failed; connection discarded", exc_info=True)
+        db.session().invalidate()
+    # Flask-Login keeps the request's user on ``g``: with a visitor there, its user loader does
+    # not run again and no expired member is read while the page renders.
+    login_manager._update_request_context_with_user()
+    g.no_store = True
+
+
 def _render_error(code: int, title: str, message: str) -> tuple[str, int]:
-    return render_template("errors/error.html", code=code, title=title, message=message), code
+    """The error page; it needs no database (call :func:`_leave_the_database` first)."""
+    page = render_template(
+        "errors/error.html", code=code, title=title, message=message, is_error_page=True
+    )
+    return page, code
 
 
 def _handle_http_error(error: HTTPException) -> tuple[str, int] | HTTPException:
     if error.code is None or error.code < 400:
         return error
+    # First: the titles below are translated, and choosing the language may read the member.
+    _leave_the_database()
     titles = {
         400: _("Bad request"),
         403: _("Not allowed"),
@@ -155,6 +204,7 @@ def _handle_http_error(error: HTTPException) -> tuple[str, int] | HTTPException:
 
 
 def _handle_csrf_error(error: CSRFError) -> tuple[str, int]:
+    _leave_the_database()
     return _render_error(
         400,
         _("The form expired"),
@@ -166,6 +216,7 @@ def _handle_server_error(error: Exception) -> tuple[str, int]:
     # The traceback goes to the log, never to the browser.
     original = getattr(error, "original_exception", error)
     log.error("Unhandled error on %s %s", request.method, request.path, exc_info=original)
+    _leave_the_database()
     return _render_error(
         500,
         _("Something went wrong"),

@@ -86,6 +86,53 @@ def status_of(
     return MembershipStatus.LAPSED
 
 
+def status_at(subscription: Subscription | None, at: dt.datetime) -> MembershipStatus:
+    """What one subscription gave its member at ``at``, a past moment or now, read from its row.
+
+    A row keeps its latest status, its start and end and its current period; the past is read
+    from those. Before it started it gave nothing and from its end on it gave nothing; in
+    between it gave what its status gives, except where the current period's renewal went
+    unpaid (past due, unpaid or paused now, or cancelled before the period was over, as Stripe
+    does after its last retry): then it was paid up until that renewal, and in grace for the
+    grace period after it while Stripe still retried (past due, or since cancelled). What the
+    row no longer says is not seen: a late renewal since paid, or a change of tier. At ``at``
+    = now this is :func:`status_of`.
+    """
+    if subscription is None or at < (subscription.started_at or subscription.created_at):
+        return MembershipStatus.NONE
+    if subscription.ended_at is not None and at >= subscription.ended_at:
+        return MembershipStatus.LAPSED
+    status = subscription.status
+    if status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
+        return MembershipStatus.ACTIVE
+    if status is SubscriptionStatus.INCOMPLETE:
+        return MembershipStatus.PENDING
+    if status in (SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED):
+        # Ended after ``at`` (an end that was not recorded says nothing: lapsed, as now).
+        if subscription.ended_at is None:
+            return MembershipStatus.LAPSED
+        if status is SubscriptionStatus.INCOMPLETE_EXPIRED:
+            return MembershipStatus.PENDING
+        end = subscription.current_period_end
+        if end is None or subscription.ended_at >= end:
+            return MembershipStatus.ACTIVE  # paid to its end (a cancellation at period end)
+        return _after_unpaid_renewal(subscription, at, grace=True)
+    # Unpaid and paused ones lapsed when they got there, which may be inside the grace period.
+    return _after_unpaid_renewal(subscription, at, grace=status is SubscriptionStatus.PAST_DUE)
+
+
+def _after_unpaid_renewal(
+    subscription: Subscription, at: dt.datetime, *, grace: bool
+) -> MembershipStatus:
+    """Paid up before the unpaid renewal was due, then in grace (if any), then lapsed."""
+    due = renewal_due_at(subscription)
+    if at < due:
+        return MembershipStatus.ACTIVE
+    if grace and at < due + grace_period():
+        return MembershipStatus.GRACE
+    return MembershipStatus.LAPSED
+
+
 def _current_first(
     subscription: type[Subscription] | AliasedClass[Subscription],
 ) -> tuple[sa.ColumnElement[Any], ...]:

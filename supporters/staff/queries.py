@@ -46,6 +46,7 @@ from supporters.staff.models import (
     month_number,
     month_start,
 )
+from supporters.voting import results
 from supporters.voting.models import Poll, PollState, PollTierRule
 
 MRR_KINDS = (
@@ -408,7 +409,7 @@ def current_poll_turnout(now_figures: Now, now: dt.datetime | None = None) -> Tu
     """The open poll (or else the last closed one): ballots ÷ patrons who could vote.
 
     For an open poll the denominator is today's patrons (of the allowed tiers, for a poll
-    restricted to some tiers); for a closed poll, the count kept when it closed.
+    restricted to some tiers); for a closed poll, those who could vote when it closed.
     """
     now = now or utcnow()
     published = (Poll.state != PollState.DRAFT, Poll.opens_at.is_not(None), Poll.opens_at <= now)
@@ -432,7 +433,7 @@ def current_poll_turnout(now_figures: Now, now: dt.datetime | None = None) -> Tu
     ballots = poll.ballot_count  # kept as ballots are cast: no count over the ballots
     eligible: int | None
     if not is_open:
-        eligible = poll.eligible_count
+        eligible = results.eligible_at_closing(poll, now)
     elif poll.is_restricted_to_tiers:
         allowed = set(
             db.session.scalars(

@@ -108,13 +108,15 @@ class Poll(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     question: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str] = mapped_column(sa.Text, default="")
-    # The stored state: draft until published; "open"/"closed" are written when first observed
-    # from the clock, or when staff close a poll early.
+    # The stored state: draft until published, then scheduled or open as publishing found it,
+    # and closed only when staff close the poll early. Past its opening and closing times the
+    # clock decides on every read (services.observed_state, closed_by): a GET writes nothing.
     state: Mapped[PollState] = mapped_column(
         enum_column(PollState, "poll_state"), default=PollState.DRAFT, index=True
     )
     opens_at: Mapped[dt.datetime | None]
     closes_at: Mapped[dt.datetime | None]
+    # When staff closed the poll early (polls the clock closed keep it NULL: see ends_at).
     closed_at: Mapped[dt.datetime | None]
     max_choices: Mapped[int] = mapped_column(default=1)
     results_visibility: Mapped[ResultsVisibility] = mapped_column(
@@ -130,8 +132,9 @@ class Poll(Model):
     is_restricted_to_tiers: Mapped[bool] = mapped_column(default=False)
     # An editor may decline to cover the winner, with a reason published on the poll page.
     decline_reason: Mapped[str] = mapped_column(sa.Text, default="")
-    # Patrons who could vote, counted when the poll's closing is recorded, so a closed poll's
-    # turnout does not drift as memberships change afterwards. NULL while the poll is not closed.
+    # Patrons who could vote, counted when staff close the poll early. NULL for a poll the clock
+    # closes: its figure is counted from the membership history at its closing time instead
+    # (results.count_eligible), so it does not drift as memberships change afterwards either.
     eligible_count: Mapped[int | None]
     # Ballots cast, raised in the transaction that casts a new one (services.cast_vote), so a
     # turnout is read rather than counted. Whatever else writes or deletes ballots must keep it
@@ -148,6 +151,20 @@ class Poll(Model):
     tier_rules: Mapped[list[PollTierRule]] = relationship(
         back_populates="poll", cascade="all, delete-orphan"
     )
+
+    @property
+    def ends_at(self) -> dt.datetime | None:
+        """When voting ends or ended: staff's early closing, else the closing time."""
+        return self.closed_at or self.closes_at
+
+    @classmethod
+    def closed_by(cls, at: dt.datetime) -> sa.ColumnElement[bool]:
+        """SQL: the poll is closed at ``at`` (closed by staff, or published and past its closing
+        time), as ``services.observed_state`` decides for one poll."""
+        return sa.or_(
+            cls.state == PollState.CLOSED,
+            sa.and_(cls.state.in_((PollState.SCHEDULED, PollState.OPEN)), cls.closes_at <= at),
+        )
 
 
 class PollTierRule(Model):

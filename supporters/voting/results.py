@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import sqlalchemy as sa
 
-from supporters.billing.membership import LIVE_STATUSES, status_of
+from supporters.billing.membership import LIVE_STATUSES, status_at
 from supporters.billing.models import Subscription, SubscriptionStatus
 from supporters.extensions import db
 from supporters.members.models import Member
@@ -33,6 +33,13 @@ from supporters.voting.models import (
     VoteChoice,
 )
 from supporters.voting.weights import cap_limit, capped_weight
+
+# Live statuses of a subscription whose current renewal went unpaid.
+UNPAID_RENEWAL_STATUSES = (
+    SubscriptionStatus.PAST_DUE,
+    SubscriptionStatus.UNPAID,
+    SubscriptionStatus.PAUSED,
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class PollResults:
 
     ballots: int
     total_weight: Fraction
-    eligible: int
+    eligible: int | None  # None when not asked for (see compute_results)
     options: list[OptionResult]
     is_final: bool
     limit: Fraction | None = None  # the cap's limit, when it cut at least one ballot
@@ -73,55 +80,91 @@ class PollResults:
 
     @property
     def turnout(self) -> Fraction | None:
-        """Ballots among patrons who could vote (None when nobody could)."""
+        """Ballots among patrons who could vote (None when nobody could, or not counted)."""
         return Fraction(self.ballots, self.eligible) if self.eligible else None
 
 
-def count_eligible(poll: Poll, now: dt.datetime) -> int:
-    """Patrons who may vote in this poll at ``now``.
+def count_eligible(poll: Poll, at: dt.datetime) -> int:
+    """Patrons who could vote in this poll at ``at``: now, or when a closed poll closed.
 
-    A member's current subscription is picked in SQL as ``billing.membership`` picks it (the
-    live one, else the newest: a window function); active and trialing ones are counted there.
-    Past-due ones, a small minority, are judged by ``membership.status_of`` itself, so the
-    grace-period rule lives in one place.
+    Counted from the subscriptions' history as ``billing.membership.status_at`` reads it, so a
+    closed poll's figure does not move as memberships change afterwards. Each member's
+    subscription at ``at`` is picked in SQL as billing picks the current one (the live one,
+    else the newest), among those started by then, "live" meaning not ended by then; those that
+    surely entitled their member then are counted there (active or trialing, or since cancelled
+    at the end of a paid period). The few whose renewal went unpaid are judged by ``status_at``
+    itself, so the grace-period rule lives in one place.
     """
-    live_first = sa.case((Subscription.status.in_(LIVE_STATUSES), 0), else_=1)
-    ranked = sa.select(
-        Subscription.id,
-        Subscription.status,
-        Subscription.tier_id,
-        sa.func.row_number()
-        .over(
-            partition_by=Subscription.member_id,
-            order_by=(live_first, Subscription.created_at.desc(), Subscription.id.desc()),
+    sub = Subscription
+    live_then = sa.or_(
+        sub.ended_at > at, sa.and_(sub.ended_at.is_(None), sub.status.in_(LIVE_STATUSES))
+    )
+    ranked = (
+        sa.select(
+            sub.id,
+            sub.status,
+            sub.tier_id,
+            sub.ended_at,
+            sub.current_period_end,
+            sa.func.row_number()
+            .over(
+                partition_by=sub.member_id,
+                order_by=(sa.case((live_then, 0), else_=1), sub.created_at.desc(), sub.id.desc()),
+            )
+            .label("rank"),
         )
-        .label("rank"),
-    ).subquery()
-    current = [ranked.c.rank == 1]
+        .where(sa.func.coalesce(sub.started_at, sub.created_at) <= at)
+        .subquery()
+    )
+    then = [
+        ranked.c.rank == 1,
+        sa.or_(
+            ranked.c.ended_at > at,
+            sa.and_(ranked.c.ended_at.is_(None), ranked.c.status.in_(LIVE_STATUSES)),
+        ),
+    ]
     if poll.is_restricted_to_tiers:
         allowed = sa.select(PollTierRule.tier_id).where(
             PollTierRule.poll_id == poll.id, PollTierRule.may_vote.is_(True)
         )
-        current.append(ranked.c.tier_id.in_(allowed))
-    active = db.session.scalar(
+        then.append(ranked.c.tier_id.in_(allowed))
+    cancelled = ranked.c.status == SubscriptionStatus.CANCELED
+    paid_to_its_end = sa.or_(
+        ranked.c.current_period_end.is_(None), ranked.c.ended_at >= ranked.c.current_period_end
+    )
+    entitled = db.session.scalar(
         sa.select(sa.func.count())
         .select_from(ranked)
         .where(
-            *current,
-            ranked.c.status.in_((SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING)),
+            *then,
+            sa.or_(
+                ranked.c.status.in_((SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING)),
+                sa.and_(cancelled, paid_to_its_end),
+            ),
         )
     )
-    past_due = db.session.scalars(
+    unpaid = db.session.scalars(
         sa.select(Subscription).where(
             Subscription.id.in_(
                 sa.select(ranked.c.id).where(
-                    *current, ranked.c.status == SubscriptionStatus.PAST_DUE
+                    *then,
+                    sa.or_(
+                        ranked.c.status.in_(UNPAID_RENEWAL_STATUSES),
+                        sa.and_(cancelled, sa.not_(paid_to_its_end)),
+                    ),
                 )
             )
         )
     )
-    in_grace = sum(1 for subscription in past_due if status_of(subscription, now).is_entitled)
-    return int(active or 0) + in_grace
+    in_grace = sum(1 for subscription in unpaid if status_at(subscription, at).is_entitled)
+    return int(entitled or 0) + in_grace
+
+
+def eligible_at_closing(poll: Poll, now: dt.datetime) -> int:
+    """Patrons who could vote in a closed poll: kept when staff closed it, else counted then."""
+    if poll.eligible_count is not None:
+        return poll.eligible_count
+    return count_eligible(poll, min(poll.ends_at or now, now))
 
 
 def weight_groups(poll_id: int) -> list[tuple[int, int]]:
@@ -135,8 +178,15 @@ def weight_groups(poll_id: int) -> list[tuple[int, int]]:
     return [(int(weight), int(count)) for weight, count in rows]
 
 
-def compute_results(poll: Poll, state: PollState, now: dt.datetime) -> PollResults:
-    """Counts, weights, shares and (once closed) winners of a poll, from SQL aggregates."""
+def compute_results(
+    poll: Poll, state: PollState, now: dt.datetime, *, with_turnout: bool = True
+) -> PollResults:
+    """Counts, weights, shares and (once closed) winners of a poll, from SQL aggregates.
+
+    The turnout's denominator is the patrons who may vote now, or could when a closed poll
+    closed (kept by staff's early closing, else counted from the history). Callers that show
+    no turnout pass ``with_turnout=False`` and skip that count.
+    """
     groups = weight_groups(poll.id)
     ballots = sum(count for _, count in groups)
     limit = cap_limit(groups, poll.weight_cap_percent) if poll.weight_cap_percent else None
@@ -179,9 +229,9 @@ def compute_results(poll: Poll, state: PollState, now: dt.datetime) -> PollResul
             )
         )
     results.sort(key=lambda result: (-result.weight, -result.ballots, result.option.position))
-    eligible = poll.eligible_count if is_final and poll.eligible_count is not None else None
-    if eligible is None:
-        eligible = count_eligible(poll, now)
+    eligible = None
+    if with_turnout:
+        eligible = eligible_at_closing(poll, now) if is_final else count_eligible(poll, now)
     return PollResults(
         ballots=ballots,
         total_weight=total,
@@ -315,15 +365,15 @@ def covered_topics(now: dt.datetime) -> list[Coverage]:
         .join(Poll, Poll.id == PollOption.poll_id)
         .where(
             PollOption.topic_id.in_([topic.id for topic in topics]),
-            Poll.state == PollState.CLOSED,
+            Poll.closed_by(now),
         )
-        .order_by(Poll.closed_at.desc())
+        .order_by(sa.func.coalesce(Poll.closed_at, Poll.closes_at).desc(), Poll.id.desc())
     ).all()
     cache: dict[int, PollResults] = {}
     standings: dict[int, list[tuple[Poll, OptionResult, PollResults]]] = {}
     for topic_id, poll in option_rows:
         if poll.id not in cache:
-            cache[poll.id] = compute_results(poll, PollState.CLOSED, now)
+            cache[poll.id] = compute_results(poll, PollState.CLOSED, now, with_turnout=False)
         results = cache[poll.id]
         for result in results.options:
             if result.option.topic_id == topic_id:

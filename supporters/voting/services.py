@@ -19,13 +19,12 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from supporters.audit import record_action
 from supporters.billing.membership import MembershipStatus, current_subscription, status_of
 from supporters.billing.models import Subscription
-from supporters.db import rows_matched, utcnow
+from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.voting import results as results_module
@@ -110,7 +109,11 @@ def _audit(action: str, actor: Actor, target: Poll | Topic, **details: Any) -> N
 
 
 def observed_state(poll: Poll, at: dt.datetime) -> PollState:
-    """The state the clock gives a published poll; drafts and closed polls keep theirs."""
+    """The state the clock gives a published poll; drafts and closed polls keep theirs.
+
+    Worked out on every read and never stored: no background job opens or closes polls, and a
+    reader's request writes nothing (``Poll.closed_by`` is the same rule in SQL).
+    """
     if poll.state in (PollState.DRAFT, PollState.CLOSED):
         return poll.state
     if poll.closes_at is not None and at >= poll.closes_at:
@@ -118,40 +121,6 @@ def observed_state(poll: Poll, at: dt.datetime) -> PollState:
     if poll.opens_at is not None and at < poll.opens_at:
         return PollState.SCHEDULED
     return PollState.OPEN
-
-
-def refresh_state(poll: Poll, at: dt.datetime | None = None) -> PollState:
-    """Store the state the clock gives the poll, the first time anyone observes it.
-
-    No background job: whichever request first sees a poll past its opening or closing time
-    writes the change. A conditional UPDATE lets exactly one of several racing requests do it
-    (and log the closing); the others read what it wrote.
-    """
-    at = at or now()
-    state = observed_state(poll, at)
-    if state is poll.state:
-        return state
-    values: dict[str, Any] = {"state": state}
-    if state is PollState.CLOSED:
-        assert poll.closes_at is not None  # observed_state closes only polls with a closing time
-        values["closed_at"] = poll.closes_at
-        values["eligible_count"] = results_module.count_eligible(poll, poll.closes_at)
-    written = db.session.execute(
-        sa.update(Poll)
-        .where(Poll.id == poll.id, Poll.state == poll.state)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if rows_matched(written) != 1:
-        db.session.refresh(poll)
-        return poll.state
-    for key, value in values.items():
-        set_committed_value(poll, key, value)
-    if state is PollState.CLOSED:
-        _audit(
-            "poll.closed", Actor(None), poll, by="clock", closed_at=values["closed_at"].isoformat()
-        )
-    return state
 
 
 @functools.cache
@@ -170,7 +139,7 @@ def get_poll(poll_id: int, *, viewer: Member | None = None) -> tuple[Poll, PollS
     poll = db.session.scalars(_poll_query(), {"poll_id": poll_id}).unique().one_or_none()
     if poll is None or (poll.state is PollState.DRAFT and not (viewer and viewer.is_staff)):
         raise PollNotFound(_("There is no such poll."))
-    return poll, refresh_state(poll)
+    return poll, observed_state(poll, now())
 
 
 def visible_polls() -> list[tuple[Poll, PollState]]:
@@ -181,7 +150,7 @@ def visible_polls() -> list[tuple[Poll, PollState]]:
         .order_by(Poll.closes_at.desc().nulls_last(), Poll.id.desc())
     ).all()
     at = now()
-    return [(poll, refresh_state(poll, at)) for poll in polls]
+    return [(poll, observed_state(poll, at)) for poll in polls]
 
 
 # -- who may vote -------------------------------------------------------------------------------
@@ -418,7 +387,7 @@ def cast_vote(
     :raises InvalidBallot: no choice, too many, or an option of another poll.
     """
     at = now()
-    state = refresh_state(poll, at)
+    state = observed_state(poll, at)
     if state is PollState.DRAFT:
         raise PollNotFound(_("There is no such poll."))
     if state is PollState.SCHEDULED:
@@ -669,7 +638,7 @@ def close_poll(poll: Poll, actor: Actor) -> bool:
     at = now()
     if poll.state is PollState.DRAFT:
         raise TransitionRefused(_("A draft cannot be closed: it was never open."))
-    if refresh_state(poll, at) is PollState.CLOSED:
+    if observed_state(poll, at) is PollState.CLOSED:
         return False
     poll.state = PollState.CLOSED
     poll.closed_at = at
@@ -684,10 +653,11 @@ def decline_winner(poll: Poll, topic: Topic, reason: str, actor: Actor) -> None:
 
     :raises TransitionRefused: the poll is not closed, or the topic did not win it.
     """
-    state = refresh_state(poll)
+    at = now()
+    state = observed_state(poll, at)
     if state is not PollState.CLOSED:
         raise TransitionRefused(_("Only the winner of a closed poll can be declined."))
-    outcome = results_module.compute_results(poll, state, now())
+    outcome = results_module.compute_results(poll, state, at, with_turnout=False)
     if topic.id not in {result.option.topic_id for result in outcome.winners}:
         raise TransitionRefused(_("That topic did not win this poll."))
     decline_topic(topic, reason, actor)
@@ -863,14 +833,14 @@ def decline_topic(topic: Topic, reason: str, actor: Actor) -> bool:
     topic, changed = _transition(topic, "decline", actor, status_reason=reason.strip())
     if not changed:
         return False
+    at = now()
     won = db.session.scalars(
         sa.select(Poll)
         .join(PollOption, PollOption.poll_id == Poll.id)
-        .where(PollOption.topic_id == topic.id, Poll.state == PollState.CLOSED)
+        .where(PollOption.topic_id == topic.id, Poll.closed_by(at))
     ).all()
-    at = now()
     for poll in won:
-        outcome = results_module.compute_results(poll, PollState.CLOSED, at)
+        outcome = results_module.compute_results(poll, PollState.CLOSED, at, with_turnout=False)
         if any(result.option.topic_id == topic.id for result in outcome.winners):
             poll.decline_reason = reason.strip()
             _audit("poll.winner_declined", actor, poll, topic_id=topic.id, reason=reason.strip())

@@ -31,6 +31,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response as BaseResponse
 
+from supporters import web
 from supporters.billing.models import Subscription, Tier
 from supporters.extensions import db, login_manager
 from supporters.members.auth import admin_required, current_member, staff_required
@@ -124,13 +125,11 @@ def _load_topic(topic_id: int) -> Topic:
 def list_polls() -> str:
     """Open and past polls; drafts stay with the staff."""
     polls = services.visible_polls()
-    page = render_template(
+    return render_template(
         "voting/list_polls.html",
         open_polls=[(p, s) for p, s in polls if s is not PollState.CLOSED],
         closed_polls=[(p, s) for p, s in polls if s is PollState.CLOSED],
     )
-    db.session.commit()  # states first observed here are kept
-    return page
 
 
 def _render_poll(
@@ -160,7 +159,7 @@ def _render_poll(
         decline_form.topic_id.choices = choices_of(
             (r.option.topic_id, r.topic.title) for r in outcome.winners
         )
-    page = render_template(
+    return render_template(
         "voting/show_poll.html",
         poll=poll,
         state=state,
@@ -177,9 +176,7 @@ def _render_poll(
         Weighting=Weighting,
         ResultsVisibility=ResultsVisibility,
         TopicStatus=TopicStatus,
-    )
-    db.session.commit()  # a state first observed here is kept
-    return page, status
+    ), status
 
 
 @bp.get("/<int:poll_id>")
@@ -300,7 +297,7 @@ def manage_polls() -> str:
     """Every poll, drafts included, with its ballots; proposals waiting for review."""
     polls = db.session.scalars(sa.select(Poll).order_by(Poll.created_at.desc(), Poll.id.desc()))
     at = services.now()
-    rows = [(poll, services.refresh_state(poll, at)) for poll in polls]
+    rows = [(poll, services.observed_state(poll, at)) for poll in polls]
     counts: dict[int, int] = {
         poll_id: count
         for poll_id, count in db.session.execute(
@@ -310,11 +307,9 @@ def manage_polls() -> str:
     waiting = db.session.scalar(
         sa.select(sa.func.count()).select_from(Topic).where(Topic.status == TopicStatus.PROPOSED)
     )
-    page = render_template(
+    return render_template(
         "voting/manage_polls.html", rows=rows, counts=counts, waiting=waiting or 0
     )
-    db.session.commit()
-    return page
 
 
 def _tiers() -> list[Tier]:
@@ -386,7 +381,8 @@ def _render_edit(
     topic_form: TopicForm | None = None,
 ) -> RenderResult:
     tiers = _tiers()
-    state = services.refresh_state(poll)
+    at = services.now()
+    state = services.observed_state(poll, at)
     offered = {option.topic_id for option in poll.options}
     shortlisted = db.session.scalars(
         sa.select(Topic).where(Topic.status == TopicStatus.SHORTLISTED).order_by(Topic.title)
@@ -395,7 +391,7 @@ def _render_edit(
     add_form.topic_id.choices = choices_of(
         (t.id, t.title) for t in shortlisted if t.id not in offered
     )
-    page = render_template(
+    return render_template(
         "voting/edit_poll.html",
         poll=poll,
         state=state,
@@ -404,14 +400,10 @@ def _render_edit(
         add_form=add_form,
         topic_form=topic_form or TopicForm(),
         action_form=EmptyForm(),
-        problems=services.publishing_problems(poll, services.now())
-        if state is PollState.DRAFT
-        else [],
+        problems=services.publishing_problems(poll, at) if state is PollState.DRAFT else [],
         error=error,
         PollState=PollState,
-    )
-    db.session.commit()
-    return page, status
+    ), status
 
 
 @bp.route("/manage/<int:poll_id>/edit", methods=["GET", "POST"])
@@ -542,7 +534,7 @@ def decline_winner(poll_id: int) -> RenderResult | BaseResponse:
     """Decline to cover a closed poll's winner, with a reason published on the poll."""
     poll, state = _load_poll(poll_id)
     form = DeclineWinnerForm()
-    outcome = results.compute_results(poll, state, services.now())
+    outcome = results.compute_results(poll, state, services.now(), with_turnout=False)
     form.topic_id.choices = choices_of((r.option.topic_id, r.topic.title) for r in outcome.winners)
     if not form.validate_on_submit():
         message = " ".join(str(e) for errors in form.errors.values() for e in errors)
@@ -565,9 +557,9 @@ def list_votes(poll_id: int) -> str:
     """Who voted for what, a page at a time (staff only)."""
     poll, state = _load_poll(poll_id)
     after = request.args.get("after", 0, type=int)
-    outcome = results.compute_results(poll, state, services.now())
+    outcome = results.compute_results(poll, state, services.now(), with_turnout=False)
     rows = results.ballot_rows(poll, after_id=after, limit=VOTES_PER_PAGE, cap=outcome.limit)
-    page = render_template(
+    return render_template(
         "voting/list_votes.html",
         poll=poll,
         state=state,
@@ -576,8 +568,6 @@ def list_votes(poll_id: int) -> str:
         after=after,
         next_after=rows[-1].vote_id if len(rows) == VOTES_PER_PAGE else None,
     )
-    db.session.commit()
-    return page
 
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -595,10 +585,20 @@ def _exact(weight: Fraction | int) -> Decimal:
 
 @bp.get("/manage/<int:poll_id>/votes.csv")
 @staff_required
-def export_votes(poll_id: int) -> Response:
-    """Download who voted for what as CSV (staff only; the download is audited)."""
+def export_votes(poll_id: int) -> BaseResponse:
+    """Download who voted for what as CSV (staff only; the download is audited).
+
+    Only from this site's own pages: a link followed from elsewhere (a chat, an email, another
+    site) leads to the votes page, whose download link is audited like any other. So every
+    download is in the audit log, and a GET from another site writes nothing.
+    """
     poll, state = _load_poll(poll_id)
-    outcome = results.compute_results(poll, state, services.now())
+    if not web.is_same_origin():
+        flash(
+            _("Download the votes from this page: downloads are recorded in the audit log."), "info"
+        )
+        return redirect(url_for("voting.list_votes", poll_id=poll_id), 303)
+    outcome = results.compute_results(poll, state, services.now(), with_turnout=False)
     services.record_export(poll, _actor(), outcome.ballots)
     db.session.commit()
     limit = outcome.limit

@@ -1,13 +1,20 @@
-"""A patron signs in, opens a poll, votes, sees the results and changes the vote, in Chromium."""
+"""In Chromium: a patron votes and changes the vote; staff download who voted for what."""
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from playwright.sync_api import expect
 
+from supporters.audit import AuditEntry
 from supporters.extensions import db
+from supporters.members.models import Role
 from supporters.voting import services
+from tests.factories import make_member
 from tests.smtp import MailServer, sign_in_code
 from tests.voting.factories import make_patron, make_poll, option_ids
 
@@ -59,3 +66,41 @@ def test_a_patron_votes_sees_results_and_changes_the_vote(
     expect(results.get_by_role("progressbar", name="Transport: 50.0%")).to_be_visible()
     expect(page.get_by_role("checkbox", name="Schools")).not_to_be_checked()
     expect(page.get_by_role("checkbox", name="Transport")).to_be_checked()
+
+
+def test_staff_download_the_votes_from_the_votes_page_and_it_is_audited(
+    page: Any, live_server: Any, mail_server: MailServer
+) -> None:
+    with live_server.app.app_context():
+        poll = make_poll()
+        services.cast_vote(poll, make_patron(display_name="Olena"), [option_ids(poll)[1]])
+        make_member("editor@example.org", role=Role.STAFF, display_name="Editor")
+        db.session.commit()
+        download_url = f"/polls/manage/{poll.id}/votes.csv"
+
+    page.goto("/sign-in")
+    page.get_by_label("Email address").fill("editor@example.org")
+    page.get_by_role("button", name="Email me a sign-in code").click()
+    page.get_by_label("Code from the email").fill(
+        sign_in_code(mail_server.wait_for("editor@example.org")[-1])
+    )
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("status")).to_contain_text("You are signed in")
+    # Every response refreshes the session cookie, the account page's stylesheet and icon too:
+    # let them land before the next page's message is put in it.
+    page.wait_for_load_state("networkidle")
+
+    # The download's address opened directly (as from a link in a chat): the votes page.
+    page.goto(download_url)
+    expect(page.get_by_role("heading", name="Who voted for what")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("downloads are recorded in the audit log")
+    with live_server.app.app_context():
+        assert db.session.scalars(sa.select(AuditEntry)).all() == []
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download_info.value.path()).read_text())))
+    assert [(r["name"], r["choices"]) for r in rows] == [("Olena", "Housing")]
+    with live_server.app.app_context():
+        audited = db.session.scalars(sa.select(AuditEntry.action)).all()
+    assert audited == ["poll.votes_exported"]

@@ -253,6 +253,13 @@ def test_overview_shows_figures_definitions_and_charts(
     assert " style=" not in page
     assert not re.search(r'(src|href)="https?://', page)
 
+    # Past its closing time (which no one has opened the poll since): the clock closed it,
+    # and its turnout counts the patrons who could vote then.
+    poll.closes_at = utcnow()
+    db.session.commit()
+    page = text(client_for(app, people["staff"]).get("/staff/"))
+    assert "Closed:" in page and "1 ballot / 3" in page and "33.3%" in page
+
 
 def test_reports_page_says_what_it_cannot_know(app: Flask, people: dict[str, Member]) -> None:
     page = text(client_for(app, people["staff"]).get("/staff/reports"))

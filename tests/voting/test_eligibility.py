@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from flask import Flask
 
-from supporters.billing.membership import is_entitled
+from supporters.billing.membership import is_entitled, status_at
 from supporters.billing.models import SubscriptionStatus
 from supporters.extensions import db
 from supporters.voting import results, services
@@ -125,3 +125,57 @@ def test_the_current_subscription_decides_as_it_does_for_billing(app: Flask, clo
     expected = sum(is_entitled(member.id, clock.at) for member in members)
     assert expected == 3
     assert results.count_eligible(make_poll(), clock.at) == expected
+
+
+# (status, started, period start, period end, ended): days from the poll's closing, None unset.
+Row = tuple[SubscriptionStatus, int, int | None, int | None, int | None]
+
+
+@pytest.mark.parametrize(
+    ("rows", "entitled"),
+    [
+        ([(S.ACTIVE, -60, -5, 25, None)], True),
+        ([(S.ACTIVE, 1, 1, 31, None)], False),  # joined after the closing
+        ([(S.CANCELED, -60, -20, 10, 10)], True),  # cancelled at the end of a paid period, later
+        ([(S.CANCELED, -60, -40, -1, -1)], False),  # cancelled before
+        ([(S.PAST_DUE, -60, 5, 35, None)], True),  # the renewal failed after the closing
+        ([(S.PAST_DUE, -60, -3, 27, None)], True),  # failed 3 days before: in grace then
+        ([(S.PAST_DUE, -60, -20, 10, None)], False),  # grace over by then
+        ([(S.UNPAID, -60, 5, 35, None)], True),
+        ([(S.UNPAID, -60, -3, 27, None)], False),  # unpaid now: when it got there is unknown
+        ([(S.CANCELED, -60, -3, 27, 10)], True),  # Stripe gave up after the closing
+        ([(S.CANCELED, -60, -20, 10, 5)], False),  # ... but the grace was over by then
+        ([(S.INCOMPLETE, -2, None, None, None)], False),
+        ([(S.INCOMPLETE_EXPIRED, -2, None, None, 1)], False),
+        ([(S.CANCELED, -90, -60, -30, -30), (S.ACTIVE, -10, -10, 20, None)], True),
+        ([(S.ACTIVE, -60, -5, 25, None), (S.INCOMPLETE, -5, None, None, None)], False),
+        ([(S.ACTIVE, -60, -5, 25, None), (S.INCOMPLETE, 5, None, None, None)], True),
+    ],
+)
+def test_who_could_vote_when_a_poll_closed_is_read_from_the_history(
+    app: Flask, clock: Clock, rows: list[Row], entitled: bool
+) -> None:
+    """A month after the closing, the count at the closing sees memberships as they were then."""
+    closing = clock.at - dt.timedelta(days=30)
+
+    def day(offset: int | None) -> dt.datetime | None:
+        return None if offset is None else closing + dt.timedelta(days=offset)
+
+    member = make_member()
+    subscriptions = [
+        make_subscription(
+            member,
+            status=status,
+            started_at=day(started),
+            created_at=day(started),
+            current_period_start=day(period_start),
+            current_period_end=day(period_end),
+            ended_at=day(ended),
+        )
+        for status, started, period_start, period_end, ended in rows
+    ]
+    poll = make_poll(opens_at=closing - dt.timedelta(days=7), closes_at=closing)
+    assert results.count_eligible(poll, closing) == int(entitled)
+    # The SQL count and billing's own reading of the row agree.
+    if len(rows) == 1:
+        assert status_at(subscriptions[0], closing).is_entitled is entitled

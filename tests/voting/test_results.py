@@ -154,14 +154,17 @@ def test_several_choices_count_for_each_option(app: Flask, clock: Clock) -> None
     }
 
 
-def test_a_closed_polls_turnout_is_kept_from_its_closing(app: Flask, clock: Clock) -> None:
+def test_a_closed_polls_turnout_is_counted_at_its_closing(app: Flask, clock: Clock) -> None:
     poll = make_poll()
     _vote(poll, [(make_patron(), option_ids(poll)[:1])])
     make_patron()
     db.session.commit()
     clock.advance(days=8)  # past the closing time
-    assert services.refresh_state(poll) is PollState.CLOSED
-    assert poll.eligible_count == 2
-    make_patron()  # joins after the poll closed
-    outcome = results.compute_results(poll, PollState.CLOSED, clock.at)
+    state = services.observed_state(poll, clock.at)
+    assert state is PollState.CLOSED
+    make_subscription(make_member(), started_at=clock.at)  # joins after the poll closed
+    outcome = results.compute_results(poll, state, clock.at)
     assert (outcome.ballots, outcome.eligible) == (1, 2)
+    # Staff closing a poll early keep the count of that moment.
+    poll.eligible_count = 5
+    assert results.compute_results(poll, state, clock.at).eligible == 5

@@ -171,7 +171,22 @@ def test_staff_see_who_voted_for_what_and_download_it(app: Flask, clock: Clock) 
     page = text(staff.get(f"/polls/manage/{poll.id}/votes"))
     assert "Olena" in page and "3.00" in page
 
-    response = staff.get(f"/polls/manage/{poll.id}/votes.csv", buffered=True)
+    url = f"/polls/manage/{poll.id}/votes.csv"
+    # A link followed from elsewhere (a chat, an email, another site, a typed address) leads
+    # to the votes page, whose download link is audited: another site cannot make a GET write.
+    for elsewhere in (
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "none"},
+        {"Referer": "https://elsewhere.example/chat"},
+        {},
+    ):
+        away = staff.get(url, headers=elsewhere)
+        assert away.status_code == 303
+        assert away.headers["Location"].endswith(f"/polls/manage/{poll.id}/votes")
+    assert "downloads are recorded in the audit log" in text(staff.get(away.headers["Location"]))
+    assert db.session.scalars(sa.select(AuditEntry)).all() == []
+
+    response = staff.get(url, headers={"Sec-Fetch-Site": "same-origin"})
     assert response.status_code == 200 and response.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(text(response))))
     assert [(r["name"], r["choices"], r["weight"]) for r in rows] == [
@@ -184,6 +199,10 @@ def test_staff_see_who_voted_for_what_and_download_it(app: Flask, clock: Clock) 
         editor.id,
         {"ballots": 2},
     )
+    # A browser without Sec-Fetch-Site: the Referer of our own page says the same.
+    older = staff.get(url, headers={"Referer": f"http://localhost/polls/manage/{poll.id}/votes"})
+    assert older.status_code == 200 and older.mimetype == "text/csv"
+    assert len(db.session.scalars(sa.select(AuditEntry)).all()) == 2
 
     member = sign_in(app.test_client(), make_patron())
     assert member.get(f"/polls/manage/{poll.id}/votes.csv").status_code == 403

@@ -223,7 +223,9 @@ def test_results_stay_private_until_the_poll_allows(
     assert all(other.email not in page for other in others)
 
 
-def test_the_clock_opens_and_closes_the_poll_once(app: Flask, clock: Clock) -> None:
+def test_the_clock_opens_and_closes_the_poll_and_reading_it_writes_nothing(
+    app: Flask, clock: Clock
+) -> None:
     poll = make_poll(
         state=PollState.SCHEDULED,
         opens_at=clock.at + dt.timedelta(hours=1),
@@ -231,29 +233,41 @@ def test_the_clock_opens_and_closes_the_poll_once(app: Flask, clock: Clock) -> N
     )
     a, b, _ = option_ids(poll)
     patron = make_patron()
+    leaving = make_member()
+    paid_until = clock.at + dt.timedelta(days=1, hours=6)  # six hours after the closing
+    leaving_subscription = make_subscription(leaving, current_period_end=paid_until)
     client = sign_in(app.test_client(), patron)
+    visitor = app.test_client()
     assert "Voting opens" in text(client.get(f"/polls/{poll.id}"))
     assert _vote(client, poll.id, a).status_code == 409
 
     clock.advance(hours=2)
     assert "Cast my vote" in text(client.get(f"/polls/{poll.id}"))
-    db.session.expire_all()
-    assert db.session.get(Poll, poll.id).state is PollState.OPEN  # type: ignore[union-attr]
     assert _vote(client, poll.id, a).status_code == 303
 
-    clock.advance(days=1)
-    page = text(client.get("/polls/"))
-    assert "Past polls" in page
-    db.session.expire_all()
-    stored = db.session.get(Poll, poll.id)
-    assert stored is not None and stored.state is PollState.CLOSED
-    assert stored.closed_at == poll.closes_at
-    assert stored.eligible_count == 1
+    clock.advance(days=2)
+    # After the closing: one patron's support ends with the paid period that covered the
+    # closing, and two readers join. None of it changes the closed poll's turnout.
+    leaving_subscription.status = SubscriptionStatus.CANCELED
+    leaving_subscription.ended_at = paid_until
+    for _ in range(2):
+        make_subscription(make_member(), started_at=clock.at, created_at=clock.at)
+    db.session.commit()
+    assert "Past polls" in text(visitor.get("/polls/"))
+    page = text(visitor.get(f"/polls/{poll.id}"))
+    assert "Patrons chose: Schools" in page
+    assert "a turnout of 50.0% among the 2 patrons who may vote" in page
     response = _vote(client, poll.id, b)
     assert response.status_code == 409 and "This poll has closed" in text(response)
-    client.get(f"/polls/{poll.id}")
-    closings = db.session.scalars(
-        sa.select(AuditEntry).where(AuditEntry.action == "poll.closed")
-    ).all()
-    assert [(e.actor_id, e.details["by"]) for e in closings] == [(None, "clock")]
+
+    # The clock decided; reading the poll wrote nothing.
+    db.session.expire_all()
+    stored = db.session.get(Poll, poll.id)
+    assert stored is not None
+    assert (stored.state, stored.closed_at, stored.eligible_count) == (
+        PollState.SCHEDULED,
+        None,
+        None,
+    )
+    assert db.session.scalars(sa.select(AuditEntry)).all() == []
     assert _stored() == [(poll.id, patron.id, (a,))]
