@@ -10,6 +10,7 @@ from flask import (
     Blueprint,
     Flask,
     Response,
+    abort,
     current_app,
     g,
     jsonify,
@@ -23,7 +24,7 @@ from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from supporters import i18n
+from supporters import i18n, params
 from supporters.extensions import db, limiter
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,18 @@ def _secure_headers(response: Response) -> Response:
         headers["Cache-Control"] = "no-store"
         headers.add_header("Vary", "Cookie")
     return response
+
+
+def _refuse_unsafe_text() -> None:
+    """Turn a request away whose query string or form the database could not store as text."""
+    if params.has_unsafe_text(request):
+        abort(
+            400,
+            _(
+                "The address or the form holds characters we cannot accept: invisible control "
+                "characters, or text that is not UTF-8. Remove them and try again."
+            ),
+        )
 
 
 def _render_error(code: int, title: str, message: str) -> tuple[str, int]:
@@ -169,6 +182,9 @@ def init_app(app: Flask) -> None:
             login_required(_bench_signed_in),
             methods=["POST"],
         )
+    # First of all: nothing else (the CSRF check, the rate limits' keys, a view) may read a
+    # value before it is known to be text the database can keep.
+    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unsafe_text)
     app.after_request(_secure_headers)
     app.register_error_handler(CSRFError, _handle_csrf_error)
     app.register_error_handler(HTTPException, _handle_http_error)

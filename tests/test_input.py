@@ -1,0 +1,216 @@
+"""Crafted input is refused with a 400 (or a 404 for an address), never a 500, and writes nothing.
+
+PostgreSQL refuses NUL in text and integers beyond its ``integer`` type where SQLite keeps
+both: these tests mean most on PostgreSQL, where the suite runs too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from supporters.extensions import db
+from supporters.members.models import Role
+from supporters.voting.models import PollState, Topic
+from tests.factories import make_member, signed_in_client
+from tests.helpers import csrf_token, submit, text
+from tests.voting.factories import make_patron, make_poll
+
+REFUSED = "characters we cannot accept"
+
+
+def snapshot() -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in primary-key order: what a refused request must not change."""
+    db.session.expire_all()
+    return {
+        table.name: [
+            tuple(row)
+            for row in db.session.execute(
+                sa.select(table).order_by(*table.primary_key.columns)
+            ).all()
+        ]
+        for table in db.metadata.sorted_tables
+    }
+
+
+def _client(app: Flask, role: str) -> FlaskClient:
+    if role == "anonymous":
+        return app.test_client()
+    member = make_patron() if role == "patron" else make_member(role=Role(role))
+    db.session.commit()
+    return signed_in_client(app, member)
+
+
+# (who, page with the form, where it posts or None for the page itself, the fields)
+FORMS: dict[str, tuple[str, str, str | None, dict[str, str]]] = {
+    "join: display name": (
+        "anonymous",
+        "/join",
+        None,
+        {"display_name": "Ann\x00", "email": "ann@example.org"},
+    ),
+    "profile: display name": (
+        "member",
+        "/account",
+        "/account/profile",
+        {"display_name": "Ann\x00"},
+    ),
+    "proposal: pitch": (
+        "patron",
+        "/polls/propose",
+        None,
+        {"title": "Buses", "pitch": "Why are\x00 they late?"},
+    ),
+    "topic: pitch": (
+        "admin",
+        "/polls/manage/topics",
+        None,
+        {"title": "Buses", "pitch": "Late\x00"},
+    ),
+    "poll option: title": (
+        "admin",
+        "/polls/manage/{poll}/edit",
+        "/polls/manage/{poll}/options/new",
+        {"title": "Bu\x00ses", "pitch": ""},
+    ),
+    "field name": ("member", "/account", "/account/profile", {"display_name": "Ann", "x\ty": ""}),
+    "escape character": ("member", "/account", "/account/profile", {"display_name": "A\x1bnn"}),
+    "C1 control": ("member", "/account", "/account/profile", {"display_name": "A\x85nn"}),
+}
+
+
+@pytest.mark.parametrize("case", FORMS)
+def test_a_control_character_in_a_form_is_refused_and_nothing_is_written(
+    app: Flask, case: str
+) -> None:
+    role, page, action, fields = FORMS[case]
+    poll = make_poll(state=PollState.DRAFT)
+    db.session.commit()
+    client = _client(app, role)
+    page, action = page.format(poll=poll.id), (action or page).format(poll=poll.id)
+    before = snapshot()
+    response = submit(client, page, action, **fields)
+    assert response.status_code == 400
+    assert REFUSED in text(response)
+    assert snapshot() == before
+
+
+def test_a_text_area_keeps_its_line_breaks_and_tabs(app: Flask) -> None:
+    client = _client(app, "patron")
+    pitch = "Three questions:\r\n\t1. Why?\r\n\t2. Who?"
+    response = submit(client, "/polls/propose", title="Buses", pitch=pitch)
+    assert response.status_code == 302
+    assert db.session.scalars(sa.select(Topic.pitch)).one() == pitch
+
+
+def test_a_multipart_form_with_bytes_that_are_not_utf8_is_refused(app: Flask) -> None:
+    client = _client(app, "member")
+    token = csrf_token(client, "/account")
+    before = snapshot()
+    boundary = "b0undary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="display_name"\r\n\r\n'
+        ).encode()
+        + b"Ann\xff\r\n"
+        + f"--{boundary}--\r\n".encode()
+    )
+    response = client.post(
+        "/account/profile",
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
+    assert response.status_code == 400 and REFUSED in text(response)
+    assert snapshot() == before
+
+
+def _raw_get(client: FlaskClient, path: str, query: bytes) -> TestResponse:
+    """A GET whose query string goes out byte for byte, as a crafted request would send it."""
+    return client.get(path, environ_overrides={"QUERY_STRING": query.decode("latin-1")})
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"action=%00",  # NUL, percent-encoded
+        b"action=role%09changed",  # a tab is fine in a text area, never in an address
+        b"action=%FF",  # not UTF-8: Werkzeug would read the three letters "%FF"
+        b"action=\xff",  # not UTF-8 and not even encoded: Werkzeug used to fail on it
+        b"act%00ion=x",  # in the name
+        b"action=%ED%A0%80",  # an encoded surrogate
+    ],
+)
+def test_a_query_string_that_is_not_clean_text_is_refused(app: Flask, query: bytes) -> None:
+    client = _client(app, "admin")
+    response = _raw_get(client, "/staff/audit", query)
+    assert response.status_code == 400 and REFUSED in text(response)
+
+
+def test_a_clean_query_string_in_any_script_still_works(app: Flask) -> None:
+    client = _client(app, "admin")
+    assert client.get("/staff/audit", query_string={"action": "Київ ✓"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/polls/2147483648", 404),  # one past PostgreSQL's integer
+        ("/polls/99999999999999999999", 404),
+        ("/staff/members/2147483648", 404),
+        ("/polls/manage/2147483648/votes", 404),
+        ("/polls/manage/{poll}/votes?after=99999999999999999999", 400),
+        ("/polls/manage/{poll}/votes?after=-1", 400),
+        ("/polls/manage/{poll}/votes?after=ten", 400),
+        ("/staff/audit?before=99999999999999999999", 400),
+        ("/staff/audit?before=%C2%B2", 400),  # "²" passes str.isdigit(), not int()
+        ("/sign-in/confirm/%00", 404),  # no address has a control character in it
+    ],
+)
+def test_a_number_out_of_range_is_a_clear_refusal(app: Flask, path: str, status: int) -> None:
+    poll = make_poll()
+    db.session.commit()
+    client = _client(app, "admin")
+    response = client.get(path.format(poll=poll.id))
+    assert response.status_code == status
+    if status == 400:
+        assert "must be a whole number" in text(response)
+
+
+def _cursor(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("sort", "key"),
+    [
+        ("name", ["Ann\x00", 1]),
+        ("name", ["Ann", 99999999999999999999]),
+        ("name", ["Ann", True]),
+        ("email", ["a\x00@example.org"]),
+        ("newest", ["2026-01-01T00:00:00+00:00", 2147483648]),
+        ("newest", ["0001-01-01T00:00:00+14:00", 1]),  # before year 1 in UTC
+        ("oldest", ["9999-12-31T23:59:59-14:00", 1]),  # after year 9999 in UTC
+    ],
+)
+def test_a_members_page_link_with_a_crafted_position_is_refused(
+    app: Flask, sort: str, key: list[Any]
+) -> None:
+    make_member(display_name="Ann")
+    db.session.commit()
+    client = _client(app, "staff")
+    response = client.get("/staff/members", query_string={"sort": sort, "after": _cursor(key)})
+    assert response.status_code == 400
+
+
+def test_a_members_page_link_nested_deeper_than_json_can_read_is_refused(app: Flask) -> None:
+    client = _client(app, "staff")
+    cursor = base64.urlsafe_b64encode(b"[" * 2000).decode()
+    assert client.get("/staff/members", query_string={"after": cursor}).status_code == 400
