@@ -7,7 +7,11 @@ both: these tests mean most on PostgreSQL, where the suite runs too.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from supporters.billing.models import StripeEvent
 from supporters.extensions import db
 from supporters.members.models import Role
 from supporters.voting.models import PollState, Topic
@@ -214,3 +219,29 @@ def test_a_members_page_link_nested_deeper_than_json_can_read_is_refused(app: Fl
     client = _client(app, "staff")
     cursor = base64.urlsafe_b64encode(b"[" * 2000).decode()
     assert client.get("/staff/members", query_string={"after": cursor}).status_code == 400
+
+
+def _sign(body: bytes, secret: str) -> str:
+    stamp = int(time.time())
+    signature = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
+    return f"t={stamp},v1={signature.hexdigest()}"
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_a_webhook_body_that_is_not_utf8_is_refused_and_stores_nothing(
+    make_app: Callable[..., Flask], signed: bool
+) -> None:
+    secret = "whsec_input_test"
+    app = make_app(STRIPE_WEBHOOK_SECRET=[secret])
+    body = b'{"id": "evt_1", "type": "charge.refunded\xff", "data": {"object": {}}}'
+    header = _sign(body, secret) if signed else "t=1,v1=00"
+    response = app.test_client().post(
+        "/stripe/webhook",
+        data=body,
+        headers={"Stripe-Signature": header},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json == {"error": "invalid signature"}
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(StripeEvent)) == 0
