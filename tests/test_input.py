@@ -245,3 +245,51 @@ def test_a_webhook_body_that_is_not_utf8_is_refused_and_stores_nothing(
     assert response.json == {"error": "invalid signature"}
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(StripeEvent)) == 0
+
+
+@pytest.mark.parametrize(
+    ("page", "fields", "message"),
+    [
+        ("/", {"tier": "custom", "amount": "1e99999999"}, "Enter an amount of at most"),
+        ("/staff/tiers/new", {"monthly_amount": "99999999999"}, "Enter an amount of at most"),
+        ("/staff/tiers/new", {"position": "99999999999"}, "Enter a whole number from"),
+        ("/staff/goals/new", {"position": "-99999999999"}, "Enter a whole number from"),
+        ("/staff/goals/new", {"target": "\u00b2"}, "Enter a whole number of patrons."),
+        ("/staff/goals/new", {"target": "99999999999"}, "Enter a whole number of patrons."),
+    ],
+)
+def test_a_number_too_large_for_its_column_is_refused_with_a_message(
+    app: Flask, page: str, fields: dict[str, str], message: str
+) -> None:
+    client = _client(app, "admin")
+    defaults = {
+        "tier": "custom",
+        "interval": "month",
+        "email": "big@example.org",
+        "name": "Big",
+        "slug": "big",
+        "title": "Big",
+        "measure": "patrons",
+        "currency": "EUR",
+        "monthly_amount": "5",
+        "yearly_amount": "50",
+        "position": "1",
+    }
+    before = snapshot()
+    response = submit(client, page, "/support" if page == "/" else None, **(defaults | fields))
+    assert response.status_code == 400
+    assert message in text(response)
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/staff/members?joined_to=9999-12-31",
+        "/staff/members.csv?joined_to=9999-12-31",
+        "/staff/payments.csv?date_from=2026-01-01&date_to=9999-12-31",
+    ],
+)
+def test_a_date_range_may_end_on_the_calendar_s_last_day(app: Flask, url: str) -> None:
+    client = _client(app, "staff")
+    assert client.get(url).status_code == 200

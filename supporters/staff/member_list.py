@@ -64,7 +64,7 @@ class MemberFilter:
             )
         if self.joined_from:
             conditions.append(Member.created_at >= _midnight(self.joined_from))
-        if self.joined_to:
+        if self.joined_to and self.joined_to < dt.date.max:  # the last day has no day after
             conditions.append(Member.created_at < _midnight(self.joined_to + dt.timedelta(days=1)))
         if self.status == NO_SUBSCRIPTION:
             conditions.append(~sa.exists().where(Subscription.member_id == Member.id))
