@@ -20,7 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from supporters.billing.models import StripeEvent
+from supporters.billing.models import FundingGoal, GoalMeasure, StripeEvent
 from supporters.extensions import db
 from supporters.members.models import Role
 from supporters.voting.models import PollState, Topic
@@ -293,3 +293,15 @@ def test_a_number_too_large_for_its_column_is_refused_with_a_message(
 def test_a_date_range_may_end_on_the_calendar_s_last_day(app: Flask, url: str) -> None:
     client = _client(app, "staff")
     assert client.get(url).status_code == 200
+
+
+def test_a_goal_posted_without_its_target_is_refused(app: Flask) -> None:
+    goal = FundingGoal(title="A reporter", measure=GoalMeasure.PATRONS, target=100)
+    db.session.add(goal)
+    db.session.commit()
+    client = _client(app, "admin")
+    before = snapshot()
+    response = submit(client, f"/staff/goals/{goal.id}", title="A reporter", measure="patrons")
+    assert response.status_code == 400
+    assert "Enter a whole number of patrons." in text(response)
+    assert snapshot() == before

@@ -208,8 +208,11 @@ class GoalForm(FlaskForm):
 
     def validate_target(self, field: StringField) -> None:
         field.value = None
+        # A post without the field leaves the edited goal's own target here, in minor units:
+        # only what was typed counts.
+        typed = field.data if isinstance(field.data, str) else ""
         if self.measure.data == GoalMeasure.PATRONS.value:
-            field.value = parse_int(field.data or "", minimum=1)
+            field.value = parse_int(typed, minimum=1)
             if field.value is None:
                 raise ValidationError(_l("Enter a whole number of patrons."))
             return
@@ -217,7 +220,7 @@ class GoalForm(FlaskForm):
         if not re.fullmatch(r"[A-Z]{3}", currency):
             raise ValidationError(_l("A revenue goal needs a currency."))
         try:
-            field.value = parse_amount(field.data or "", currency)
+            field.value = parse_amount(typed, currency)
         except AmountError as exc:
             raise ValidationError(str(exc)) from exc
         if field.value <= 0:
