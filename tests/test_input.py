@@ -24,7 +24,7 @@ from supporters.billing.models import FundingGoal, GoalMeasure, StripeEvent
 from supporters.extensions import db
 from supporters.members.models import Role
 from supporters.voting.models import PollState, Topic
-from tests.factories import make_member, signed_in_client
+from tests.factories import make_member, make_tier, signed_in_client
 from tests.helpers import csrf_token, submit, text
 from tests.voting.factories import make_patron, make_poll
 
@@ -295,13 +295,30 @@ def test_a_date_range_may_end_on_the_calendar_s_last_day(app: Flask, url: str) -
     assert client.get(url).status_code == 200
 
 
-def test_a_goal_posted_without_its_target_is_refused(app: Flask) -> None:
+@pytest.mark.parametrize(
+    ("edited", "fields", "message"),
+    [
+        ("goal", {"title": "A reporter", "measure": "patrons"}, "Enter a whole number of patrons."),
+        (
+            "tier",
+            {"name": "Reader", "slug": "reader", "currency": "EUR", "yearly_amount": "50"},
+            "Enter an amount such as 5",
+        ),
+    ],
+)
+def test_an_edit_form_posted_without_a_field_is_refused(
+    app: Flask, edited: str, fields: dict[str, str], message: str
+) -> None:
+    """The form is filled from the row it edits: a field left out must not read the row's own
+    value (an int of minor units) as if it had been typed."""
     goal = FundingGoal(title="A reporter", measure=GoalMeasure.PATRONS, target=100)
     db.session.add(goal)
+    tier = make_tier("reader")
     db.session.commit()
     client = _client(app, "admin")
     before = snapshot()
-    response = submit(client, f"/staff/goals/{goal.id}", title="A reporter", measure="patrons")
+    url = f"/staff/goals/{goal.id}" if edited == "goal" else f"/staff/tiers/{tier.id}"
+    response = submit(client, url, **fields)
     assert response.status_code == 400
-    assert "Enter a whole number of patrons." in text(response)
+    assert message in text(response)
     assert snapshot() == before

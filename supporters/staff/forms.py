@@ -131,8 +131,11 @@ class Money:
         currency = (form[self.currency_field].data or "").strip().upper()
         if not re.fullmatch(r"[A-Z]{3}", currency):
             return  # the currency field reports its own error
+        # A post without the field leaves the edited tier's own price here, in minor units:
+        # only what was typed counts.
+        typed = field.data if isinstance(field.data, str) else ""
         try:
-            field.minor_units = parse_amount(field.data or "", currency)
+            field.minor_units = parse_amount(typed, currency)
         except AmountError as exc:
             raise ValidationError(str(exc)) from exc
         if field.minor_units <= 0:
