@@ -7,10 +7,7 @@ both: these tests mean most on PostgreSQL, where the suite runs too.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +21,7 @@ from supporters.billing.models import FundingGoal, GoalMeasure, StripeEvent
 from supporters.extensions import db
 from supporters.members.models import Role
 from supporters.voting.models import PollState, Topic
+from tests.billing.fake_stripe import sign_payload
 from tests.factories import make_member, make_tier, signed_in_client
 from tests.helpers import csrf_token, submit, text
 from tests.voting.factories import make_patron, make_poll
@@ -221,12 +219,6 @@ def test_a_members_page_link_nested_deeper_than_json_can_read_is_refused(app: Fl
     assert client.get("/staff/members", query_string={"after": cursor}).status_code == 400
 
 
-def _sign(body: bytes, secret: str) -> str:
-    stamp = int(time.time())
-    signature = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
-    return f"t={stamp},v1={signature.hexdigest()}"
-
-
 @pytest.mark.parametrize("signed", [True, False])
 def test_a_webhook_body_that_is_not_utf8_is_refused_and_stores_nothing(
     make_app: Callable[..., Flask], signed: bool
@@ -234,7 +226,7 @@ def test_a_webhook_body_that_is_not_utf8_is_refused_and_stores_nothing(
     secret = "whsec_input_test"
     app = make_app(STRIPE_WEBHOOK_SECRET=[secret])
     body = b'{"id": "evt_1", "type": "charge.refunded\xff", "data": {"object": {}}}'
-    header = _sign(body, secret) if signed else "t=1,v1=00"
+    header = sign_payload(body, secret) if signed else "t=1,v1=00"
     response = app.test_client().post(
         "/stripe/webhook",
         data=body,
