@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask, url_for
 from flask.testing import FlaskClient
 from werkzeug.routing import Rule
@@ -23,6 +24,8 @@ from tests.factories import make_member, signed_in_client
 from tests.voting.factories import make_patron, make_poll, make_tier, make_topic
 
 ROLES = ("anonymous", "member", "patron", "staff", "admin")
+#: Routes after which the browser is no longer signed in as it was.
+ENDS_THE_SESSION = {"members.sign_out", "members.sign_out_everywhere", "members.confirm_sign_in"}
 
 
 def _poll_id(site: Site, role: str) -> int:
@@ -113,6 +116,18 @@ class Site:
                 values[name] = make(self, role)
             db.session.commit()
             return url_for(rule.endpoint, **values)
+
+
+def snapshot() -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in primary-key order: what a refused request must not change."""
+    db.session.expire_all()
+    return {
+        table.name: [
+            tuple(row)
+            for row in db.session.execute(sa.select(table).order_by(*table.primary_key.columns))
+        ]
+        for table in db.metadata.sorted_tables
+    }
 
 
 def build_site(app: Flask) -> Site:

@@ -24,23 +24,10 @@ from supporters.voting.models import PollState, Topic
 from tests.billing.fake_stripe import sign_payload
 from tests.factories import make_member, make_tier, signed_in_client
 from tests.helpers import csrf_token, submit, text
+from tests.site import snapshot
 from tests.voting.factories import make_patron, make_poll
 
 REFUSED = "characters we cannot accept"
-
-
-def snapshot() -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, in primary-key order: what a refused request must not change."""
-    db.session.expire_all()
-    return {
-        table.name: [
-            tuple(row)
-            for row in db.session.execute(
-                sa.select(table).order_by(*table.primary_key.columns)
-            ).all()
-        ]
-        for table in db.metadata.sorted_tables
-    }
 
 
 def _client(app: Flask, role: str) -> FlaskClient:

@@ -15,7 +15,7 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from tests.billing.fake_stripe import sign_payload
-from tests.site import ROLES, Site, build_site
+from tests.site import ENDS_THE_SESSION, ROLES, Site, build_site
 
 
 class Access(enum.StrEnum):
@@ -107,8 +107,6 @@ ACCESS: dict[str, Access | dict[str, Access]] = {
 }
 #: Routes that exist only where the benchmarks run (SUPPORTERS_BENCH_ROUTES).
 BENCH_ONLY = {"bench_hello", "bench_signed_in"}
-#: Routes after which the browser is no longer signed in as it was.
-ENDS_THE_SESSION = {"members.sign_out", "members.sign_out_everywhere", "members.confirm_sign_in"}
 #: Where a view reads its form before it can tell who may post it, the form it is sent.
 VALID_FORMS = {"voting.propose_topic": {"title": "Buses", "pitch": "Why are they late?"}}
 
