@@ -51,9 +51,10 @@ def _is_utf8(urlencoded: bytes) -> bool:
     return True
 
 
-def _all_safe(items: Iterable[tuple[str, str]], *, multiline_values: bool) -> bool:
+def _all_safe(items: Iterable[tuple[str | None, str]], *, multiline_values: bool) -> bool:
+    # A multipart part whose header a line break cut short comes with no name at all.
     return all(
-        is_safe_text(key) and is_safe_text(value, multiline=multiline_values)
+        key is not None and is_safe_text(key) and is_safe_text(value, multiline=multiline_values)
         for key, value in items
     )
 

@@ -122,6 +122,20 @@ def test_a_multipart_form_with_bytes_that_are_not_utf8_is_refused(app: Flask) ->
     assert snapshot() == before
 
 
+def test_a_multipart_form_part_without_a_name_is_refused(app: Flask) -> None:
+    """A line break in a part's name ends its header early: Werkzeug reads a part named None."""
+    client = _client(app, "member")
+    token = csrf_token(client, "/account")
+    body = (
+        f'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+        '--b\r\nContent-Disposition: form-data; name="display\r\nname"\r\n\r\nAnn\r\n--b--\r\n'
+    )
+    response = client.post(
+        "/account/profile", data=body.encode(), content_type="multipart/form-data; boundary=b"
+    )
+    assert response.status_code == 400 and REFUSED in text(response)
+
+
 def _raw_get(client: FlaskClient, path: str, query: bytes) -> TestResponse:
     """A GET whose query string goes out byte for byte, as a crafted request would send it."""
     return client.get(path, environ_overrides={"QUERY_STRING": query.decode("latin-1")})
