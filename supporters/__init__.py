@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from supporters import config
+from supporters import config, params
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +38,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.config.from_mapping(config.load(app.instance_path, test_config))
     config.validate(app.config)
+    params.init_app(app)  # before any route: a route's converters are looked up as it is added
     os.makedirs(app.instance_path, exist_ok=True)
 
     if app.config["PROXY_COUNT"]:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from babel.numbers import format_currency, get_currency_precision
+from flask_babel import gettext as _
+
+from supporters.params import DB_INT_MAX
 
 
 class AmountError(ValueError):
@@ -25,10 +28,11 @@ def to_decimal(amount: int, currency: str) -> Decimal:
     return Decimal(amount).scaleb(-exponent(currency))
 
 
-def parse_amount(text: str, currency: str) -> int:
+def parse_amount(text: str, currency: str, *, maximum: int = DB_INT_MAX) -> int:
     """Read a major-unit amount typed by a person (``"12.5"``, ``"12,50"``) into minor units.
 
-    :raises AmountError: not a number, negative, or more decimals than the currency has.
+    :raises AmountError: not a number, negative, more than ``maximum`` minor units (by default
+        what an amount column holds), or more decimals than the currency has.
     """
     cleaned = text.strip().replace(" ", "").replace("\u00a0", "")
     if cleaned.count(",") == 1 and "." not in cleaned:
@@ -39,6 +43,11 @@ def parse_amount(text: str, currency: str) -> int:
         raise AmountError("Enter an amount such as 5 or 12.50.") from exc
     if not value.is_finite() or value < 0:
         raise AmountError("Enter a positive amount.")
+    # Before scaling: "1e99999999" is a valid Decimal that no context can scale.
+    if value > to_decimal(maximum, currency):
+        raise AmountError(
+            _("Enter an amount of at most %(amount)s.", amount=to_decimal(maximum, currency))
+        )
     minor = value.scaleb(exponent(currency))
     if minor != minor.to_integral_value():
         raise AmountError(f"{currency.upper()} amounts have at most {exponent(currency)} decimals.")

@@ -11,6 +11,7 @@ from flask import (
     Blueprint,
     Flask,
     Response,
+    abort,
     current_app,
     g,
     has_request_context,
@@ -25,7 +26,7 @@ from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from supporters import i18n
+from supporters import i18n, params
 from supporters.extensions import db, limiter, login_manager
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,18 @@ def _leave_the_database() -> None:
     g.no_store = True
 
 
+def _refuse_unsafe_text() -> None:
+    """Turn a request away whose query string or form the database could not store as text."""
+    if params.has_unsafe_text(request):
+        abort(
+            400,
+            _(
+                "The address or the form holds characters we cannot accept: invisible control "
+                "characters, or text that is not UTF-8. Remove them and try again."
+            ),
+        )
+
+
 def _render_error(code: int, title: str, message: str) -> tuple[str, int]:
     """The error page; it needs no database (call :func:`_leave_the_database` first)."""
     page = render_template(
@@ -262,6 +275,9 @@ def init_app(app: Flask) -> None:
             login_required(_bench_signed_in),
             methods=["POST"],
         )
+    # First of all: nothing else (the CSRF check, the rate limits' keys, a view) may read a
+    # value before it is known to be text the database can keep.
+    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unsafe_text)
     if app.config["BASE_URL_IS_SET"]:
         app.before_request(_notice_other_host)
     app.after_request(_secure_headers)

@@ -927,17 +927,23 @@ def archive_price(price_id: str) -> None:
 def verify_event(payload: bytes, signature: str | None, secrets: Sequence[str]) -> EventInfo:
     """Verify a webhook's signature on the raw body with any configured secret, and parse it.
 
-    :raises SignatureError: no secret configured, no signature, a bad one, or too old.
+    :raises SignatureError: no secret configured, no signature, a bad one, too old, or a body
+        that is not UTF-8.
     """
     if not secrets:
         raise SignatureError("no webhook signing secret is configured")
     if not signature:
         raise SignatureError("the Stripe-Signature header is missing")
+    try:
+        # Stripe sends JSON, which is UTF-8: any other body did not come from Stripe.
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SignatureError("the body is not UTF-8 text") from exc
     last_error: Exception | None = None
     for secret in secrets:
         try:
             stripe.WebhookSignature.verify_header(
-                payload.decode("utf-8"), signature, secret, WEBHOOK_TOLERANCE_SECONDS
+                text, signature, secret, WEBHOOK_TOLERANCE_SECONDS
             )
         except stripe.SignatureVerificationError as exc:
             last_error = exc

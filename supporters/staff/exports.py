@@ -151,7 +151,9 @@ PAYMENT_HEADER = (
 def payment_rows(start: dt.date, end: dt.date) -> Iterator[tuple[Any, ...]]:
     """Payments created (invoiced) from ``start`` to ``end`` inclusive, oldest first."""
     low = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
-    high = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    high = dt.datetime.max.replace(tzinfo=dt.UTC)
+    if end < dt.date.max:  # the calendar's last day has no day after it
+        high = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     columns = (
         Payment.id,
         Payment.created_at,

@@ -9,12 +9,13 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
 from supporters.billing.models import GoalMeasure, SubscriptionStatus
 from supporters.members.forms import EmailAddress
 from supporters.members.models import EMAIL_MAX_LENGTH, Role
 from supporters.money import AmountError, parse_amount
+from supporters.params import DB_INT_MAX, DB_INT_MIN, parse_int
 from supporters.staff.member_list import CUSTOM, NO_SUBSCRIPTION, SORTS
 
 STATUS_LABELS = {
@@ -130,8 +131,11 @@ class Money:
         currency = (form[self.currency_field].data or "").strip().upper()
         if not re.fullmatch(r"[A-Z]{3}", currency):
             return  # the currency field reports its own error
+        # A post without the field leaves the edited tier's own price here, in minor units:
+        # only what was typed counts.
+        typed = field.data if isinstance(field.data, str) else ""
         try:
-            field.minor_units = parse_amount(field.data or "", currency)
+            field.minor_units = parse_amount(typed, currency)
         except AmountError as exc:
             raise ValidationError(str(exc)) from exc
         if field.minor_units <= 0:
@@ -151,6 +155,12 @@ def _currency_field(**kwargs: Any) -> StringField:
     )
 
 
+# An order is stored in an integer column: any number it holds will do.
+_position_range = NumberRange(
+    min=DB_INT_MIN, max=DB_INT_MAX, message=_l("Enter a whole number from %(min)d to %(max)d.")
+)
+
+
 class TierForm(FlaskForm):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=80)])
     slug = StringField(
@@ -168,7 +178,9 @@ class TierForm(FlaskForm):
     yearly_amount = StringField(
         _l("Yearly price"), validators=[DataRequired(), Money()], render_kw={"inputmode": "decimal"}
     )
-    position = IntegerField(_l("Order on the support page"), default=0, validators=[Optional()])
+    position = IntegerField(
+        _l("Order on the support page"), default=0, validators=[Optional(), _position_range]
+    )
     is_active = BooleanField(_l("Offered to new patrons"), default=True)
 
     def validate_slug(self, field: StringField) -> None:
@@ -194,21 +206,24 @@ class GoalForm(FlaskForm):
         validators=[DataRequired()],
     )
     currency = _currency_field(description=_l("For a revenue goal."))
-    position = IntegerField(_l("Order"), default=0, validators=[Optional()])
+    position = IntegerField(_l("Order"), default=0, validators=[Optional(), _position_range])
     is_active = BooleanField(_l("Shown to readers"), default=True)
 
     def validate_target(self, field: StringField) -> None:
         field.value = None
+        # A post without the field leaves the edited goal's own target here, in minor units:
+        # only what was typed counts.
+        typed = field.data if isinstance(field.data, str) else ""
         if self.measure.data == GoalMeasure.PATRONS.value:
-            if not (field.data or "").strip().isdigit() or int(field.data) <= 0:
+            field.value = parse_int(typed, minimum=1)
+            if field.value is None:
                 raise ValidationError(_l("Enter a whole number of patrons."))
-            field.value = int(field.data)
             return
         currency = (self.currency.data or "").strip().upper()
         if not re.fullmatch(r"[A-Z]{3}", currency):
             raise ValidationError(_l("A revenue goal needs a currency."))
         try:
-            field.value = parse_amount(field.data or "", currency)
+            field.value = parse_amount(typed, currency)
         except AmountError as exc:
             raise ValidationError(str(exc)) from exc
         if field.value <= 0:

@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from supporters.billing.membership import LIVE_STATUSES
 from supporters.billing.models import Interval, Subscription, SubscriptionStatus
 from supporters.extensions import db
-from supporters.members.models import Member
+from supporters.members.models import DISPLAY_NAME_MAX_LENGTH, EMAIL_MAX_LENGTH, Member
+from supporters.params import DB_INT_MAX, is_safe_text
 
 PAGE_SIZE = 50
 EXPORT_CHUNK = 1_000
@@ -63,7 +64,7 @@ class MemberFilter:
             )
         if self.joined_from:
             conditions.append(Member.created_at >= _midnight(self.joined_from))
-        if self.joined_to:
+        if self.joined_to and self.joined_to < dt.date.max:  # the last day has no day after
             conditions.append(Member.created_at < _midnight(self.joined_to + dt.timedelta(days=1)))
         if self.status == NO_SUBSCRIPTION:
             conditions.append(~sa.exists().where(Subscription.member_id == Member.id))
@@ -133,20 +134,31 @@ def _decode_cursor(sort: str, cursor: str) -> tuple[Any, ...]:
         if sort in ("newest", "oldest"):
             when, member_id = raw
             moment = dt.datetime.fromisoformat(when)
-            if moment.tzinfo is None or not isinstance(member_id, int):
+            if moment.tzinfo is None:
                 raise ValueError
-            return (moment, member_id)
+            # In UTC, as the column compares it; a moment with no year in UTC overflows here.
+            return (moment.astimezone(dt.UTC), _member_id(member_id))
         if sort == "name":
             name, member_id = raw
-            if not isinstance(name, str) or not isinstance(member_id, int):
-                raise ValueError
-            return (name, member_id)
+            return (_text(name, DISPLAY_NAME_MAX_LENGTH), _member_id(member_id))
         (email,) = raw
-        if not isinstance(email, str):
-            raise ValueError
-        return (email,)
-    except (ValueError, TypeError) as exc:
+        return (_text(email, EMAIL_MAX_LENGTH),)
+    # A link edited by hand may hold anything: JSON nested too deep, a date beyond the calendar.
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise BadCursor(cursor) from exc
+
+
+def _member_id(value: Any) -> int:
+    # JSON's true is an int to Python, and PostgreSQL compares no integer with a boolean.
+    if type(value) is not int or not 0 < value <= DB_INT_MAX:
+        raise ValueError
+    return value
+
+
+def _text(value: Any, max_length: int) -> str:
+    if not isinstance(value, str) or len(value) > max_length or not is_safe_text(value):
+        raise ValueError
+    return value
 
 
 def _beyond(sort: str, key: tuple[Any, ...], *, backwards: bool) -> Any:

@@ -27,6 +27,7 @@ from flask_babel import format_percent
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
+from supporters import params
 from supporters.audit import AuditEntry
 from supporters.billing import membership, repricing, stripe_sync
 from supporters.billing import services as billing_services
@@ -648,9 +649,9 @@ def list_audit() -> str:
     action = (form.action.data or "").strip() if form.validate() else ""
     if action:
         statement = statement.where(AuditEntry.action.startswith(action, autoescape=True))
-    before = request.args.get("before", "")
-    if before.isdigit():
-        statement = statement.where(AuditEntry.id < int(before))
+    before = params.int_arg("before", 0)
+    if before:
+        statement = statement.where(AuditEntry.id < before)
     rows: Sequence[Any] = db.session.execute(
         statement.order_by(AuditEntry.id.desc()).limit(AUDIT_PAGE + 1)
     ).all()

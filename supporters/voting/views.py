@@ -31,7 +31,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response as BaseResponse
 
-from supporters import web
+from supporters import params, web
 from supporters.billing.models import Subscription, Tier
 from supporters.extensions import db, login_manager
 from supporters.members.auth import admin_required, current_member, staff_required
@@ -556,7 +556,7 @@ def decline_winner(poll_id: int) -> RenderResult | BaseResponse:
 def list_votes(poll_id: int) -> str:
     """Who voted for what, a page at a time (staff only)."""
     poll, state = _load_poll(poll_id)
-    after = request.args.get("after", 0, type=int)
+    after = params.int_arg("after", 0)
     outcome = results.compute_results(poll, state, services.now(), with_turnout=False)
     rows = results.ballot_rows(poll, after_id=after, limit=VOTES_PER_PAGE, cap=outcome.limit)
     return render_template(
