@@ -1,11 +1,18 @@
 """A site with a member of every role and a row behind every URL argument, for the tests that
-walk the whole URL map (access rules, crafted input).
+walk the whole URL map (access rules, crafted input, what a GET may write).
+
+Two ways to open a route: :meth:`Site.url` makes new rows behind its arguments for every
+request (what one POST changes cannot decide what the next one finds); :func:`furnish` makes
+one set of rows, and :func:`urls` opens every route with those, for a walk that compares the
+database before and after.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import datetime as dt
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,15 +20,30 @@ from flask import Flask, url_for
 from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
+from supporters.audit import record_action
 from supporters.billing.demo_checkout import CUSTOM_PRODUCT, DemoBackend
-from supporters.billing.models import FundingGoal, GoalMeasure
+from supporters.billing.models import (
+    FundingGoal,
+    GoalMeasure,
+    Payment,
+    PaymentStatus,
+    Subscription,
+    SubscriptionStatus,
+)
 from supporters.billing.stripe_gateway import NewPrice
 from supporters.extensions import db
 from supporters.members import services as member_services
 from supporters.members.models import Member, Role
-from supporters.voting.models import TopicStatus
+from supporters.staff import exports
+from supporters.voting.models import WEIGHT_SCALE, Poll, PollState, TopicStatus, Vote, VoteChoice
 from tests.factories import make_member, signed_in_client
-from tests.voting.factories import make_patron, make_poll, make_tier, make_topic
+from tests.voting.factories import (
+    make_patron,
+    make_poll,
+    make_subscription,
+    make_tier,
+    make_topic,
+)
 
 ROLES = ("anonymous", "member", "patron", "staff", "admin")
 #: Routes after which the browser is no longer signed in as it was.
@@ -55,9 +77,8 @@ def _goal_id(site: Site, role: str) -> int:
     return goal.id
 
 
-def _session_id(site: Site, role: str) -> str:
-    """A demo checkout of the member asking (the patron's, for a visitor)."""
-    member = site.people.get(role, site.people["patron"])
+def _demo_checkout(member: Member, key: str) -> str:
+    """The id of a demo checkout of the member's (its page's address needs a request context)."""
     checkout = DemoBackend().create_checkout_session(
         customer_id=f"cus_demo_{member.id}",
         mode="subscription",
@@ -67,9 +88,15 @@ def _session_id(site: Site, role: str) -> str:
         client_reference_id=str(member.id),
         success_url="http://localhost/support/welcome?session_id={CHECKOUT_SESSION_ID}",
         cancel_url="http://localhost/support/cancelled",
-        idempotency_key=f"site-{member.id}",
+        idempotency_key=key,
     )
     return checkout.id
+
+
+def _session_id(site: Site, role: str) -> str:
+    """A demo checkout of the member asking (the patron's, for a visitor)."""
+    member = site.people.get(role, site.people["patron"])
+    return _demo_checkout(member, f"site-{member.id}")
 
 
 def _token(site: Site, role: str) -> str:
@@ -119,8 +146,11 @@ class Site:
 
 
 def snapshot() -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, in primary-key order: what a refused request must not change."""
-    db.session.expire_all()
+    """Every row of every table, in primary-key order: what a refused request must not change.
+
+    It commits first, so that a new transaction sees what the requests committed.
+    """
+    db.session.commit()
     return {
         table.name: [
             tuple(row)
@@ -140,3 +170,120 @@ def build_site(app: Flask) -> Site:
     }
     db.session.commit()
     return Site(app, people)
+
+
+def _ballot(poll: Poll, member: Member, option: int) -> None:
+    """A ballot written as the poll's own casting would have, while it was open."""
+    vote = Vote(poll_id=poll.id, member_id=member.id, weight=WEIGHT_SCALE)
+    vote.choices.append(VoteChoice(poll_id=poll.id, option_id=option))
+    db.session.add(vote)
+    poll.ballot_count += 1
+
+
+def furnish(site: Site, now: dt.datetime) -> dict[str, list[Any]]:
+    """Something on every page, committed; the values to open each route argument with.
+
+    Polls: open, past its closing time (which nobody has closed: the clock did), a draft, and
+    one staff closed early; with the patron's ballots, topics on their way (proposed by the
+    patron, published), a funding goal, payments, a patron whose renewal failed, an audit
+    entry, a sign-in link and a demo checkout of the patron.
+    """
+    patron, admin = site.people["patron"], site.people["admin"]
+    subscription = db.session.scalars(
+        sa.select(Subscription).where(Subscription.member_id == patron.id)
+    ).one()
+    failing = make_member(display_name="Fay Failing")
+    make_subscription(
+        failing,
+        subscription.tier,
+        status=SubscriptionStatus.PAST_DUE,
+        current_period_start=now - dt.timedelta(days=2),
+        current_period_end=now + dt.timedelta(days=28),
+    )
+    db.session.add_all(
+        [
+            Payment(
+                member_id=patron.id,
+                subscription_id=subscription.id,
+                stripe_invoice_id="in_walk_paid",
+                amount=subscription.amount,
+                currency=subscription.currency,
+                status=PaymentStatus.PAID,
+                paid_at=now - dt.timedelta(days=10),
+            ),
+            Payment(
+                member_id=failing.id,
+                stripe_invoice_id="in_walk_failed",
+                amount=500,
+                currency="EUR",
+                status=PaymentStatus.FAILED,
+                failed_at=now - dt.timedelta(days=2),
+            ),
+        ]
+    )
+    goal = FundingGoal(title="A reporter", measure=GoalMeasure.PATRONS, target=100)
+    db.session.add(goal)
+    proposed = make_topic("Bus lanes", status=TopicStatus.PROPOSED, proposed_by_id=patron.id)
+    published = make_topic(
+        "Empty shops",
+        status=TopicStatus.PUBLISHED,
+        article_url="https://news.example/empty-shops",
+        published_on=(now - dt.timedelta(days=3)).date(),
+    )
+    day = dt.timedelta(days=1)
+    polls = [
+        make_poll(opens_at=now - day, closes_at=now + 7 * day),
+        # Published as open and past its closing time: nobody closed it, the clock did.
+        make_poll(("Schools", "Housing"), opens_at=now - 10 * day, closes_at=now - day),
+        make_poll(state=PollState.DRAFT, opens_at=now + day, closes_at=now + 8 * day),
+        make_poll(
+            state=PollState.CLOSED,
+            opens_at=now - 20 * day,
+            closes_at=now + day,
+            closed_at=now - 15 * day,
+            eligible_count=3,
+        ),
+    ]
+    polls[1].options[0].topic = published
+    for poll in polls:
+        if poll.state is not PollState.DRAFT:
+            _ballot(poll, patron, poll.options[0].id)
+    record_action(
+        "tier.created", actor_id=admin.id, target_type="tier", target_id=subscription.tier_id
+    )
+    db.session.flush()
+    token = member_services.request_sign_in(site.people["member"].email).token
+    with site.app.test_request_context():
+        checkout_id = _demo_checkout(patron, "walk")
+    db.session.commit()
+    return {
+        "poll_id": [poll.id for poll in polls],
+        "option_id": [polls[0].options[0].id],
+        "topic_id": [proposed.id, published.id],
+        "member_id": [patron.id],
+        "tier_id": [subscription.tier_id],
+        "goal_id": [goal.id],
+        "name": list(exports.DATASETS),
+        "token": [token],
+        "session_id": [checkout_id],
+        "filename": ["css/site.css"],
+    }
+
+
+def urls(
+    app: Flask, arguments: Mapping[str, Sequence[Any]], method: str = "GET"
+) -> Iterator[tuple[str, str]]:
+    """(endpoint, path) of every route that answers ``method``, once per set of arguments.
+
+    :raises LookupError: a route takes an argument that ``arguments`` has no value for.
+    """
+    adapter = app.url_map.bind("localhost")
+    for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
+        if method not in (rule.methods or ()):
+            continue
+        names = sorted(rule.arguments)
+        unknown = [name for name in names if not arguments.get(name)]
+        if unknown:
+            raise LookupError(f"{rule.rule}: no value to open it with for {', '.join(unknown)}")
+        for values in itertools.product(*(arguments[name] for name in names)):
+            yield rule.endpoint, adapter.build(rule.endpoint, dict(zip(names, values, strict=True)))

@@ -6,16 +6,13 @@ writes its audit row (a download followed from elsewhere writes nothing: tests/v
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from flask import Flask
 
 from supporters.audit import AuditEntry
 from supporters.db import utcnow
 from supporters.extensions import db
-from tests.routes import ROLES, make_site, urls
-from tests.voting.factories import sign_in
+from tests.site import ROLES, build_site, furnish, snapshot, urls
 
 # What a browser sends with a link followed on one of the site's own pages.
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
@@ -23,26 +20,12 @@ SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
 AUDITED_DOWNLOADS = {"voting.export_votes": "poll.votes_exported"}
 
 
-def _snapshot() -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, in primary-key order."""
-    db.session.commit()  # a new transaction: see what the requests committed
-    return {
-        table.name: [
-            tuple(row)
-            for row in db.session.execute(sa.select(table).order_by(*table.primary_key.columns))
-        ]
-        for table in db.metadata.sorted_tables
-    }
-
-
 def test_no_get_writes_except_a_same_site_downloads_audit_row(app: Flask) -> None:
-    site = make_site(utcnow())
-    clients = {
-        role: app.test_client() if person is None else sign_in(app.test_client(), person)
-        for role, person in site.people.items()
-    }
-    routes = list(urls(app, site.arguments))
-    before = _snapshot()
+    site = build_site(app)
+    arguments = furnish(site, utcnow())
+    clients = {role: site.client(role) for role in ROLES}
+    routes = list(urls(app, arguments))
+    before = snapshot()
 
     downloads: list[tuple[str, str]] = []
     for role in ROLES:
@@ -52,7 +35,7 @@ def test_no_get_writes_except_a_same_site_downloads_audit_row(app: Flask) -> Non
             if endpoint in AUDITED_DOWNLOADS and response.status_code == 200:
                 downloads.append((role, endpoint))
 
-    after = _snapshot()
+    after = snapshot()
     audit = "audit_entries"
     changed = sorted(name for name in before if before[name] != after[name])
     assert changed in ([], [audit]), changed
@@ -61,7 +44,7 @@ def test_no_get_writes_except_a_same_site_downloads_audit_row(app: Flask) -> Non
     added = db.session.scalars(
         sa.select(AuditEntry).where(AuditEntry.id > known).order_by(AuditEntry.id)
     ).all()
-    people = {role: person.id for role, person in site.people.items() if person is not None}
+    people = {role: person.id for role, person in site.people.items()}
     assert [(entry.actor_id, entry.action) for entry in added] == [
         (people[role], AUDITED_DOWNLOADS[endpoint]) for role, endpoint in downloads
     ]

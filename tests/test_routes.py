@@ -95,6 +95,7 @@ ACCESS: dict[str, Access | dict[str, Access]] = {
     "staff.export_members": STAFF,
     "staff.show_member": STAFF,
     "staff.failed_payments": STAFF,
+    "staff.list_disputes": STAFF,
     "staff.change_role": ADMIN,
     "staff.list_tiers": ADMIN,
     "staff.create_tier": ADMIN,
