@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -29,6 +30,31 @@ class AuditEntry(Model):
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     ip_address: Mapped[str] = mapped_column(sa.String(45), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """Who makes a change, for the audit log: a signed-in person and where from, or (no member)
+    the system or the command line."""
+
+    member_id: int | None
+    ip_address: str = ""
+
+
+#: Changes the app makes by itself (a duplicate subscription cancelled, a poll's clock).
+SYSTEM = Actor(None)
+
+
+def record(action: str, actor: Actor, target: Any, /, **details: Any) -> AuditEntry:
+    """Audit a change to ``target``, a row (named by its class and id), in this unit of work."""
+    return record_action(
+        action,
+        actor_id=actor.member_id,
+        target_type=type(target).__name__.lower(),
+        target_id=target.id,
+        details=details,
+        ip_address=actor.ip_address,
+    )
 
 
 def record_action(

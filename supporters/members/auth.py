@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from flask import Flask, abort, session
+from flask import Flask, abort, request, session
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user, login_user, logout_user
 
+from supporters.audit import Actor
 from supporters.billing import membership
 from supporters.billing.models import Subscription
 from supporters.extensions import db
@@ -84,6 +85,11 @@ def sign_out() -> None:
 def current_member() -> Member:
     """The signed-in member; only call from views that require sign-in."""
     return current_user.member  # type: ignore[no-any-return]
+
+
+def current_actor() -> Actor:
+    """The signed-in member as the audit log names them, with the address they came from."""
+    return Actor(current_member().id, request.remote_addr or "")
 
 
 def staff_required(view: F) -> F:

@@ -1,82 +1,32 @@
-"""CSV downloads, streamed: rows are written as they are read, a chunk at a time.
+"""The staff's CSV downloads: members, payments, and every report table and chart.
 
 Nothing collects the whole export in memory: the members and payments exports walk their
-tables by keyset in chunks of plain rows, and the response body is a generator. Every report
-table and chart downloads with the same figures the page shows (the same query functions).
-
-Cells that a spreadsheet would run as a formula (text starting with ``=``, ``+``, ``-``,
-``@``, tab or carriage return) get a leading apostrophe: names and addresses are typed by
-readers. Amounts go out in major units with their currency beside them, never converted.
+tables by keyset in chunks of plain rows, and the response body is a generator
+(:func:`supporters.downloads.stream_csv`, which also keeps cells from running as formulas).
+Every report table and chart downloads with the same figures the page shows (the same query
+functions). Amounts go out in major units with their currency beside them, never converted.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
-import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Response, stream_with_context
 
 from supporters.billing.models import Payment, Subscription, SubscriptionStatus, Tier
 from supporters.billing.services import COUNTED_STATUSES
 from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.money import exponent
+from supporters.numbers import round_half_up
 from supporters.staff import member_list, queries
 from supporters.staff.models import COHORT_OFFSETS
 
-FLUSH_AT = 64 * 1024
 PAYMENT_CHUNK = 2_000
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def cell(value: Any) -> Any:
-    """One value as it goes into a CSV cell."""
-    kind = type(value)
-    if kind is str:
-        return "'" + value if value.startswith(_FORMULA_STARTS) else value
-    if value is None:
-        return ""
-    if kind is dt.datetime:
-        return value.astimezone(dt.UTC).isoformat()
-    if kind in (int, Decimal, dt.date, bool):
-        return value
-    if kind is Fraction:
-        return _decimal(value, 4)
-    return cell(str(value))
-
-
-def _decimal(value: Fraction, places: int) -> Decimal:
-    scaled = queries.round_half_up(value * 10**places)
-    return Decimal(scaled).scaleb(-places)
-
-
-def stream_csv(filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
-    """A CSV download whose body is written while the rows are read."""
-
-    def generate() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow([cell(value) for value in row])
-            if buffer.tell() >= FLUSH_AT:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
-    response = Response(stream_with_context(generate()), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
 _EXPONENTS: dict[str, int] = {}
 
 
@@ -292,12 +242,12 @@ def _lifetime() -> Iterable[Sequence[Any]]:
             v.currency,
             None
             if v.average_revenue is None
-            else money(queries.round_half_up(v.average_revenue), v.currency),
+            else money(round_half_up(v.average_revenue), v.currency),
             v.average_churn,
-            None if v.estimate is None else money(queries.round_half_up(v.estimate), v.currency),
+            None if v.estimate is None else money(round_half_up(v.estimate), v.currency),
             None
             if v.received_per_patron is None
-            else money(queries.round_half_up(v.received_per_patron), v.currency),
+            else money(round_half_up(v.received_per_patron), v.currency),
         )
 
 

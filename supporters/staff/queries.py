@@ -60,13 +60,6 @@ MRR_KINDS = (
 CHURN_KINDS = (MovementKind.VOLUNTARY_CHURN, MovementKind.FAILED_CHURN)
 
 
-def round_half_up(value: Fraction) -> int:
-    """The nearest integer, halves away from zero."""
-    whole, rest = divmod(abs(value.numerator), value.denominator)
-    rounded = whole + (2 * rest >= value.denominator)
-    return rounded if value >= 0 else -rounded
-
-
 # -- month series -------------------------------------------------------------------------------
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from supporters.audit import record_action
+from supporters import audit
+from supporters.audit import Actor
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing import stripe_sync
 from supporters.billing.models import FundingGoal, GoalMeasure, Tier
@@ -34,25 +35,6 @@ class StaffError(Exception):
 
 class StripeFailed(StaffError):
     """Stripe refused or could not be reached, so a tier's prices could not follow it."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Actor:
-    """Who makes a change, for the audit log."""
-
-    member_id: int | None
-    ip_address: str = ""
-
-
-def _audit(action: str, actor: Actor, obj: Any, details: dict[str, Any]) -> None:
-    record_action(
-        action,
-        actor_id=actor.member_id,
-        target_type=type(obj).__name__.lower(),
-        target_id=obj.id,
-        details=details,
-        ip_address=actor.ip_address,
-    )
 
 
 def _apply(obj: Any, values: dict[str, Any]) -> dict[str, list[Any]]:
@@ -150,7 +132,7 @@ def create_tier(values: TierValues, actor: Actor) -> SavedTier:
         replaced = synced.replaced
     db.session.add(tier)
     db.session.flush()
-    _audit("tier.created", actor, tier, details)
+    audit.record("tier.created", actor, tier, **details)
     return SavedTier(tier, {}, replaced)
 
 
@@ -177,7 +159,7 @@ def update_tier(tier: Tier, values: TierValues, actor: Actor) -> SavedTier:
             replaced = synced.replaced
     if changes:
         db.session.flush()
-        _audit("tier.updated", actor, tier, {"changes": changes})
+        audit.record("tier.updated", actor, tier, changes=changes)
     return SavedTier(tier, changes, replaced)
 
 
@@ -210,7 +192,7 @@ def create_goal(values: GoalValues, actor: Actor) -> FundingGoal:
     goal = FundingGoal(**dataclasses.asdict(values))
     db.session.add(goal)
     db.session.flush()
-    _audit("goal.created", actor, goal, _values(values))
+    audit.record("goal.created", actor, goal, **_values(values))
     return goal
 
 
@@ -218,7 +200,7 @@ def update_goal(goal: FundingGoal, values: GoalValues, actor: Actor) -> dict[str
     changes = _apply(goal, dataclasses.asdict(values))
     if changes:
         db.session.flush()
-        _audit("goal.updated", actor, goal, {"changes": changes})
+        audit.record("goal.updated", actor, goal, changes=changes)
     return changes
 
 
@@ -248,6 +230,6 @@ def add_staff(email: str, role: Role, actor: Actor) -> tuple[Member, bool]:
     """
     member, created = member_services.ensure_member(email)
     if created:
-        _audit("member.created_by_staff", actor, member, {"email": member.email})
+        audit.record("member.created_by_staff", actor, member, email=member.email)
     change_role(member, role, actor)
     return member, created

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -27,7 +26,7 @@ from flask_babel import format_percent
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from supporters import params
+from supporters import downloads, numbers, params
 from supporters.audit import AuditEntry
 from supporters.billing import membership, repricing, stripe_sync
 from supporters.billing import services as billing_services
@@ -36,7 +35,12 @@ from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.i18n import date as format_date
 from supporters.i18n import money
-from supporters.members.auth import admin_required, current_member, staff_required
+from supporters.members.auth import (
+    admin_required,
+    current_actor,
+    current_member,
+    staff_required,
+)
 from supporters.members.models import Member, Role
 from supporters.money import to_decimal
 from supporters.staff import charts, exports, member_list, queries, services
@@ -74,8 +78,7 @@ def percent(value: Fraction | None, places: int = 1) -> str:
     """A share as a percentage for the reader's locale, rounded half up; a dash when unknown."""
     if value is None:
         return "–"
-    scaled = queries.round_half_up(value * 100 * 10**places)
-    return str(format_percent(Decimal(scaled).scaleb(-places - 2), f"#,##0.{'0' * places}%"))
+    return str(format_percent(numbers.decimal(value, places + 2), f"#,##0.{'0' * places}%"))
 
 
 def signed_money(amount: int, currency: str) -> str:
@@ -96,13 +99,9 @@ def _helpers() -> dict[str, Any]:
         "percent": percent,
         "signed_money": signed_money,
         "month_label": month_label,
-        "round_half_up": queries.round_half_up,
+        "round_half_up": numbers.round_half_up,
         "cohort_offsets": COHORT_OFFSETS,
     }
-
-
-def _actor() -> services.Actor:
-    return services.Actor(current_member().id, request.remote_addr or "")
 
 
 def _money_format(currency: str) -> Callable[[int], str]:
@@ -242,7 +241,7 @@ def download_report(name: str) -> Response:
     if dataset is None:
         abort(404)
     stamp = utcnow().strftime("%Y-%m-%d")
-    return exports.stream_csv(f"{name}-{stamp}.csv", dataset.header, dataset.rows())
+    return downloads.stream_csv(f"{name}-{stamp}.csv", dataset.header, dataset.rows())
 
 
 @bp.get("/payments.csv")
@@ -253,7 +252,7 @@ def export_payments() -> Response | tuple[str, int]:
     if not form.validate():
         return render_template("staff/export_payments.html", payment_form=form), 400
     start, end = form.date_from.data, form.date_to.data
-    return exports.stream_csv(
+    return downloads.stream_csv(
         f"payments-{start}-{end}.csv", exports.PAYMENT_HEADER, exports.payment_rows(start, end)
     )
 
@@ -321,7 +320,7 @@ def export_members() -> Response | tuple[str, int]:
             is_first=True,
         ), 400
     stamp = utcnow().strftime("%Y-%m-%d")
-    return exports.stream_csv(
+    return downloads.stream_csv(
         f"members-{stamp}.csv", exports.MEMBER_HEADER, exports.member_rows(filters)
     )
 
@@ -403,7 +402,7 @@ def change_role(member_id: int) -> Response | tuple[str, int]:
     if not form.validate_on_submit():
         return _render_member(member, form, 400)
     try:
-        changed = services.change_role(member, Role(form.role.data), _actor())
+        changed = services.change_role(member, Role(form.role.data), current_actor())
     except services.StaffError as exc:
         form.role.errors = [exc.message]
         return _render_member(member, form, 400)
@@ -506,7 +505,7 @@ def create_tier() -> Response | tuple[str, int]:
     form = TierForm(currency=current_app.config["CURRENCY"])
     if form.validate_on_submit():
         try:
-            saved = services.create_tier(_tier_values(form), _actor())
+            saved = services.create_tier(_tier_values(form), current_actor())
         except services.StripeFailed as exc:
             db.session.rollback()
             return _render_tier(form, None, exc.message, 502)
@@ -534,7 +533,7 @@ def edit_tier(tier_id: int) -> Response | tuple[str, int]:
         form.yearly_amount.data = str(to_decimal(tier.yearly_amount, tier.currency))
     if form.validate_on_submit():
         try:
-            saved = services.update_tier(tier, _tier_values(form), _actor())
+            saved = services.update_tier(tier, _tier_values(form), current_actor())
         except services.StripeFailed as exc:
             db.session.rollback()  # the tier is read again as it is stored
             return _render_tier(form, tier, exc.message, 502)
@@ -576,7 +575,7 @@ def create_goal() -> Response | tuple[str, int]:
     """Add a funding goal (admins; audited)."""
     form = GoalForm(currency=current_app.config["CURRENCY"])
     if form.validate_on_submit():
-        goal = services.create_goal(_goal_values(form), _actor())
+        goal = services.create_goal(_goal_values(form), current_actor())
         db.session.commit()
         flash(_("Goal “%(title)s” added.", title=goal.title), "success")
         return redirect(url_for("staff.list_goals"))
@@ -600,7 +599,7 @@ def edit_goal(goal_id: int) -> Response | tuple[str, int]:
             else str(to_decimal(goal.target, goal.currency or "EUR"))
         )
     if form.validate_on_submit():
-        if services.update_goal(goal, _goal_values(form), _actor()):
+        if services.update_goal(goal, _goal_values(form), current_actor()):
             db.session.commit()
             flash(_("Goal “%(title)s” saved.", title=goal.title), "success")
         return redirect(url_for("staff.list_goals"))
@@ -616,7 +615,7 @@ def manage_staff() -> Response | tuple[str, int]:
     if form.validate_on_submit():
         try:
             member, created = services.add_staff(
-                form.email.normalized, Role(form.role.data), _actor()
+                form.email.normalized, Role(form.role.data), current_actor()
             )
         except services.StaffError as exc:
             form.role.errors = [exc.message]

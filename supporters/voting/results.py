@@ -12,11 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import Decimal
 from fractions import Fraction
 
 import sqlalchemy as sa
 
+from supporters import numbers
 from supporters.billing.membership import LIVE_STATUSES, status_at
 from supporters.billing.models import Subscription, SubscriptionStatus
 from supporters.extensions import db
@@ -247,21 +248,13 @@ def compute_results(
 # -- numbers for people ---------------------------------------------------------------------------
 
 
-def to_decimal(value: Fraction, places: int) -> Decimal:
-    """An exact fraction rounded half-up to ``places`` decimals (what pages and CSV show)."""
-    with localcontext() as context:
-        context.prec = 60
-        exact = Decimal(value.numerator) / Decimal(value.denominator)
-        return exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-
-
 def votes(weight: Fraction | int, places: int = 2) -> Decimal:
     """A weight in millionths as a number of votes."""
-    return to_decimal(Fraction(weight) / WEIGHT_SCALE, places)
+    return numbers.decimal(Fraction(weight) / WEIGHT_SCALE, places)
 
 
 def percent(share: Fraction | None, places: int = 1) -> Decimal:
-    return to_decimal((share or Fraction(0)) * 100, places)
+    return numbers.decimal((share or Fraction(0)) * 100, places)
 
 
 # -- staff: who voted for what --------------------------------------------------------------------

@@ -21,7 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.util import identity_key
 
-from supporters.audit import record_action
+from supporters import audit
+from supporters.audit import Actor
 from supporters.billing.membership import MembershipStatus, current_subscription, status_of
 from supporters.billing.models import Subscription
 from supporters.db import utcnow
@@ -84,25 +85,6 @@ class InvalidPoll(VotingError):
 
 class TransitionRefused(VotingError):
     """The poll or topic is not in a state that allows this (edited by someone else?)."""
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who performs a staff action, for the audit log."""
-
-    member_id: int | None
-    ip_address: str = ""
-
-
-def _audit(action: str, actor: Actor, target: Poll | Topic, **details: Any) -> None:
-    record_action(
-        action,
-        actor_id=actor.member_id,
-        target_type="poll" if isinstance(target, Poll) else "topic",
-        target_id=target.id,
-        details=details,
-        ip_address=actor.ip_address,
-    )
 
 
 # -- the poll clock -----------------------------------------------------------------------------
@@ -517,7 +499,7 @@ def create_poll(settings: PollSettings, actor: Actor) -> Poll:
     db.session.add(poll)
     _apply_settings(poll, settings)
     db.session.flush()
-    _audit("poll.created", actor, poll, question=poll.question)
+    audit.record("poll.created", actor, poll, question=poll.question)
     return poll
 
 
@@ -553,7 +535,7 @@ def update_poll(poll: Poll, settings: PollSettings, actor: Actor) -> bool:
     if not changes:
         return False
     db.session.flush()
-    _audit("poll.updated", actor, poll, **changes)
+    audit.record("poll.updated", actor, poll, **changes)
     return True
 
 
@@ -573,7 +555,7 @@ def add_option(poll: Poll, topic: Topic, actor: Actor) -> PollOption:
     option = PollOption(topic=topic, position=position)
     poll.options.append(option)
     db.session.flush()
-    _audit("poll.option_added", actor, poll, topic_id=topic.id, title=topic.title)
+    audit.record("poll.option_added", actor, poll, topic_id=topic.id, title=topic.title)
     return option
 
 
@@ -590,7 +572,7 @@ def remove_option(poll: Poll, option_id: int, actor: Actor) -> None:
         raise InvalidPoll(_("That topic is not in this poll."))
     poll.options.remove(option)
     db.session.flush()
-    _audit("poll.option_removed", actor, poll, topic_id=option.topic_id)
+    audit.record("poll.option_removed", actor, poll, topic_id=option.topic_id)
 
 
 def publishing_problems(poll: Poll, at: dt.datetime) -> list[str]:
@@ -625,7 +607,7 @@ def publish_poll(poll: Poll, actor: Actor) -> PollState:
         poll.opens_at = at
     poll.state = PollState.SCHEDULED if at < poll.opens_at else PollState.OPEN
     db.session.flush()
-    _audit("poll.published", actor, poll, state=poll.state.value)
+    audit.record("poll.published", actor, poll, state=poll.state.value)
     return poll.state
 
 
@@ -644,7 +626,7 @@ def close_poll(poll: Poll, actor: Actor) -> bool:
     poll.closed_at = at
     poll.eligible_count = results_module.count_eligible(poll, at)
     db.session.flush()
-    _audit("poll.closed", actor, poll, by="staff", closed_at=at.isoformat())
+    audit.record("poll.closed", actor, poll, by="staff", closed_at=at.isoformat())
     return True
 
 
@@ -717,7 +699,7 @@ def create_topic(title: str, pitch: str, actor: Actor) -> Topic:
     )
     db.session.add(topic)
     db.session.flush()
-    _audit("topic.created", actor, topic, title=topic.title)
+    audit.record("topic.created", actor, topic, title=topic.title)
     return topic
 
 
@@ -781,7 +763,7 @@ def _transition(topic: Topic, action: str, actor: Actor, **changes: Any) -> tupl
         key: (value.isoformat() if isinstance(value, dt.date) else value)
         for key, value in changes.items()
     }
-    _audit(f"topic.{action}", actor, topic, **{"from": previous.value}, **details)
+    audit.record(f"topic.{action}", actor, topic, **{"from": previous.value}, **details)
     return topic, True
 
 
@@ -843,7 +825,9 @@ def decline_topic(topic: Topic, reason: str, actor: Actor) -> bool:
         outcome = results_module.compute_results(poll, PollState.CLOSED, at, with_turnout=False)
         if any(result.option.topic_id == topic.id for result in outcome.winners):
             poll.decline_reason = reason.strip()
-            _audit("poll.winner_declined", actor, poll, topic_id=topic.id, reason=reason.strip())
+            audit.record(
+                "poll.winner_declined", actor, poll, topic_id=topic.id, reason=reason.strip()
+            )
     db.session.flush()
     return True
 
@@ -863,4 +847,4 @@ def topic_status_label(status: TopicStatus) -> str:
 
 def record_export(poll: Poll, actor: Actor, ballots: int) -> None:
     """Log that staff downloaded who voted for what (personal data left the app)."""
-    _audit("poll.votes_exported", actor, poll, ballots=ballots)
+    audit.record("poll.votes_exported", actor, poll, ballots=ballots)

@@ -7,8 +7,6 @@ status code that fits: 400 bad input, 403 not allowed, 404 unknown or draft, 409
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from decimal import Decimal
 from fractions import Fraction
@@ -17,13 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_babel import format_decimal
@@ -31,10 +27,15 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response as BaseResponse
 
-from supporters import params, web
+from supporters import downloads, params, web
 from supporters.billing.models import Subscription, Tier
 from supporters.extensions import db, login_manager
-from supporters.members.auth import admin_required, current_member, staff_required
+from supporters.members.auth import (
+    admin_required,
+    current_actor,
+    current_member,
+    staff_required,
+)
 from supporters.members.forms import EmptyForm
 from supporters.members.models import Member
 from supporters.voting import results, services
@@ -98,10 +99,6 @@ def _viewer() -> Member | None:
 
 def _viewer_subscription() -> Subscription | None:
     return current_user.subscription if current_user.is_authenticated else None
-
-
-def _actor() -> services.Actor:
-    return services.Actor(current_member().id, request.remote_addr or "")
 
 
 def _load_poll(poll_id: int) -> tuple[Poll, PollState]:
@@ -339,7 +336,7 @@ def create_poll() -> RenderResult | BaseResponse:
     form = poll_form(tiers)
     if form.validate_on_submit():
         try:
-            poll = services.create_poll(_settings(form), _actor())
+            poll = services.create_poll(_settings(form), current_actor())
         except services.VotingError as exc:
             db.session.rollback()
             form.closes_at.errors = [exc.message]
@@ -420,7 +417,7 @@ def edit_poll(poll_id: int) -> RenderResult | BaseResponse:
     if not form.validate_on_submit():
         return _render_edit(poll, form, status=400)
     try:
-        changed = services.update_poll(poll, _settings(form), _actor())
+        changed = services.update_poll(poll, _settings(form), current_actor())
     except services.VotingError as exc:
         db.session.rollback()
         poll, _state = _load_poll(poll_id)
@@ -465,7 +462,7 @@ def add_option(poll_id: int) -> RenderResult | BaseResponse:
         return _render_edit(poll, add_form=form, status=400)
     topic = _load_topic(int(form.topic_id.data))
     try:
-        services.add_option(poll, topic, _actor())
+        services.add_option(poll, topic, current_actor())
     except services.VotingError as exc:
         db.session.rollback()
         poll, _state = _load_poll(poll_id)
@@ -484,8 +481,8 @@ def create_option(poll_id: int) -> RenderResult | BaseResponse:
     if not form.validate_on_submit():
         return _render_edit(poll, topic_form=form, status=400)
     try:
-        topic = services.create_topic(form.title.data or "", form.pitch.data or "", _actor())
-        services.add_option(poll, topic, _actor())
+        topic = services.create_topic(form.title.data or "", form.pitch.data or "", current_actor())
+        services.add_option(poll, topic, current_actor())
     except services.VotingError as exc:
         db.session.rollback()
         poll, _state = _load_poll(poll_id)
@@ -501,7 +498,7 @@ def remove_option(poll_id: int, option_id: int) -> RenderResult | BaseResponse:
     """Take a topic out of a draft poll."""
     return _poll_action(
         poll_id,
-        lambda poll: services.remove_option(poll, option_id, _actor()),
+        lambda poll: services.remove_option(poll, option_id, current_actor()),
         _("Topic removed from the poll."),
     )
 
@@ -512,7 +509,7 @@ def publish_poll(poll_id: int) -> RenderResult | BaseResponse:
     """Publish a draft: patrons see it, and it opens at its opening time."""
     return _poll_action(
         poll_id,
-        lambda poll: services.publish_poll(poll, _actor()),
+        lambda poll: services.publish_poll(poll, current_actor()),
         _("The poll is published."),
     )
 
@@ -523,7 +520,7 @@ def close_poll(poll_id: int) -> RenderResult | BaseResponse:
     """Close a poll before its closing time."""
     return _poll_action(
         poll_id,
-        lambda poll: services.close_poll(poll, _actor()),
+        lambda poll: services.close_poll(poll, current_actor()),
         _("The poll is closed."),
     )
 
@@ -541,7 +538,7 @@ def decline_winner(poll_id: int) -> RenderResult | BaseResponse:
         return _render_poll(poll, state, error=message, status=400)
     topic = _load_topic(int(form.topic_id.data))
     try:
-        services.decline_winner(poll, topic, form.reason.data or "", _actor())
+        services.decline_winner(poll, topic, form.reason.data or "", current_actor())
     except services.VotingError as exc:
         db.session.rollback()
         poll, state = _load_poll(poll_id)
@@ -570,15 +567,6 @@ def list_votes(poll_id: int) -> str:
     )
 
 
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: object) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula (names are typed by members)."""
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
-
-
 def _exact(weight: Fraction | int) -> Decimal:
     return results.votes(weight, places=6)
 
@@ -599,50 +587,39 @@ def export_votes(poll_id: int) -> BaseResponse:
         )
         return redirect(url_for("voting.list_votes", poll_id=poll_id), 303)
     outcome = results.compute_results(poll, state, services.now(), with_turnout=False)
-    services.record_export(poll, _actor(), outcome.ballots)
+    services.record_export(poll, current_actor(), outcome.ballots)
     db.session.commit()
     limit = outcome.limit
 
-    def rows() -> Iterator[str]:
+    def rows() -> Iterator[tuple[object, ...]]:
         # Runs while the response streams: read the poll again in this stretch of the request.
         streamed = db.session.get(Poll, poll_id)
         assert streamed is not None
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(
-            [
-                "member_id",
-                "name",
-                "email",
-                "choices",
-                "weight",
-                "counted_weight",
-                "cast_at",
-                "updated_at",
-            ]
-        )
         for row in results.iter_ballots(streamed, limit):
-            writer.writerow(
-                [
-                    row.member_id,
-                    _cell(row.name),
-                    _cell(row.email),
-                    _cell("; ".join(row.choices)),
-                    _exact(row.weight),
-                    _exact(row.counted),
-                    row.created_at.isoformat(),
-                    row.updated_at.isoformat(),
-                ]
+            yield (
+                row.member_id,
+                row.name,
+                row.email,
+                "; ".join(row.choices),
+                _exact(row.weight),
+                _exact(row.counted),
+                row.created_at,
+                row.updated_at,
             )
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-        yield buffer.getvalue()
 
-    return Response(
-        stream_with_context(rows()),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="poll-{poll_id}-votes.csv"'},
+    return downloads.stream_csv(
+        f"poll-{poll_id}-votes.csv",
+        (
+            "member_id",
+            "name",
+            "email",
+            "choices",
+            "weight",
+            "counted_weight",
+            "cast_at",
+            "updated_at",
+        ),
+        rows(),
     )
 
 
@@ -679,7 +656,7 @@ def create_topic() -> RenderResult | BaseResponse:
     form = TopicForm()
     if not form.validate_on_submit():
         return _render_topics(form), 400
-    topic = services.create_topic(form.title.data or "", form.pitch.data or "", _actor())
+    topic = services.create_topic(form.title.data or "", form.pitch.data or "", current_actor())
     db.session.commit()
     flash(_("Topic added to the shortlist."), "success")
     return redirect(url_for("voting.review_topic", topic_id=topic.id))
@@ -762,7 +739,7 @@ def approve_topic(topic_id: int) -> RenderResult | BaseResponse:
     """Shortlist a proposal."""
     return _topic_action(
         topic_id,
-        lambda topic, form: services.approve_topic(topic, _actor()),
+        lambda topic, form: services.approve_topic(topic, current_actor()),
         _("The proposal is shortlisted: it can now be put to a vote."),
     )
 
@@ -773,7 +750,7 @@ def reject_topic(topic_id: int) -> RenderResult | BaseResponse:
     """Turn a proposal down, with a reason the proposer reads."""
     return _topic_action(
         topic_id,
-        lambda topic, form: services.reject_topic(topic, form.reason.data or "", _actor()),
+        lambda topic, form: services.reject_topic(topic, form.reason.data or "", current_actor()),
         _("The proposal is rejected; the patron will see your reason."),
         ReasonForm(prefix="reject"),
         "reject_form",
@@ -793,7 +770,9 @@ def merge_topic(topic_id: int) -> RenderResult | BaseResponse:
     )
     return _topic_action(
         topic_id,
-        lambda topic, form: services.merge_topic(topic, _load_topic(form.into.data), _actor()),
+        lambda topic, form: services.merge_topic(
+            topic, _load_topic(form.into.data), current_actor()
+        ),
         _("The proposal is merged."),
         form,
         "merge_form",
@@ -806,7 +785,7 @@ def commission_topic(topic_id: int) -> RenderResult | BaseResponse:
     """Mark a topic as commissioned: a reporter is on it."""
     return _topic_action(
         topic_id,
-        lambda topic, form: services.commission_topic(topic, _actor()),
+        lambda topic, form: services.commission_topic(topic, current_actor()),
         _("The topic is commissioned."),
     )
 
@@ -818,7 +797,7 @@ def publish_topic(topic_id: int) -> RenderResult | BaseResponse:
     return _topic_action(
         topic_id,
         lambda topic, form: services.publish_topic(
-            topic, form.article_url.data or "", form.published_on.data, _actor()
+            topic, form.article_url.data or "", form.published_on.data, current_actor()
         ),
         _("The topic is marked as published."),
         PublishTopicForm(),
@@ -832,7 +811,7 @@ def decline_topic(topic_id: int) -> RenderResult | BaseResponse:
     """Decide not to cover a topic, with a public reason."""
     return _topic_action(
         topic_id,
-        lambda topic, form: services.decline_topic(topic, form.reason.data or "", _actor()),
+        lambda topic, form: services.decline_topic(topic, form.reason.data or "", current_actor()),
         _("The topic is declined; your reason is public."),
         ReasonForm(prefix="decline"),
         "decline_form",

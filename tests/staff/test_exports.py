@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from supporters import downloads
 from supporters.extensions import db
 from supporters.members.models import Member, Role
 from supporters.staff import exports, member_list, queries
@@ -149,15 +150,15 @@ def test_every_report_downloads_with_the_page_figures(
 
 def test_downloads_are_streamed(app: Flask) -> None:
     with app.test_request_context():
-        response = exports.stream_csv("x.csv", ["a"], iter([[1], [2]]))
+        response = downloads.stream_csv("x.csv", ["a"], iter([[1], [2]]))
         assert response.is_streamed
         assert response.get_data(as_text=True) == "a\r\n1\r\n2\r\n"
 
 
 def test_cells() -> None:
-    assert exports.cell("+1 555") == "'+1 555"
-    assert exports.cell("@SUM(A1)") == "'@SUM(A1)"
-    assert exports.cell("Olena") == "Olena"
-    assert exports.cell(-5) == -5
-    assert exports.cell(utc(2026, 1, 2, 3)) == "2026-01-02T03:00:00+00:00"
-    assert exports.cell(None) == ""
+    assert downloads.cell("+1 555") == "'+1 555"
+    assert downloads.cell("@SUM(A1)") == "'@SUM(A1)"
+    assert downloads.cell("Olena") == "Olena"
+    assert downloads.cell(-5) == -5
+    assert downloads.cell(utc(2026, 1, 2, 3)) == "2026-01-02T03:00:00+00:00"
+    assert downloads.cell(None) == ""

@@ -24,6 +24,7 @@ from fractions import Fraction
 import pytest
 from flask import Flask
 
+from supporters import numbers
 from supporters.billing import services as billing_services
 from supporters.extensions import db
 from supporters.staff import queries, rollups
@@ -191,7 +192,7 @@ def test_lifetime_value(history: Driver) -> None:
     # Churn of the complete months with patrons at their start: Feb 0, Mar 1/4, Apr 0, May 1/3.
     assert values["EUR"].average_churn == Fraction(7, 48)
     assert values["EUR"].estimate == Fraction(2833, 3) / Fraction(7, 48)
-    assert queries.round_half_up(values["EUR"].estimate) == 6475  # €64.75
+    assert numbers.round_half_up(values["EUR"].estimate) == 6475  # €64.75
     # 140 euros received net of refunds, from three patrons who paid in euros.
     assert values["EUR"].received_per_patron == Fraction(14000, 3)
     assert values["USD"].received_per_patron == 1400  # $21 paid, $7 of it lost to a dispute
