@@ -28,6 +28,7 @@ from supporters.voting.models import (
     PollOption,
     PollState,
     PollTierRule,
+    ResultsVisibility,
     Topic,
     TopicStatus,
     Vote,
@@ -243,6 +244,24 @@ def compute_results(
         capped_ballots=capped_ballots,
         by_option={result.option.id: result for result in results},
     )
+
+
+# -- who may see them -----------------------------------------------------------------------------
+
+
+def may_see_results(poll: Poll, state: PollState, viewer: Member | None, has_voted: bool) -> bool:
+    """Members see a poll's aggregates per its setting; staff always; everyone once closed."""
+    if viewer is not None and viewer.is_staff:
+        return True
+    if state is PollState.CLOSED:
+        return True
+    if state is not PollState.OPEN:
+        return False
+    if poll.results_visibility is ResultsVisibility.ALWAYS:
+        return True
+    if poll.results_visibility is ResultsVisibility.AFTER_VOTING:
+        return has_voted
+    return False
 
 
 # -- numbers for people ---------------------------------------------------------------------------

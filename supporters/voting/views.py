@@ -38,7 +38,7 @@ from supporters.members.auth import (
 )
 from supporters.members.forms import EmptyForm
 from supporters.members.models import Member
-from supporters.voting import results, services
+from supporters.voting import ballots, clock, eligibility, errors, polls, results, topics
 from supporters.voting.forms import (
     AddOptionForm,
     DeclineWinnerForm,
@@ -66,19 +66,19 @@ bp = Blueprint("voting", __name__, url_prefix="/polls")
 
 VOTES_PER_PAGE = 100
 
-_STATUS: dict[type[services.VotingError], int] = {
-    services.PollNotFound: 404,
-    services.NotEligible: 403,
-    services.InvalidBallot: 400,
-    services.InvalidPoll: 400,
-    services.PollNotOpen: 409,
-    services.TransitionRefused: 409,
+_STATUS: dict[type[errors.VotingError], int] = {
+    errors.PollNotFound: 404,
+    errors.NotEligible: 403,
+    errors.InvalidBallot: 400,
+    errors.InvalidPoll: 400,
+    errors.PollNotOpen: 409,
+    errors.TransitionRefused: 409,
 }
 
 RenderResult = str | tuple[str, int]
 
 
-def _status(error: services.VotingError) -> int:
+def _status(error: errors.VotingError) -> int:
     return _STATUS.get(type(error), 400)
 
 
@@ -103,8 +103,8 @@ def _viewer_subscription() -> Subscription | None:
 
 def _load_poll(poll_id: int) -> tuple[Poll, PollState]:
     try:
-        return services.get_poll(poll_id, viewer=_viewer())
-    except services.PollNotFound:
+        return polls.get_poll(poll_id, viewer=_viewer())
+    except errors.PollNotFound:
         abort(404)
 
 
@@ -121,11 +121,11 @@ def _load_topic(topic_id: int) -> Topic:
 @bp.get("/")
 def list_polls() -> str:
     """Open and past polls; drafts stay with the staff."""
-    polls = services.visible_polls()
+    visible = polls.visible_polls()
     return render_template(
         "voting/list_polls.html",
-        open_polls=[(p, s) for p, s in polls if s is not PollState.CLOSED],
-        closed_polls=[(p, s) for p, s in polls if s is PollState.CLOSED],
+        open_polls=[(p, s) for p, s in visible if s is not PollState.CLOSED],
+        closed_polls=[(p, s) for p, s in visible if s is PollState.CLOSED],
     )
 
 
@@ -137,14 +137,14 @@ def _render_poll(
     status: int = 200,
 ) -> RenderResult:
     viewer = _viewer()
-    at = services.now()
-    ballot = services.get_ballot(poll.id, viewer.id) if viewer else None
-    eligibility = services.check_eligibility(poll, viewer, at, _viewer_subscription())
-    show_results = services.may_see_results(poll, state, viewer, ballot is not None)
+    at = clock.now()
+    ballot = ballots.get_ballot(poll.id, viewer.id) if viewer else None
+    standing = eligibility.check_eligibility(poll, viewer, at, _viewer_subscription())
+    show_results = results.may_see_results(poll, state, viewer, ballot is not None)
     outcome = results.compute_results(poll, state, at) if show_results else None
     allowed_tiers: list[Tier] = []
     if poll.is_restricted_to_tiers:
-        allowed_ids = services.allowed_tier_ids(poll)
+        allowed_ids = eligibility.allowed_tier_ids(poll)
         allowed_tiers = list(
             db.session.scalars(
                 sa.select(Tier).where(Tier.id.in_(allowed_ids)).order_by(Tier.position)
@@ -161,14 +161,14 @@ def _render_poll(
         poll=poll,
         state=state,
         ballot=ballot,
-        chosen=services.chosen_option_ids(ballot),
-        eligibility=eligibility,
+        chosen=ballots.chosen_option_ids(ballot),
+        eligibility=standing,
         outcome=outcome,
         allowed_tiers=allowed_tiers,
         error=error,
         decline_form=decline_form,
         action_form=EmptyForm(),
-        topic_status_label=services.topic_status_label,
+        topic_status_label=topics.topic_status_label,
         PollState=PollState,
         Weighting=Weighting,
         ResultsVisibility=ResultsVisibility,
@@ -197,10 +197,10 @@ def cast_vote(poll_id: int) -> RenderResult | BaseResponse:
             poll, state, error=_("That choice is not one of this poll's topics."), status=400
         )
     try:
-        ballot = services.cast_vote(poll, current_member(), chosen, current_user.subscription)
-    except services.VotingError as exc:
+        ballot = ballots.cast_vote(poll, current_member(), chosen, current_user.subscription)
+    except errors.VotingError as exc:
         db.session.rollback()
-        if isinstance(exc, services.PollNotFound):
+        if isinstance(exc, errors.PollNotFound):
             abort(404)
         poll, state = _load_poll(poll_id)
         return _render_poll(poll, state, error=exc.message, status=_status(exc))
@@ -220,20 +220,20 @@ def propose_topic() -> RenderResult | BaseResponse:
     """A patron proposes a topic for a future poll."""
     viewer = _viewer()
     form = ProposalForm()
-    entitled = services.may_propose(viewer)
+    entitled = topics.may_propose(viewer)
     if request.method == "POST":
         if viewer is None:
             return login_manager.unauthorized()  # type: ignore[no-any-return]
         if not form.validate_on_submit():
             return render_template("voting/propose_topic.html", form=form, entitled=entitled), 400
         try:
-            services.propose_topic(
+            topics.propose_topic(
                 viewer,
                 title=form.title.data or "",
                 pitch=form.pitch.data or "",
                 link_url=form.link_url.data,
             )
-        except services.NotEligible as exc:
+        except errors.NotEligible as exc:
             db.session.rollback()
             return render_template(
                 "voting/propose_topic.html", form=form, entitled=entitled, error=exc.message
@@ -251,7 +251,7 @@ def propose_topic() -> RenderResult | BaseResponse:
 def list_proposals() -> str:
     """What became of the signed-in patron's proposals."""
     member = current_member()
-    topics = db.session.scalars(
+    proposed = db.session.scalars(
         sa.select(Topic)
         .where(Topic.proposed_by_id == member.id)
         .order_by(Topic.created_at.desc(), Topic.id.desc())
@@ -260,7 +260,7 @@ def list_proposals() -> str:
         sa.select(PollOption.topic_id, Poll)
         .join(Poll, Poll.id == PollOption.poll_id)
         .where(
-            PollOption.topic_id.in_([topic.id for topic in topics]),
+            PollOption.topic_id.in_([topic.id for topic in proposed]),
             Poll.state != PollState.DRAFT,
         )
         .order_by(Poll.id)
@@ -270,9 +270,9 @@ def list_proposals() -> str:
         polls_by_topic.setdefault(topic_id, []).append(poll)
     return render_template(
         "voting/list_proposals.html",
-        topics=topics,
+        topics=proposed,
         polls_by_topic=polls_by_topic,
-        topic_status_label=services.topic_status_label,
+        topic_status_label=topics.topic_status_label,
         TopicStatus=TopicStatus,
     )
 
@@ -281,7 +281,7 @@ def list_proposals() -> str:
 def list_reported() -> str:
     """ "You asked, we reported": the topics patrons chose that became articles."""
     return render_template(
-        "voting/list_reported.html", coverage=results.covered_topics(services.now())
+        "voting/list_reported.html", coverage=results.covered_topics(clock.now())
     )
 
 
@@ -292,9 +292,11 @@ def list_reported() -> str:
 @staff_required
 def manage_polls() -> str:
     """Every poll, drafts included, with its ballots; proposals waiting for review."""
-    polls = db.session.scalars(sa.select(Poll).order_by(Poll.created_at.desc(), Poll.id.desc()))
-    at = services.now()
-    rows = [(poll, services.observed_state(poll, at)) for poll in polls]
+    every_poll = db.session.scalars(
+        sa.select(Poll).order_by(Poll.created_at.desc(), Poll.id.desc())
+    )
+    at = clock.now()
+    rows = [(poll, clock.observed_state(poll, at)) for poll in every_poll]
     counts: dict[int, int] = {
         poll_id: count
         for poll_id, count in db.session.execute(
@@ -313,8 +315,8 @@ def _tiers() -> list[Tier]:
     return list(db.session.scalars(sa.select(Tier).order_by(Tier.position, Tier.monthly_amount)))
 
 
-def _settings(form: PollForm) -> services.PollSettings:
-    return services.PollSettings(
+def _settings(form: PollForm) -> polls.PollSettings:
+    return polls.PollSettings(
         question=(form.question.data or "").strip(),
         description=(form.description.data or "").strip(),
         opens_at=form.aware(form.opens_at.data),
@@ -336,8 +338,8 @@ def create_poll() -> RenderResult | BaseResponse:
     form = poll_form(tiers)
     if form.validate_on_submit():
         try:
-            poll = services.create_poll(_settings(form), current_actor())
-        except services.VotingError as exc:
+            poll = polls.create_poll(_settings(form), current_actor())
+        except errors.VotingError as exc:
             db.session.rollback()
             form.closes_at.errors = [exc.message]
         else:
@@ -349,7 +351,7 @@ def create_poll() -> RenderResult | BaseResponse:
 
 
 def _poll_form_for(poll: Poll, tiers: list[Tier]) -> PollForm:
-    rules = services.tier_rules(poll)
+    rules = eligibility.tier_rules(poll)
     data: dict[str, Any] = {
         "question": poll.question,
         "description": poll.description,
@@ -378,8 +380,8 @@ def _render_edit(
     topic_form: TopicForm | None = None,
 ) -> RenderResult:
     tiers = _tiers()
-    at = services.now()
-    state = services.observed_state(poll, at)
+    at = clock.now()
+    state = clock.observed_state(poll, at)
     offered = {option.topic_id for option in poll.options}
     shortlisted = db.session.scalars(
         sa.select(Topic).where(Topic.status == TopicStatus.SHORTLISTED).order_by(Topic.title)
@@ -397,7 +399,7 @@ def _render_edit(
         add_form=add_form,
         topic_form=topic_form or TopicForm(),
         action_form=EmptyForm(),
-        problems=services.publishing_problems(poll, at) if state is PollState.DRAFT else [],
+        problems=polls.publishing_problems(poll, at) if state is PollState.DRAFT else [],
         error=error,
         PollState=PollState,
     ), status
@@ -417,8 +419,8 @@ def edit_poll(poll_id: int) -> RenderResult | BaseResponse:
     if not form.validate_on_submit():
         return _render_edit(poll, form, status=400)
     try:
-        changed = services.update_poll(poll, _settings(form), current_actor())
-    except services.VotingError as exc:
+        changed = polls.update_poll(poll, _settings(form), current_actor())
+    except errors.VotingError as exc:
         db.session.rollback()
         poll, _state = _load_poll(poll_id)
         return _render_edit(poll, form, error=exc.message, status=_status(exc))
@@ -434,7 +436,7 @@ def _poll_action(poll_id: int, action: Any, success: str) -> RenderResult | Base
         abort(400)
     try:
         changed = action(poll)
-    except services.VotingError as exc:
+    except errors.VotingError as exc:
         db.session.rollback()
         poll, _state = _load_poll(poll_id)
         return _render_edit(poll, error=exc.message, status=_status(exc))
@@ -462,8 +464,8 @@ def add_option(poll_id: int) -> RenderResult | BaseResponse:
         return _render_edit(poll, add_form=form, status=400)
     topic = _load_topic(int(form.topic_id.data))
     try:
-        services.add_option(poll, topic, current_actor())
-    except services.VotingError as exc:
+        polls.add_option(poll, topic, current_actor())
+    except errors.VotingError as exc:
         db.session.rollback()
         poll, _state = _load_poll(poll_id)
         return _render_edit(poll, error=exc.message, status=_status(exc))
@@ -481,9 +483,9 @@ def create_option(poll_id: int) -> RenderResult | BaseResponse:
     if not form.validate_on_submit():
         return _render_edit(poll, topic_form=form, status=400)
     try:
-        topic = services.create_topic(form.title.data or "", form.pitch.data or "", current_actor())
-        services.add_option(poll, topic, current_actor())
-    except services.VotingError as exc:
+        topic = topics.create_topic(form.title.data or "", form.pitch.data or "", current_actor())
+        polls.add_option(poll, topic, current_actor())
+    except errors.VotingError as exc:
         db.session.rollback()
         poll, _state = _load_poll(poll_id)
         return _render_edit(poll, error=exc.message, status=_status(exc))
@@ -498,7 +500,7 @@ def remove_option(poll_id: int, option_id: int) -> RenderResult | BaseResponse:
     """Take a topic out of a draft poll."""
     return _poll_action(
         poll_id,
-        lambda poll: services.remove_option(poll, option_id, current_actor()),
+        lambda poll: polls.remove_option(poll, option_id, current_actor()),
         _("Topic removed from the poll."),
     )
 
@@ -509,7 +511,7 @@ def publish_poll(poll_id: int) -> RenderResult | BaseResponse:
     """Publish a draft: patrons see it, and it opens at its opening time."""
     return _poll_action(
         poll_id,
-        lambda poll: services.publish_poll(poll, current_actor()),
+        lambda poll: polls.publish_poll(poll, current_actor()),
         _("The poll is published."),
     )
 
@@ -520,7 +522,7 @@ def close_poll(poll_id: int) -> RenderResult | BaseResponse:
     """Close a poll before its closing time."""
     return _poll_action(
         poll_id,
-        lambda poll: services.close_poll(poll, current_actor()),
+        lambda poll: polls.close_poll(poll, current_actor()),
         _("The poll is closed."),
     )
 
@@ -531,15 +533,15 @@ def decline_winner(poll_id: int) -> RenderResult | BaseResponse:
     """Decline to cover a closed poll's winner, with a reason published on the poll."""
     poll, state = _load_poll(poll_id)
     form = DeclineWinnerForm()
-    outcome = results.compute_results(poll, state, services.now(), with_turnout=False)
+    outcome = results.compute_results(poll, state, clock.now(), with_turnout=False)
     form.topic_id.choices = choices_of((r.option.topic_id, r.topic.title) for r in outcome.winners)
     if not form.validate_on_submit():
         message = " ".join(str(e) for errors in form.errors.values() for e in errors)
         return _render_poll(poll, state, error=message, status=400)
     topic = _load_topic(int(form.topic_id.data))
     try:
-        services.decline_winner(poll, topic, form.reason.data or "", current_actor())
-    except services.VotingError as exc:
+        polls.decline_winner(poll, topic, form.reason.data or "", current_actor())
+    except errors.VotingError as exc:
         db.session.rollback()
         poll, state = _load_poll(poll_id)
         return _render_poll(poll, state, error=exc.message, status=_status(exc))
@@ -554,7 +556,7 @@ def list_votes(poll_id: int) -> str:
     """Who voted for what, a page at a time (staff only)."""
     poll, state = _load_poll(poll_id)
     after = params.int_arg("after", 0)
-    outcome = results.compute_results(poll, state, services.now(), with_turnout=False)
+    outcome = results.compute_results(poll, state, clock.now(), with_turnout=False)
     rows = results.ballot_rows(poll, after_id=after, limit=VOTES_PER_PAGE, cap=outcome.limit)
     return render_template(
         "voting/list_votes.html",
@@ -586,8 +588,8 @@ def export_votes(poll_id: int) -> BaseResponse:
             _("Download the votes from this page: downloads are recorded in the audit log."), "info"
         )
         return redirect(url_for("voting.list_votes", poll_id=poll_id), 303)
-    outcome = results.compute_results(poll, state, services.now(), with_turnout=False)
-    services.record_export(poll, current_actor(), outcome.ballots)
+    outcome = results.compute_results(poll, state, clock.now(), with_turnout=False)
+    polls.record_export(poll, current_actor(), outcome.ballots)
     db.session.commit()
     limit = outcome.limit
 
@@ -634,18 +636,18 @@ def manage_topics() -> str:
 
 
 def _render_topics(form: TopicForm | None = None) -> str:
-    topics = db.session.scalars(
+    every_topic = db.session.scalars(
         sa.select(Topic).order_by(Topic.created_at.desc(), Topic.id.desc())
     ).all()
     by_status: dict[TopicStatus, list[Topic]] = {}
-    for topic in topics:
+    for topic in every_topic:
         by_status.setdefault(topic.status, []).append(topic)
     return render_template(
         "voting/manage_topics.html",
         by_status=by_status,
         form=form or TopicForm(),
         TopicStatus=TopicStatus,
-        topic_status_label=services.topic_status_label,
+        topic_status_label=topics.topic_status_label,
     )
 
 
@@ -656,7 +658,7 @@ def create_topic() -> RenderResult | BaseResponse:
     form = TopicForm()
     if not form.validate_on_submit():
         return _render_topics(form), 400
-    topic = services.create_topic(form.title.data or "", form.pitch.data or "", current_actor())
+    topic = topics.create_topic(form.title.data or "", form.pitch.data or "", current_actor())
     db.session.commit()
     flash(_("Topic added to the shortlist."), "success")
     return redirect(url_for("voting.review_topic", topic_id=topic.id))
@@ -675,7 +677,7 @@ def _render_review(
     ).all()
     merge_form = forms.get("merge_form") or MergeForm()
     merge_form.into.choices = choices_of((t.id, t.title) for t in candidates)
-    polls = (
+    offered_in = (
         db.session.execute(
             sa.select(Poll)
             .join(PollOption)
@@ -688,8 +690,8 @@ def _render_review(
     return render_template(
         "voting/review_topic.html",
         topic=topic,
-        polls=polls,
-        actions=services.allowed_actions(topic),
+        polls=offered_in,
+        actions=topics.allowed_actions(topic),
         action_form=EmptyForm(),
         reject_form=forms.get("reject_form") or ReasonForm(prefix="reject"),
         decline_form=forms.get("decline_form") or ReasonForm(prefix="decline"),
@@ -697,7 +699,7 @@ def _render_review(
         publish_form=forms.get("publish_form")
         or PublishTopicForm(article_url=topic.article_url, published_on=topic.published_on),
         error=error,
-        topic_status_label=services.topic_status_label,
+        topic_status_label=topics.topic_status_label,
         TopicStatus=TopicStatus,
     ), status
 
@@ -720,7 +722,7 @@ def _topic_action(
         return _render_review(topic, status=400, **{form_name: form})
     try:
         changed = action(topic, form)
-    except services.VotingError as exc:
+    except errors.VotingError as exc:
         db.session.rollback()
         return _render_review(
             _load_topic(topic_id), error=exc.message, status=_status(exc), **{form_name: form}
@@ -739,7 +741,7 @@ def approve_topic(topic_id: int) -> RenderResult | BaseResponse:
     """Shortlist a proposal."""
     return _topic_action(
         topic_id,
-        lambda topic, form: services.approve_topic(topic, current_actor()),
+        lambda topic, form: topics.approve_topic(topic, current_actor()),
         _("The proposal is shortlisted: it can now be put to a vote."),
     )
 
@@ -750,7 +752,7 @@ def reject_topic(topic_id: int) -> RenderResult | BaseResponse:
     """Turn a proposal down, with a reason the proposer reads."""
     return _topic_action(
         topic_id,
-        lambda topic, form: services.reject_topic(topic, form.reason.data or "", current_actor()),
+        lambda topic, form: topics.reject_topic(topic, form.reason.data or "", current_actor()),
         _("The proposal is rejected; the patron will see your reason."),
         ReasonForm(prefix="reject"),
         "reject_form",
@@ -770,9 +772,7 @@ def merge_topic(topic_id: int) -> RenderResult | BaseResponse:
     )
     return _topic_action(
         topic_id,
-        lambda topic, form: services.merge_topic(
-            topic, _load_topic(form.into.data), current_actor()
-        ),
+        lambda topic, form: topics.merge_topic(topic, _load_topic(form.into.data), current_actor()),
         _("The proposal is merged."),
         form,
         "merge_form",
@@ -785,7 +785,7 @@ def commission_topic(topic_id: int) -> RenderResult | BaseResponse:
     """Mark a topic as commissioned: a reporter is on it."""
     return _topic_action(
         topic_id,
-        lambda topic, form: services.commission_topic(topic, current_actor()),
+        lambda topic, form: topics.commission_topic(topic, current_actor()),
         _("The topic is commissioned."),
     )
 
@@ -796,7 +796,7 @@ def publish_topic(topic_id: int) -> RenderResult | BaseResponse:
     """Record the published article: its address and date."""
     return _topic_action(
         topic_id,
-        lambda topic, form: services.publish_topic(
+        lambda topic, form: topics.publish_topic(
             topic, form.article_url.data or "", form.published_on.data, current_actor()
         ),
         _("The topic is marked as published."),
@@ -811,7 +811,7 @@ def decline_topic(topic_id: int) -> RenderResult | BaseResponse:
     """Decide not to cover a topic, with a public reason."""
     return _topic_action(
         topic_id,
-        lambda topic, form: services.decline_topic(topic, form.reason.data or "", current_actor()),
+        lambda topic, form: topics.decline_topic(topic, form.reason.data or "", current_actor()),
         _("The topic is declined; your reason is public."),
         ReasonForm(prefix="decline"),
         "decline_form",
