@@ -29,12 +29,14 @@ from supporters.voting.models import Poll, PollState, Vote, VoteChoice
 
 
 def get_ballot(poll_id: int, member_id: int) -> Vote | None:
+    """The member's ballot in the poll, if they have cast one."""
     return db.session.scalar(
         sa.select(Vote).where(Vote.poll_id == poll_id, Vote.member_id == member_id)
     )
 
 
 def chosen_option_ids(vote: Vote | None) -> set[int]:
+    """The options a ballot chose (none without a ballot)."""
     return {choice.option_id for choice in vote.choices} if vote else set()
 
 

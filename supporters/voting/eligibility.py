@@ -73,6 +73,7 @@ _MEMBERSHIP_REFUSALS = {
 
 
 def tier_rules(poll: Poll) -> dict[int, PollTierRule]:
+    """The poll's rules by tier id."""
     return {rule.tier_id: rule for rule in poll.tier_rules}
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import joinedload
 
 from supporters import audit
 from supporters.audit import Actor
+from supporters.billing.models import Tier
 from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.voting import clock, results, topics
@@ -34,6 +35,7 @@ from supporters.voting.models import (
     ResultsVisibility,
     Topic,
     TopicStatus,
+    Vote,
     Weighting,
 )
 
@@ -66,6 +68,33 @@ def visible_polls() -> list[tuple[Poll, PollState]]:
     ).all()
     at = clock.now()
     return [(poll, clock.observed_state(poll, at)) for poll in polls]
+
+
+def find_poll(poll_id: int) -> Poll | None:
+    """A poll by id, whatever its state: for staff pages that have loaded it once already."""
+    return db.session.get(Poll, poll_id)
+
+
+def every_poll() -> list[tuple[Poll, PollState]]:
+    """Every poll, drafts included, newest first, each with its state (observed now)."""
+    polls = db.session.scalars(sa.select(Poll).order_by(Poll.created_at.desc(), Poll.id.desc()))
+    at = clock.now()
+    return [(poll, clock.observed_state(poll, at)) for poll in polls]
+
+
+def ballot_counts() -> dict[int, int]:
+    """Ballots per poll id (polls without ballots are left out)."""
+    return {
+        poll_id: count
+        for poll_id, count in db.session.execute(
+            sa.select(Vote.poll_id, sa.func.count()).group_by(Vote.poll_id)
+        )
+    }
+
+
+def rule_tiers() -> list[Tier]:
+    """Every tier a poll's rules may name, active or not, in the order staff see them."""
+    return list(db.session.scalars(sa.select(Tier).order_by(Tier.position, Tier.monthly_amount)))
 
 
 @dataclass(frozen=True)

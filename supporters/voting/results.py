@@ -273,6 +273,7 @@ def votes(weight: Fraction | int, places: int = 2) -> Decimal:
 
 
 def percent(share: Fraction | None, places: int = 1) -> Decimal:
+    """A share (0..1) as a percentage."""
     return numbers.decimal((share or Fraction(0)) * 100, places)
 
 

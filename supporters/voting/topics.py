@@ -7,6 +7,7 @@ from (under a row lock) and audited. Services flush and never commit.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +24,82 @@ from supporters.voting.models import Poll, PollOption, PollState, Topic, TopicSt
 
 # A patron may have this many proposals waiting for review at once.
 MAX_PENDING_PROPOSALS = 5
+
+
+def find_topic(topic_id: int) -> Topic | None:
+    """A topic by id, whatever its status."""
+    return db.session.get(Topic, topic_id)
+
+
+def proposals_of(member_id: int) -> list[Topic]:
+    """What one patron proposed, newest first."""
+    return list(
+        db.session.scalars(
+            sa.select(Topic)
+            .where(Topic.proposed_by_id == member_id)
+            .order_by(Topic.created_at.desc(), Topic.id.desc())
+        )
+    )
+
+
+def published_polls_by_topic(topic_ids: Sequence[int]) -> dict[int, list[Poll]]:
+    """For each topic, the published polls (not drafts) that offer it, oldest first."""
+    offered = db.session.execute(
+        sa.select(PollOption.topic_id, Poll)
+        .join(Poll, Poll.id == PollOption.poll_id)
+        .where(PollOption.topic_id.in_(topic_ids), Poll.state != PollState.DRAFT)
+        .order_by(Poll.id)
+    ).all()
+    polls_by_topic: dict[int, list[Poll]] = {}
+    for topic_id, poll in offered:
+        polls_by_topic.setdefault(topic_id, []).append(poll)
+    return polls_by_topic
+
+
+def polls_offering(topic_id: int) -> list[Poll]:
+    """Every poll that offers the topic, drafts included, oldest first (for staff)."""
+    return list(
+        db.session.scalars(
+            sa.select(Poll)
+            .join(PollOption)
+            .where(PollOption.topic_id == topic_id)
+            .order_by(Poll.id)
+        )
+    )
+
+
+def count_waiting() -> int:
+    """Proposals waiting for review, from every patron."""
+    waiting = db.session.scalar(
+        sa.select(sa.func.count()).select_from(Topic).where(Topic.status == TopicStatus.PROPOSED)
+    )
+    return waiting or 0
+
+
+def shortlisted_topics() -> list[Topic]:
+    """Topics that may be put to a vote, by title."""
+    return list(
+        db.session.scalars(
+            sa.select(Topic).where(Topic.status == TopicStatus.SHORTLISTED).order_by(Topic.title)
+        )
+    )
+
+
+def topics_by_status() -> dict[TopicStatus, list[Topic]]:
+    """Every topic, newest first, grouped by where it stands."""
+    topics = db.session.scalars(sa.select(Topic).order_by(Topic.created_at.desc(), Topic.id.desc()))
+    by_status: dict[TopicStatus, list[Topic]] = {}
+    for topic in topics:
+        by_status.setdefault(topic.status, []).append(topic)
+    return by_status
+
+
+def merge_targets(*, excluding: int | None = None) -> list[Topic]:
+    """Topics a proposal may be merged into (any not merged or rejected), by title."""
+    query = sa.select(Topic).where(Topic.status.not_in((TopicStatus.MERGED, TopicStatus.REJECTED)))
+    if excluding is not None:
+        query = query.where(Topic.id != excluding)
+    return list(db.session.scalars(query.order_by(Topic.title)))
 
 
 def may_propose(member: Member | None) -> bool:
@@ -103,10 +180,12 @@ TOPIC_TRANSITIONS: dict[str, tuple[frozenset[TopicStatus], TopicStatus]] = {
 
 
 def allowed_actions(topic: Topic) -> list[str]:
+    """The actions staff may take on the topic where it stands now."""
     return [name for name, (sources, _) in TOPIC_TRANSITIONS.items() if topic.status in sources]
 
 
 def _lock_topic(topic: Topic) -> Topic:
+    """Re-read the topic with a row lock, so two reviewers do not act on a stale status."""
     return db.session.scalars(
         sa.select(Topic)
         .where(Topic.id == topic.id)
@@ -212,6 +291,7 @@ def decline_topic(topic: Topic, reason: str, actor: Actor) -> bool:
 
 
 def topic_status_label(status: TopicStatus) -> str:
+    """A topic's status as patrons and staff read it."""
     labels: dict[TopicStatus, str] = {
         TopicStatus.PROPOSED: _("waiting for review"),
         TopicStatus.REJECTED: _("not taken up"),

@@ -12,7 +12,6 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-import sqlalchemy as sa
 from flask import (
     Blueprint,
     abort,
@@ -53,12 +52,10 @@ from supporters.voting.forms import (
 )
 from supporters.voting.models import (
     Poll,
-    PollOption,
     PollState,
     ResultsVisibility,
     Topic,
     TopicStatus,
-    Vote,
     Weighting,
 )
 
@@ -109,7 +106,7 @@ def _load_poll(poll_id: int) -> tuple[Poll, PollState]:
 
 
 def _load_topic(topic_id: int) -> Topic:
-    topic = db.session.get(Topic, topic_id)
+    topic = topics.find_topic(topic_id)
     if topic is None:
         abort(404)
     return topic
@@ -142,14 +139,6 @@ def _render_poll(
     standing = eligibility.check_eligibility(poll, viewer, at, _viewer_subscription())
     show_results = results.may_see_results(poll, state, viewer, ballot is not None)
     outcome = results.compute_results(poll, state, at) if show_results else None
-    allowed_tiers: list[Tier] = []
-    if poll.is_restricted_to_tiers:
-        allowed_ids = eligibility.allowed_tier_ids(poll)
-        allowed_tiers = list(
-            db.session.scalars(
-                sa.select(Tier).where(Tier.id.in_(allowed_ids)).order_by(Tier.position)
-            )
-        )
     decline_form = None
     if viewer is not None and viewer.is_admin and outcome is not None and outcome.winners:
         decline_form = DeclineWinnerForm()
@@ -164,7 +153,7 @@ def _render_poll(
         chosen=ballots.chosen_option_ids(ballot),
         eligibility=standing,
         outcome=outcome,
-        allowed_tiers=allowed_tiers,
+        allowed_tiers=eligibility.allowed_tiers(poll),
         error=error,
         decline_form=decline_form,
         action_form=EmptyForm(),
@@ -250,28 +239,11 @@ def propose_topic() -> RenderResult | BaseResponse:
 @login_required
 def list_proposals() -> str:
     """What became of the signed-in patron's proposals."""
-    member = current_member()
-    proposed = db.session.scalars(
-        sa.select(Topic)
-        .where(Topic.proposed_by_id == member.id)
-        .order_by(Topic.created_at.desc(), Topic.id.desc())
-    ).all()
-    offered = db.session.execute(
-        sa.select(PollOption.topic_id, Poll)
-        .join(Poll, Poll.id == PollOption.poll_id)
-        .where(
-            PollOption.topic_id.in_([topic.id for topic in proposed]),
-            Poll.state != PollState.DRAFT,
-        )
-        .order_by(Poll.id)
-    ).all()
-    polls_by_topic: dict[int, list[Poll]] = {}
-    for topic_id, poll in offered:
-        polls_by_topic.setdefault(topic_id, []).append(poll)
+    proposed = topics.proposals_of(current_member().id)
     return render_template(
         "voting/list_proposals.html",
         topics=proposed,
-        polls_by_topic=polls_by_topic,
+        polls_by_topic=topics.published_polls_by_topic([topic.id for topic in proposed]),
         topic_status_label=topics.topic_status_label,
         TopicStatus=TopicStatus,
     )
@@ -292,27 +264,12 @@ def list_reported() -> str:
 @staff_required
 def manage_polls() -> str:
     """Every poll, drafts included, with its ballots; proposals waiting for review."""
-    every_poll = db.session.scalars(
-        sa.select(Poll).order_by(Poll.created_at.desc(), Poll.id.desc())
-    )
-    at = clock.now()
-    rows = [(poll, clock.observed_state(poll, at)) for poll in every_poll]
-    counts: dict[int, int] = {
-        poll_id: count
-        for poll_id, count in db.session.execute(
-            sa.select(Vote.poll_id, sa.func.count()).group_by(Vote.poll_id)
-        )
-    }
-    waiting = db.session.scalar(
-        sa.select(sa.func.count()).select_from(Topic).where(Topic.status == TopicStatus.PROPOSED)
-    )
     return render_template(
-        "voting/manage_polls.html", rows=rows, counts=counts, waiting=waiting or 0
+        "voting/manage_polls.html",
+        rows=polls.every_poll(),
+        counts=polls.ballot_counts(),
+        waiting=topics.count_waiting(),
     )
-
-
-def _tiers() -> list[Tier]:
-    return list(db.session.scalars(sa.select(Tier).order_by(Tier.position, Tier.monthly_amount)))
 
 
 def _settings(form: PollForm) -> polls.PollSettings:
@@ -334,7 +291,7 @@ def _settings(form: PollForm) -> polls.PollSettings:
 @admin_required
 def create_poll() -> RenderResult | BaseResponse:
     """Start a draft poll."""
-    tiers = _tiers()
+    tiers = polls.rule_tiers()
     form = poll_form(tiers)
     if form.validate_on_submit():
         try:
@@ -379,16 +336,13 @@ def _render_edit(
     add_form: AddOptionForm | None = None,
     topic_form: TopicForm | None = None,
 ) -> RenderResult:
-    tiers = _tiers()
+    tiers = polls.rule_tiers()
     at = clock.now()
     state = clock.observed_state(poll, at)
     offered = {option.topic_id for option in poll.options}
-    shortlisted = db.session.scalars(
-        sa.select(Topic).where(Topic.status == TopicStatus.SHORTLISTED).order_by(Topic.title)
-    ).all()
     add_form = add_form or AddOptionForm()
     add_form.topic_id.choices = choices_of(
-        (t.id, t.title) for t in shortlisted if t.id not in offered
+        (t.id, t.title) for t in topics.shortlisted_topics() if t.id not in offered
     )
     return render_template(
         "voting/edit_poll.html",
@@ -415,7 +369,7 @@ def edit_poll(poll_id: int) -> RenderResult | BaseResponse:
     if state is not PollState.DRAFT:
         message = _("This poll is published: its settings and topics can no longer change.")
         return _render_edit(poll, error=message, status=409)
-    form = poll_form(_tiers())
+    form = poll_form(polls.rule_tiers())
     if not form.validate_on_submit():
         return _render_edit(poll, form, status=400)
     try:
@@ -454,12 +408,7 @@ def add_option(poll_id: int) -> RenderResult | BaseResponse:
     """Put a shortlisted topic in a draft poll."""
     poll, _state = _load_poll(poll_id)
     form = AddOptionForm()
-    form.topic_id.choices = choices_of(
-        (topic.id, topic.title)
-        for topic in db.session.scalars(
-            sa.select(Topic).where(Topic.status == TopicStatus.SHORTLISTED)
-        )
-    )
+    form.topic_id.choices = choices_of((t.id, t.title) for t in topics.shortlisted_topics())
     if not form.validate_on_submit():
         return _render_edit(poll, add_form=form, status=400)
     topic = _load_topic(int(form.topic_id.data))
@@ -595,7 +544,7 @@ def export_votes(poll_id: int) -> BaseResponse:
 
     def rows() -> Iterator[tuple[object, ...]]:
         # Runs while the response streams: read the poll again in this stretch of the request.
-        streamed = db.session.get(Poll, poll_id)
+        streamed = polls.find_poll(poll_id)
         assert streamed is not None
         for row in results.iter_ballots(streamed, limit):
             yield (
@@ -636,15 +585,9 @@ def manage_topics() -> str:
 
 
 def _render_topics(form: TopicForm | None = None) -> str:
-    every_topic = db.session.scalars(
-        sa.select(Topic).order_by(Topic.created_at.desc(), Topic.id.desc())
-    ).all()
-    by_status: dict[TopicStatus, list[Topic]] = {}
-    for topic in every_topic:
-        by_status.setdefault(topic.status, []).append(topic)
     return render_template(
         "voting/manage_topics.html",
-        by_status=by_status,
+        by_status=topics.topics_by_status(),
         form=form or TopicForm(),
         TopicStatus=TopicStatus,
         topic_status_label=topics.topic_status_label,
@@ -667,30 +610,14 @@ def create_topic() -> RenderResult | BaseResponse:
 def _render_review(
     topic: Topic, *, error: str | None = None, status: int = 200, **forms: Any
 ) -> RenderResult:
-    candidates = db.session.scalars(
-        sa.select(Topic)
-        .where(
-            Topic.id != topic.id,
-            Topic.status.not_in((TopicStatus.MERGED, TopicStatus.REJECTED)),
-        )
-        .order_by(Topic.title)
-    ).all()
     merge_form = forms.get("merge_form") or MergeForm()
-    merge_form.into.choices = choices_of((t.id, t.title) for t in candidates)
-    offered_in = (
-        db.session.execute(
-            sa.select(Poll)
-            .join(PollOption)
-            .where(PollOption.topic_id == topic.id)
-            .order_by(Poll.id)
-        )
-        .scalars()
-        .all()
+    merge_form.into.choices = choices_of(
+        (t.id, t.title) for t in topics.merge_targets(excluding=topic.id)
     )
     return render_template(
         "voting/review_topic.html",
         topic=topic,
-        polls=offered_in,
+        polls=topics.polls_offering(topic.id),
         actions=topics.allowed_actions(topic),
         action_form=EmptyForm(),
         reject_form=forms.get("reject_form") or ReasonForm(prefix="reject"),
@@ -764,12 +691,7 @@ def reject_topic(topic_id: int) -> RenderResult | BaseResponse:
 def merge_topic(topic_id: int) -> RenderResult | BaseResponse:
     """Fold a proposal into an existing topic."""
     form = MergeForm()
-    form.into.choices = choices_of(
-        (t.id, t.title)
-        for t in db.session.scalars(
-            sa.select(Topic).where(Topic.status.not_in((TopicStatus.MERGED, TopicStatus.REJECTED)))
-        )
-    )
+    form.into.choices = choices_of((t.id, t.title) for t in topics.merge_targets())
     return _topic_action(
         topic_id,
         lambda topic, form: topics.merge_topic(topic, _load_topic(form.into.data), current_actor()),
