@@ -62,7 +62,7 @@ def measure(size: int, repeats: int) -> None:
         from supporters import create_app
         from supporters.billing.models import Subscription
         from supporters.extensions import db
-        from supporters.voting import results, services
+        from supporters.voting import clock, results
         from supporters.voting.models import Poll, PollState
 
         app = create_app({"TESTING": True})
@@ -81,7 +81,7 @@ def measure(size: int, repeats: int) -> None:
             visitor = app.test_client()
             figures = {
                 "count now (an open poll)": timed(
-                    lambda: results.count_eligible(closed, services.now()), repeats
+                    lambda: results.count_eligible(closed, clock.now()), repeats
                 ),
                 "count at the closing, from history": timed(
                     lambda: results.count_eligible(closed, closes_at), repeats

@@ -42,7 +42,7 @@ from supporters.billing.models import (
 from supporters.db import Base, utcnow
 from supporters.extensions import db
 from supporters.members.models import Member, Role
-from supporters.voting import services as voting_services
+from supporters.voting import ballots
 from supporters.voting.models import (
     Poll,
     PollOption,
@@ -299,7 +299,7 @@ class DemoSeeder:
         assert closed_poll is not None  # added above, in this transaction
         closed_poll.eligible_count = self.counts["closed poll eligible"]
         db.session.flush()
-        voting_services.recount_ballots()  # the ballots went in as plain rows
+        ballots.recount_ballots()  # the ballots went in as plain rows
         self._add_goals()
         record_action(
             "demo.seeded",

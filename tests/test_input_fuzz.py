@@ -27,7 +27,7 @@ from werkzeug.routing import Rule
 
 from supporters.billing.models import StripeEvent
 from supporters.extensions import db
-from supporters.voting import services as voting
+from supporters.voting import ballots, clock
 from supporters.voting.models import PollState, TopicStatus
 from tests.billing.fake_stripe import sign_payload
 from tests.helpers import csrf_token, submit
@@ -220,9 +220,9 @@ def _pages_in_other_states(site: Site) -> list[str]:
     a shortlisted topic's review, a choice to confirm after signing in."""
     draft = make_poll(state=PollState.DRAFT)
     decided = make_poll()
-    voting.cast_vote(decided, site.people["patron"], [decided.options[0].id])
+    ballots.cast_vote(decided, site.people["patron"], [decided.options[0].id])
     decided.state = PollState.CLOSED
-    decided.closes_at = voting.now()
+    decided.closes_at = clock.now()
     shortlisted = make_topic(status=TopicStatus.SHORTLISTED)
     db.session.commit()
     return [

@@ -110,7 +110,7 @@ class Poll(Model):
     description: Mapped[str] = mapped_column(sa.Text, default="")
     # The stored state: draft until published, then scheduled or open as publishing found it,
     # and closed only when staff close the poll early. Past its opening and closing times the
-    # clock decides on every read (services.observed_state, closed_by): a GET writes nothing.
+    # clock decides on every read (clock.observed_state, closed_by): a GET writes nothing.
     state: Mapped[PollState] = mapped_column(
         enum_column(PollState, "poll_state"), default=PollState.DRAFT, index=True
     )
@@ -136,9 +136,9 @@ class Poll(Model):
     # closes: its figure is counted from the membership history at its closing time instead
     # (results.count_eligible), so it does not drift as memberships change afterwards either.
     eligible_count: Mapped[int | None]
-    # Ballots cast, raised in the transaction that casts a new one (services.cast_vote), so a
+    # Ballots cast, raised in the transaction that casts a new one (ballots.cast_vote), so a
     # turnout is read rather than counted. Whatever else writes or deletes ballots must keep it
-    # too (seed-demo recounts with services.recount_ballots).
+    # too (seed-demo recounts with ballots.recount_ballots).
     ballot_count: Mapped[int] = mapped_column(default=0, server_default="0")
     created_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("members.id", ondelete="SET NULL")
@@ -160,7 +160,7 @@ class Poll(Model):
     @classmethod
     def closed_by(cls, at: dt.datetime) -> sa.ColumnElement[bool]:
         """SQL: the poll is closed at ``at`` (closed by staff, or published and past its closing
-        time), as ``services.observed_state`` decides for one poll."""
+        time), as ``clock.observed_state`` decides for one poll."""
         return sa.or_(
             cls.state == PollState.CLOSED,
             sa.and_(cls.state.in_((PollState.SCHEDULED, PollState.OPEN)), cls.closes_at <= at),

@@ -28,6 +28,7 @@ from supporters.voting.models import (
     PollOption,
     PollState,
     PollTierRule,
+    ResultsVisibility,
     Topic,
     TopicStatus,
     Vote,
@@ -245,6 +246,24 @@ def compute_results(
     )
 
 
+# -- who may see them -----------------------------------------------------------------------------
+
+
+def may_see_results(poll: Poll, state: PollState, viewer: Member | None, has_voted: bool) -> bool:
+    """Members see a poll's aggregates per its setting; staff always; everyone once closed."""
+    if viewer is not None and viewer.is_staff:
+        return True
+    if state is PollState.CLOSED:
+        return True
+    if state is not PollState.OPEN:
+        return False
+    if poll.results_visibility is ResultsVisibility.ALWAYS:
+        return True
+    if poll.results_visibility is ResultsVisibility.AFTER_VOTING:
+        return has_voted
+    return False
+
+
 # -- numbers for people ---------------------------------------------------------------------------
 
 
@@ -254,6 +273,7 @@ def votes(weight: Fraction | int, places: int = 2) -> Decimal:
 
 
 def percent(share: Fraction | None, places: int = 1) -> Decimal:
+    """A share (0..1) as a percentage."""
     return numbers.decimal((share or Fraction(0)) * 100, places)
 
 

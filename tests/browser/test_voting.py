@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from supporters.audit import AuditEntry
 from supporters.extensions import db
 from supporters.members.models import Role
-from supporters.voting import services
+from supporters.voting import ballots
 from tests.factories import make_member
 from tests.smtp import MailServer, sign_in_code
 from tests.voting.factories import make_patron, make_poll, option_ids
@@ -25,7 +25,7 @@ def test_a_patron_votes_sees_results_and_changes_the_vote(
     with live_server.app.app_context():
         poll = make_poll(question="What should we investigate next?", max_choices=2)
         make_patron(email="olena@example.org", display_name="Olena")
-        services.cast_vote(poll, make_patron(), [option_ids(poll)[0]])  # someone chose Schools
+        ballots.cast_vote(poll, make_patron(), [option_ids(poll)[0]])  # someone chose Schools
         db.session.commit()
         poll_url = f"/polls/{poll.id}"
 
@@ -73,7 +73,7 @@ def test_staff_download_the_votes_from_the_votes_page_and_it_is_audited(
 ) -> None:
     with live_server.app.app_context():
         poll = make_poll()
-        services.cast_vote(poll, make_patron(display_name="Olena"), [option_ids(poll)[1]])
+        ballots.cast_vote(poll, make_patron(display_name="Olena"), [option_ids(poll)[1]])
         make_member("editor@example.org", role=Role.STAFF, display_name="Editor")
         db.session.commit()
         download_url = f"/polls/manage/{poll.id}/votes.csv"

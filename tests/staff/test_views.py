@@ -16,7 +16,7 @@ from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.models import Member, Role
 from supporters.staff import member_list
-from supporters.voting import services as voting_services
+from supporters.voting import ballots
 from supporters.voting.models import Poll, PollOption, PollState, Topic, TopicStatus, Vote
 from tests.factories import make_member, make_tier, signed_in_client
 from tests.helpers import csrf_token, submit, text
@@ -239,7 +239,7 @@ def test_overview_shows_figures_definitions_and_charts(
     app: Flask, people: dict[str, Member]
 ) -> None:
     poll = make_poll(question="Which story next?")
-    voting_services.cast_vote(poll, people["olena"], option_ids(poll)[:1])
+    ballots.cast_vote(poll, people["olena"], option_ids(poll)[:1])
     db.session.commit()
     page = text(client_for(app, people["staff"]).get("/staff/"))
     # One ballot of three patrons who may vote in the open poll.

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from supporters.db import utcnow
-from supporters.voting import services
+from supporters.voting import clock as voting_clock
 
 
 class Clock:
@@ -27,5 +27,5 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     frozen = Clock(utcnow().replace(microsecond=0))
-    monkeypatch.setattr(services, "now", frozen)
+    monkeypatch.setattr(voting_clock, "now", frozen)
     return frozen

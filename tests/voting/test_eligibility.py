@@ -10,8 +10,8 @@ from flask import Flask
 from supporters.billing.membership import is_entitled, status_at
 from supporters.billing.models import SubscriptionStatus
 from supporters.extensions import db
-from supporters.voting import results, services
-from supporters.voting.services import Refusal
+from supporters.voting import results
+from supporters.voting.eligibility import Refusal, check_eligibility
 from tests.factories import make_member
 from tests.voting.conftest import Clock
 from tests.voting.factories import make_poll, make_subscription, make_tier
@@ -54,14 +54,14 @@ def test_eligibility_follows_the_membership_status(
             current_period_end=started + dt.timedelta(days=30) if started else None,
         )
     poll = make_poll()
-    eligibility = services.check_eligibility(poll, member, clock.at)
+    eligibility = check_eligibility(poll, member, clock.at)
     assert eligibility.refusal is refusal
     assert eligibility.may_vote is (refusal is None)
     assert results.count_eligible(poll, clock.at) == (1 if refusal is None else 0)
 
 
 def test_visitors_who_are_not_signed_in_are_invited_to_sign_in(app: Flask, clock: Clock) -> None:
-    eligibility = services.check_eligibility(make_poll(), None, clock.at)
+    eligibility = check_eligibility(make_poll(), None, clock.at)
     assert eligibility.refusal is Refusal.SIGNED_OUT and eligibility.message
 
 
@@ -80,8 +80,7 @@ def test_a_poll_restricted_to_tiers_admits_only_their_patrons(app: Flask, clock:
         members[name] = make_member()
         make_subscription(members[name], tier, amount=None if tier else 1234)
     refusals = {
-        name: services.check_eligibility(poll, member, clock.at).refusal
-        for name, member in members.items()
+        name: check_eligibility(poll, member, clock.at).refusal for name, member in members.items()
     }
     assert refusals == {
         "friend": Refusal.TIER,  # a rule that says no
@@ -93,8 +92,7 @@ def test_a_poll_restricted_to_tiers_admits_only_their_patrons(app: Flask, clock:
 
     open_to_all = make_poll(tier_rules=[(friend, False, 1)])
     assert all(
-        services.check_eligibility(open_to_all, member, clock.at).may_vote
-        for member in members.values()
+        check_eligibility(open_to_all, member, clock.at).may_vote for member in members.values()
     )
     assert results.count_eligible(open_to_all, clock.at) == 4
 

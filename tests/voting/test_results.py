@@ -10,7 +10,9 @@ from flask import Flask
 
 from supporters.billing.models import Interval, SubscriptionStatus
 from supporters.extensions import db
-from supporters.voting import results, services
+from supporters.voting import results
+from supporters.voting.ballots import cast_vote
+from supporters.voting.clock import observed_state
 from supporters.voting.models import WEIGHT_SCALE, Poll, PollState, Weighting
 from tests.factories import make_member
 from tests.voting.conftest import Clock
@@ -21,7 +23,7 @@ M = WEIGHT_SCALE
 
 def _vote(poll: Poll, ballots: list[tuple[object, list[int]]]) -> None:
     for member, chosen in ballots:
-        services.cast_vote(poll, member, chosen)  # type: ignore[arg-type]
+        cast_vote(poll, member, chosen)  # type: ignore[arg-type]
 
 
 def _figures(
@@ -160,7 +162,7 @@ def test_a_closed_polls_turnout_is_counted_at_its_closing(app: Flask, clock: Clo
     make_patron()
     db.session.commit()
     clock.advance(days=8)  # past the closing time
-    state = services.observed_state(poll, clock.at)
+    state = observed_state(poll, clock.at)
     assert state is PollState.CLOSED
     make_subscription(make_member(), started_at=clock.at)  # joins after the poll closed
     outcome = results.compute_results(poll, state, clock.at)

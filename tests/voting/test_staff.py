@@ -15,7 +15,7 @@ from werkzeug.test import TestResponse
 from supporters.audit import AuditEntry
 from supporters.extensions import db
 from supporters.members.models import Member, Role
-from supporters.voting import services
+from supporters.voting import ballots
 from supporters.voting.models import Poll, PollState, Topic, TopicStatus, Weighting
 from tests.factories import make_member
 from tests.helpers import csrf_token, submit, text
@@ -164,8 +164,8 @@ def test_staff_see_who_voted_for_what_and_download_it(app: Flask, clock: Clock) 
     poll = make_poll(weighting=Weighting.SQRT_AMOUNT)
     a, b, _ = option_ids(poll)
     sly = make_patron(amount=400, display_name='=HYPERLINK("http://evil")')
-    services.cast_vote(poll, sly, [a])
-    services.cast_vote(poll, make_patron(amount=900, display_name="Olena"), [b])
+    ballots.cast_vote(poll, sly, [a])
+    ballots.cast_vote(poll, make_patron(amount=900, display_name="Olena"), [b])
     staff, editor = _staff(app, Role.STAFF)
 
     page = text(staff.get(f"/polls/manage/{poll.id}/votes"))
@@ -212,7 +212,7 @@ def _closed_poll_won_by(title: str, clock: Clock) -> tuple[Poll, Topic]:
     poll = make_poll((title, "Runner-up"))
     a, b = option_ids(poll)
     for chosen in (a, a, b):
-        services.cast_vote(poll, make_patron(), [chosen])
+        ballots.cast_vote(poll, make_patron(), [chosen])
     poll.state = PollState.CLOSED
     poll.closed_at = clock.at
     db.session.commit()

@@ -14,7 +14,7 @@ from supporters.audit import AuditEntry
 from supporters.billing.models import Subscription, SubscriptionStatus
 from supporters.extensions import db
 from supporters.members.models import Role
-from supporters.voting import services
+from supporters.voting import ballots
 from supporters.voting.models import Poll, PollState, ResultsVisibility, Vote, VoteChoice
 from tests.factories import make_member
 from tests.helpers import csrf_token, text
@@ -200,7 +200,7 @@ def test_results_stay_private_until_the_poll_allows(
     a, b, _ = option_ids(poll)
     others = [make_patron() for _ in range(3)]
     for other in others:
-        services.cast_vote(poll, other, [b])
+        ballots.cast_vote(poll, other, [b])
     patron = make_patron()
     db.session.commit()
     client = sign_in(app.test_client(), patron)
