@@ -31,7 +31,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, SessionTransaction
@@ -40,7 +40,7 @@ from supporters.billing.models import Payment, Subscription, SubscriptionStatus
 from supporters.members.models import Member
 from supporters.staff import rollups
 from supporters.staff.ledger import PAYMENT_COLUMNS, SUBSCRIPTION_COLUMNS, PaymentFacts
-from supporters.staff.models import Movement
+from supporters.staff.rollups import MOVEMENTS, PAYMENTS, SUBSCRIPTIONS
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -48,10 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EntityT = TypeVar("EntityT", Payment, Subscription)
-
-_payments = cast(sa.Table, Payment.__table__)
-_subscriptions = cast(sa.Table, Subscription.__table__)
-_movements = cast(sa.Table, Movement.__table__)
 
 _INFO_KEY = "staff_rollups"
 
@@ -109,8 +105,8 @@ def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
     first_seen = subscriptions - unit.subscriptions
     if first_seen and connection is not None:
         rows = connection.execute(
-            sa.select(_subscriptions.c.id, _subscriptions.c.status).where(
-                _subscriptions.c.id.in_(first_seen)
+            sa.select(SUBSCRIPTIONS.c.id, SUBSCRIPTIONS.c.status).where(
+                SUBSCRIPTIONS.c.id.in_(first_seen)
             )
         )
         unit.old_statuses.update({row.id: row.status for row in rows})
@@ -148,18 +144,18 @@ def _observe_unit(session: Session, unit: _Unit) -> None:
     if unit.inserted_subscriptions:
         ids |= set(
             connection.scalars(
-                sa.select(_subscriptions.c.id).where(
-                    _subscriptions.c.stripe_subscription_id.in_(unit.inserted_subscriptions)
+                sa.select(SUBSCRIPTIONS.c.id).where(
+                    SUBSCRIPTIONS.c.stripe_subscription_id.in_(unit.inserted_subscriptions)
                 )
             )
         )
     if unit.deleted_members:  # the database cascaded their subscriptions away
         ids |= set(
             connection.scalars(
-                sa.select(_movements.c.subscription_id)
-                .where(_movements.c.member_id.in_(unit.deleted_members))
-                .group_by(_movements.c.subscription_id)
-                .having(sa.func.sum(_movements.c.subscriptions) != 0)
+                sa.select(MOVEMENTS.c.subscription_id)
+                .where(MOVEMENTS.c.member_id.in_(unit.deleted_members))
+                .group_by(MOVEMENTS.c.subscription_id)
+                .having(sa.func.sum(MOVEMENTS.c.subscriptions) != 0)
             )
         )
     rows = rollups.subscription_facts(connection, rollups.SUBSCRIPTIONS_BY_ID, {"ids": sorted(ids)})
@@ -189,9 +185,9 @@ def _on_execute(state: Any) -> Any:
         return None
     # An ORM statement names an annotated copy of the table: compare names.
     name = getattr(getattr(state.statement, "table", None), "name", None)
-    if name not in (_payments.name, _subscriptions.name):
+    if name not in (PAYMENTS.name, SUBSCRIPTIONS.name):
         return None
-    table = _payments if name == _payments.name else _subscriptions
+    table = PAYMENTS if name == PAYMENTS.name else SUBSCRIPTIONS
     unit = _unit(state.session)
     parameters = state.parameters
     is_many = isinstance(parameters, Sequence) and len(parameters) > 1
@@ -212,7 +208,7 @@ def _on_execute(state: Any) -> Any:
             values.update(parameters[0])
         return values
 
-    if table is _subscriptions:
+    if table is SUBSCRIPTIONS:
         _note_inserted_subscription(unit, inserted_values, rows)
         return result
     # The row came back whole (``insert_returning``): what it adds is known without a read.
@@ -229,7 +225,7 @@ def _on_execute(state: Any) -> Any:
             unit.is_stale = True
             return result
         connection = state.session.connection()
-        for facts in rollups.payment_facts(connection, _payments.c[key] == values[key]).values():
+        for facts in rollups.payment_facts(connection, PAYMENTS.c[key] == values[key]).values():
             deltas.add_payment(facts, 1)
     _keep(state.session, unit, deltas)
     return result

@@ -13,11 +13,11 @@ import datetime as dt
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 
-from supporters.billing.models import Payment, PaymentStatus, Subscription
+from supporters.billing.models import PaymentStatus
 from supporters.billing.services import COUNTED_STATUSES
 from supporters.extensions import db
 from supporters.staff import listeners, rollups
@@ -26,15 +26,11 @@ from supporters.staff.models import (
     COHORT_OFFSETS,
     CohortCell,
     DayTotal,
-    Movement,
     MovementKind,
     PaymentMonth,
     SubscriptionMonth,
 )
-
-_payments = cast(sa.Table, Payment.__table__)
-_subscriptions = cast(sa.Table, Subscription.__table__)
-_movements = cast(sa.Table, Movement.__table__)
+from supporters.staff.rollups import MOVEMENTS, PAYMENTS, SUBSCRIPTIONS
 
 
 @dataclasses.dataclass
@@ -58,16 +54,16 @@ def _latest_failed(connection: sa.Connection, subscription_ids: Sequence[int]) -
     """Of these subscriptions, those whose latest payment failed."""
     ranked = (
         sa.select(
-            _payments.c.subscription_id,
-            _payments.c.status,
+            PAYMENTS.c.subscription_id,
+            PAYMENTS.c.status,
             sa.func.row_number()
             .over(
-                partition_by=_payments.c.subscription_id,
-                order_by=(_payments.c.created_at.desc(), _payments.c.id.desc()),
+                partition_by=PAYMENTS.c.subscription_id,
+                order_by=(PAYMENTS.c.created_at.desc(), PAYMENTS.c.id.desc()),
             )
             .label("rank"),
         )
-        .where(_payments.c.subscription_id.in_(subscription_ids))
+        .where(PAYMENTS.c.subscription_id.in_(subscription_ids))
         .subquery()
     )
     return set(
@@ -90,10 +86,10 @@ def _catch_up(connection: sa.Connection, at: dt.datetime, chunk: int) -> Rebuild
     while True:
         member_ids = list(
             connection.scalars(
-                sa.select(_subscriptions.c.member_id)
-                .where(_subscriptions.c.member_id > after)
-                .group_by(_subscriptions.c.member_id)
-                .order_by(_subscriptions.c.member_id)
+                sa.select(SUBSCRIPTIONS.c.member_id)
+                .where(SUBSCRIPTIONS.c.member_id > after)
+                .group_by(SUBSCRIPTIONS.c.member_id)
+                .order_by(SUBSCRIPTIONS.c.member_id)
                 .limit(chunk)
             )
         )
@@ -101,13 +97,11 @@ def _catch_up(connection: sa.Connection, at: dt.datetime, chunk: int) -> Rebuild
             break
         low, high = member_ids[0], member_ids[-1]
         after = high
-        rows = rollups.subscription_facts(connection, _subscriptions.c.member_id.between(low, high))
+        rows = rollups.subscription_facts(connection, SUBSCRIPTIONS.c.member_id.between(low, high))
         ids = [facts.id for facts in rows]
         entries = rollups.ledger_entries(
             connection,
-            sa.or_(
-                _movements.c.member_id.between(low, high), _movements.c.subscription_id.in_(ids)
-            ),
+            sa.or_(MOVEMENTS.c.member_id.between(low, high), MOVEMENTS.c.subscription_id.in_(ids)),
         )
         by_member: dict[int, list[Entry]] = defaultdict(list)
         by_subscription: dict[int, list[Entry]] = defaultdict(list)
@@ -147,10 +141,10 @@ def _catch_up(connection: sa.Connection, at: dt.datetime, chunk: int) -> Rebuild
         report.movements_added += len(added)
 
     orphans = connection.scalars(
-        sa.select(_movements.c.subscription_id)
-        .where(_movements.c.subscription_id.not_in(sa.select(_subscriptions.c.id)))
-        .group_by(_movements.c.subscription_id)
-        .having(sa.func.sum(_movements.c.subscriptions) != 0)
+        sa.select(MOVEMENTS.c.subscription_id)
+        .where(MOVEMENTS.c.subscription_id.not_in(sa.select(SUBSCRIPTIONS.c.id)))
+        .group_by(MOVEMENTS.c.subscription_id)
+        .having(sa.func.sum(MOVEMENTS.c.subscriptions) != 0)
     ).all()
     for subscription_id in orphans:
         new = rollups.observe_one(connection, subscription_id, None, None, at)
@@ -163,7 +157,7 @@ def _recompute(connection: sa.Connection) -> None:
     """Replace every rollup with sums over the ledger and the payments table."""
     for table in rollups.ROLLUP_TABLES:
         connection.execute(sa.delete(table))
-    m = _movements.c
+    m = MOVEMENTS.c
     counted = m.kind != MovementKind.OBSERVED
     connection.execute(
         sa.insert(SubscriptionMonth.__table__).from_select(  # type: ignore[arg-type]
@@ -199,7 +193,7 @@ def _recompute(connection: sa.Connection) -> None:
             )
         )
 
-    p = _payments.c
+    p = PAYMENTS.c
     zero = sa.literal(0)
     paid = p.status == PaymentStatus.PAID
     parts = [
@@ -268,7 +262,7 @@ def rebuild(*, at: dt.datetime | None = None, chunk: int = 2_000) -> RebuildRepo
     session.flush()
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        names = ", ".join(t.name for t in (_movements, *rollups.ROLLUP_TABLES))
+        names = ", ".join(t.name for t in (MOVEMENTS, *rollups.ROLLUP_TABLES))
         connection.execute(sa.text(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"))
     report = _catch_up(connection, at or rollups.now(), chunk)
     _recompute(connection)

@@ -53,9 +53,11 @@ from supporters.staff.models import (
     SubscriptionMonth,
 )
 
-_payments = cast(sa.Table, Payment.__table__)
-_subscriptions = cast(sa.Table, Subscription.__table__)
-_movements = cast(sa.Table, Movement.__table__)
+# The tables the ledger reads and writes, as Core tables: the listeners and the rebuild work
+# below the ORM.
+PAYMENTS = cast(sa.Table, Payment.__table__)
+SUBSCRIPTIONS = cast(sa.Table, Subscription.__table__)
+MOVEMENTS = cast(sa.Table, Movement.__table__)
 
 ROLLUP_TABLES: tuple[sa.Table, ...] = tuple(
     model.__table__  # type: ignore[misc]
@@ -154,8 +156,8 @@ def payment_facts(
 
 
 def _payment_facts_select(where: Any) -> sa.Select[Any]:
-    columns = [_payments.c[name] for name in PAYMENT_COLUMNS]
-    return sa.select(_payments.c.id, *columns).where(where)
+    columns = [PAYMENTS.c[name] for name in PAYMENT_COLUMNS]
+    return sa.select(PAYMENTS.c.id, *columns).where(where)
 
 
 def subscription_facts(
@@ -167,14 +169,14 @@ def subscription_facts(
 
 
 def _subscription_facts_select(where: Any) -> sa.Select[Any]:
-    columns = [_subscriptions.c[name] for name in SUBSCRIPTION_COLUMNS]
+    columns = [SUBSCRIPTIONS.c[name] for name in SUBSCRIPTION_COLUMNS]
     return (
-        sa.select(_subscriptions.c.id, *columns)
+        sa.select(SUBSCRIPTIONS.c.id, *columns)
         .where(where)
         .order_by(
-            _subscriptions.c.member_id,
-            _subscriptions.c.started_at.asc().nulls_last(),
-            _subscriptions.c.id,
+            SUBSCRIPTIONS.c.member_id,
+            SUBSCRIPTIONS.c.started_at.asc().nulls_last(),
+            SUBSCRIPTIONS.c.id,
         )
     )
 
@@ -189,23 +191,23 @@ def ledger_entries(
 
 def _entries_select(where: Any) -> sa.Select[Any]:
     names = [f.name for f in dataclasses.fields(Entry)]
-    return sa.select(*(_movements.c[n] for n in names)).where(where).order_by(_movements.c.id)
+    return sa.select(*(MOVEMENTS.c[n] for n in names)).where(where).order_by(MOVEMENTS.c.id)
 
 
 # The reads every billing change makes, built once: building a statement (and its cache key)
 # costs SQLAlchemy more than running it.
 _IDS: sa.BindParameter[list[int]] = sa.bindparam("ids", expanding=True)
-PAYMENTS_BY_ID = _payment_facts_select(_payments.c.id.in_(_IDS))
-SUBSCRIPTIONS_BY_ID = _subscription_facts_select(_subscriptions.c.id.in_(_IDS))
-_OWN_ENTRIES = _movements.c.subscription_id == sa.bindparam("subscription_id")
+PAYMENTS_BY_ID = _payment_facts_select(PAYMENTS.c.id.in_(_IDS))
+SUBSCRIPTIONS_BY_ID = _subscription_facts_select(SUBSCRIPTIONS.c.id.in_(_IDS))
+_OWN_ENTRIES = MOVEMENTS.c.subscription_id == sa.bindparam("subscription_id")
 _ENTRIES_OF_SUBSCRIPTION = _entries_select(_OWN_ENTRIES)
 _ENTRIES_OF_SUBSCRIPTION_OR_MEMBER = _entries_select(
-    sa.or_(_OWN_ENTRIES, _movements.c.member_id == sa.bindparam("member_id"))
+    sa.or_(_OWN_ENTRIES, MOVEMENTS.c.member_id == sa.bindparam("member_id"))
 )
 _ENTRIES_OF_MEMBERS = _entries_select(
-    _movements.c.member_id.in_(sa.bindparam("members", expanding=True))
+    MOVEMENTS.c.member_id.in_(sa.bindparam("members", expanding=True))
 )
-_INSERT_ENTRIES = sa.insert(_movements)
+_INSERT_ENTRIES = sa.insert(MOVEMENTS)
 
 
 def insert_entries(connection: sa.Connection, entries: Sequence[Entry]) -> None:
@@ -217,9 +219,9 @@ def insert_entries(connection: sa.Connection, entries: Sequence[Entry]) -> None:
 
 def _latest_payment_failed(connection: sa.Connection, subscription_id: int) -> bool:
     status = connection.scalar(
-        sa.select(_payments.c.status)
-        .where(_payments.c.subscription_id == subscription_id)
-        .order_by(_payments.c.created_at.desc(), _payments.c.id.desc())
+        sa.select(PAYMENTS.c.status)
+        .where(PAYMENTS.c.subscription_id == subscription_id)
+        .order_by(PAYMENTS.c.created_at.desc(), PAYMENTS.c.id.desc())
         .limit(1)
     )
     return status is PaymentStatus.FAILED
