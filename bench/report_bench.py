@@ -100,8 +100,9 @@ def facts_and_queries(app_env: dict[str, str], repeats: int) -> dict[str, Any]:
     from supporters.extensions import db
     from supporters.members import services as member_services
     from supporters.members.models import Member
-    from supporters.staff import member_list, queries
+    from supporters.staff import member_list
     from supporters.staff.models import Movement
+    from supporters.staff.queries import at_risk, headline, monthly, retention
 
     with environment(app_env):
         app = create_app()
@@ -142,19 +143,19 @@ def facts_and_queries(app_env: dict[str, str], repeats: int) -> dict[str, Any]:
         )
         result["search_matches"] = matches
 
-        figures = queries.now_figures()
-        months = queries.last_months(12)
+        figures = headline.now_figures()
+        months = monthly.last_months(12)
         checks: dict[str, Callable[[], Any]] = {
-            "now_figures (patrons, MRR, 30 days ago, tiers)": queries.now_figures,
-            "patron_months (12)": lambda: queries.patron_months(months),
-            "revenue_months (12, movements, received)": lambda: queries.revenue_months(months),
-            "failure_months (12)": lambda: queries.failure_months(months),
-            "cohorts (18)": lambda: queries.cohorts(queries.last_months(18)),
-            "lifetime_values": lambda: queries.lifetime_values(figures),
-            "goal_progress": lambda: queries.goal_progress(figures),
-            "past_due_count": queries.past_due_count,
-            "current_poll_turnout": lambda: queries.current_poll_turnout(figures),
-            "at_risk (200 of each)": queries.at_risk,
+            "now_figures (patrons, MRR, 30 days ago, tiers)": headline.now_figures,
+            "patron_months (12)": lambda: monthly.patron_months(months),
+            "revenue_months (12, movements, received)": lambda: monthly.revenue_months(months),
+            "failure_months (12)": lambda: at_risk.failure_months(months),
+            "cohorts (18)": lambda: retention.cohorts(monthly.last_months(18)),
+            "lifetime_values": lambda: retention.lifetime_values(figures),
+            "goal_progress": lambda: headline.goal_progress(figures),
+            "past_due_count": at_risk.past_due_count,
+            "current_poll_turnout": lambda: headline.current_poll_turnout(figures),
+            "at_risk (200 of each)": at_risk.at_risk,
             "members list, first page": lambda: member_list.page(newest),
             "members list, page at 90%": lambda: member_list.page(
                 newest, after=result["deep_cursor"]

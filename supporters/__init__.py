@@ -104,6 +104,11 @@ def _init_extensions(app: Flask) -> None:
     import supporters.billing.models
     import supporters.members.models
     import supporters.voting.models  # noqa: F401
+    from supporters.staff import listeners as report_listeners
+
+    # Every payment and subscription write also updates the staff report tables, in the same
+    # transaction: the listeners go on the session here, not as a side effect of an import.
+    report_listeners.install(db)
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -971,9 +971,9 @@ def seed_demo(members: int, seed: int, history_months: int) -> None:
         seeder.run()
         # --- staff reports: the bulk inserts above bypass the ORM, so the report rollups are
         # rebuilt from the rows just written, in the same transaction (supporters/staff).
-        from supporters.staff import rollups
+        from supporters.staff.rebuild import rebuild
 
-        rollups.rebuild()
+        rebuild()
         # --- end of staff reports
         db.session.commit()
     except BaseException:

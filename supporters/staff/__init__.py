@@ -1,11 +1,6 @@
 """The staff dashboard: reports, members, exports and the audit log.
 
-Importing the package (``create_app`` does, through the blueprint) declares the report tables
-and installs the session listeners that keep them up to date in every unit of work.
+The report tables (:mod:`supporters.staff.models`) are kept up to date in the same transaction
+as every payment and subscription write, by session listeners that ``create_app`` installs
+(:mod:`supporters.staff.listeners`); importing the package installs nothing.
 """
-
-from supporters.staff import models, rollups
-
-__all__ = ["models", "rollups"]
-
-rollups.install()

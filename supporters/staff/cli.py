@@ -8,7 +8,7 @@ import click
 from flask.cli import AppGroup
 
 from supporters.extensions import db
-from supporters.staff import rollups
+from supporters.staff.rebuild import rebuild
 
 staff_cli = AppGroup("staff", help="Staff reports.")
 
@@ -29,7 +29,7 @@ def rebuild_rollups(chunk: int) -> None:
     """
     started = time.monotonic()
     try:
-        report = rollups.rebuild(chunk=chunk)
+        report = rebuild(chunk=chunk)
         db.session.commit()
     except BaseException:
         db.session.rollback()

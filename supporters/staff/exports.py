@@ -23,8 +23,9 @@ from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.money import exponent
 from supporters.numbers import round_half_up
-from supporters.staff import member_list, queries
+from supporters.staff import member_list
 from supporters.staff.models import COHORT_OFFSETS
+from supporters.staff.queries import at_risk, headline, monthly, retention
 
 PAYMENT_CHUNK = 2_000
 _EXPONENTS: dict[str, int] = {}
@@ -177,7 +178,7 @@ MONTHS_SHOWN = 24
 
 
 def _patrons() -> Iterable[Sequence[Any]]:
-    for m in queries.patron_months(queries.last_months(MONTHS_SHOWN)):
+    for m in monthly.patron_months(monthly.last_months(MONTHS_SHOWN)):
         yield (
             m.start,
             m.patrons_at_start,
@@ -191,13 +192,13 @@ def _patrons() -> Iterable[Sequence[Any]]:
 
 
 def _revenue() -> Iterable[Sequence[Any]]:
-    for currency, series in queries.revenue_months(queries.last_months(MONTHS_SHOWN)).items():
+    for currency, series in monthly.revenue_months(monthly.last_months(MONTHS_SHOWN)).items():
         for m in series:
             yield (
                 m.start,
                 currency,
                 money(m.mrr_at_start, currency),
-                *(money(m.movements[kind], currency) for kind in queries.MRR_KINDS),
+                *(money(m.movements[kind], currency) for kind in monthly.MRR_KINDS),
                 money(m.mrr_at_end, currency),
                 money(m.paid, currency),
                 money(m.gifts, currency),
@@ -208,7 +209,7 @@ def _revenue() -> Iterable[Sequence[Any]]:
 
 
 def _cohorts() -> Iterable[Sequence[Any]]:
-    for c in queries.cohorts(queries.last_months(MONTHS_SHOWN)):
+    for c in retention.cohorts(monthly.last_months(MONTHS_SHOWN)):
         yield (
             c.start,
             c.size,
@@ -218,7 +219,7 @@ def _cohorts() -> Iterable[Sequence[Any]]:
 
 
 def _failures() -> Iterable[Sequence[Any]]:
-    for f in queries.failure_months(queries.last_months(MONTHS_SHOWN)):
+    for f in at_risk.failure_months(monthly.last_months(MONTHS_SHOWN)):
         yield (
             f.start,
             f.currency,
@@ -231,13 +232,13 @@ def _failures() -> Iterable[Sequence[Any]]:
 
 
 def _tiers() -> Iterable[Sequence[Any]]:
-    for t in queries.now_figures().by_tier:
+    for t in headline.now_figures().by_tier:
         yield (t.name or "custom", t.currency, t.subscriptions, money(t.mrr, t.currency))
 
 
 def _lifetime() -> Iterable[Sequence[Any]]:
-    now = queries.now_figures()
-    for v in queries.lifetime_values(now):
+    now = headline.now_figures()
+    for v in retention.lifetime_values(now):
         yield (
             v.currency,
             None
@@ -316,7 +317,7 @@ DATASETS: dict[str, Dataset] = {
             "month",
             "currency",
             "mrr_at_start",
-            *(f"mrr_{kind.value}" for kind in queries.MRR_KINDS),
+            *(f"mrr_{kind.value}" for kind in monthly.MRR_KINDS),
             "mrr_at_end",
             "subscription_payments",
             "gifts",

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from supporters.billing.membership import LIVE_STATUSES
-from supporters.billing.models import Interval, Subscription, SubscriptionStatus
+from supporters.billing.models import Interval, Subscription, SubscriptionStatus, Tier
 from supporters.extensions import db
 from supporters.members.models import DISPLAY_NAME_MAX_LENGTH, EMAIL_MAX_LENGTH, Member
 from supporters.params import DB_INT_MAX, is_safe_text
@@ -285,3 +285,9 @@ def iter_members(filters: MemberFilter, chunk: int = EXPORT_CHUNK) -> Iterator[t
             yield row, current.get(row.id)
         last = rows[-1]
         key = tuple(getattr(last, column.key) for column in _COLUMNS[sort])
+
+
+def tier_choices() -> list[tuple[int, str]]:
+    """The tiers to filter by, in their order on the support page: (id, name)."""
+    statement = sa.select(Tier.id, Tier.name).order_by(Tier.position)
+    return [(tier_id, name) for tier_id, name in db.session.execute(statement)]

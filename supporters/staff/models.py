@@ -6,7 +6,7 @@ arithmetic ("six months after joining") is plain addition on every database.
 The ledger (``report_movements``) is history that the billing tables do not keep: a
 subscription row only says what is true now, so an upgrade in March is gone by April. It is
 written in the same transaction as the subscription change that it records (see
-:mod:`supporters.staff.rollups`) and only ever appended to. The other tables are sums over the
+:mod:`supporters.staff.listeners`) and only ever appended to. The other tables are sums over the
 ledger and over the ``payments`` table; ``flask staff rebuild-rollups`` recomputes them.
 
 The ledger has no foreign keys on purpose: it outlives the rows it describes (a member who

@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 from supporters.billing.models import Dispute, DisputeStatus, Payment, PaymentKind, StripeEvent
 from supporters.extensions import db
 from supporters.members.models import Member
-from supporters.staff import queries
 from supporters.staff.models import month_number
+from supporters.staff.queries import monthly
 from tests.billing.conftest import WEBHOOK_SECRET, Webhooks
 from tests.billing.fake_stripe import FakeStripe
 from tests.billing.test_stripe import count, join
@@ -45,9 +45,9 @@ def _dispute(stripe_dispute_id: str) -> Dispute:
     ).one()
 
 
-def _month_of(payment: Payment) -> queries.RevenueMonth:
+def _month_of(payment: Payment) -> monthly.RevenueMonth:
     assert payment.paid_at is not None
-    (month,) = queries.revenue_months([month_number(payment.paid_at)])[payment.currency]
+    (month,) = monthly.revenue_months([month_number(payment.paid_at)])[payment.currency]
     return month
 
 

@@ -18,7 +18,7 @@ from supporters.billing.membership import MembershipStatus, is_entitled, members
 from supporters.billing.models import Customer, Payment, StripeEvent, Subscription, Tier
 from supporters.extensions import db
 from supporters.members.models import Member
-from supporters.staff import queries
+from supporters.staff.queries import headline
 from tests.billing.conftest import Webhooks
 from tests.billing.fake_stripe import FakeStripe
 from tests.billing.test_stripe import count, join, the_subscription
@@ -26,7 +26,7 @@ from tests.billing.test_stripe import count, join, the_subscription
 
 def figures() -> tuple[int, int, dict[str, int]]:
     """Patrons and MRR as readers (funding goals) and staff (the dashboard) see them."""
-    return services.patron_count(), services.monthly_revenue("EUR"), queries.now_figures().mrr
+    return services.patron_count(), services.monthly_revenue("EUR"), headline.now_figures().mrr
 
 
 def ignored(event_type: str) -> list[str]:

@@ -14,7 +14,8 @@ from werkzeug.test import TestResponse
 from supporters import downloads
 from supporters.extensions import db
 from supporters.members.models import Member, Role
-from supporters.staff import exports, member_list, queries
+from supporters.staff import exports, member_list
+from supporters.staff.queries import monthly
 from tests.factories import make_member, signed_in_client
 from tests.staff.driver import Driver, utc
 
@@ -128,7 +129,7 @@ def test_every_report_downloads_with_the_page_figures(
         assert list(rows[0].keys()) == list(exports.DATASETS[name].header) if rows else True
     patrons = rows_of(staff_client.get("/staff/reports/patrons.csv", buffered=True))
     by_month = {r["month"]: r for r in patrons}
-    expected = queries.patron_months(queries.last_months(exports.MONTHS_SHOWN))
+    expected = monthly.patron_months(monthly.last_months(exports.MONTHS_SHOWN))
     for month in expected:
         row = by_month[month.start.isoformat()]
         assert int(row["patrons_at_end"]) == month.patrons_at_end

@@ -27,8 +27,10 @@ from flask import Flask
 from supporters import numbers
 from supporters.billing import services as billing_services
 from supporters.extensions import db
-from supporters.staff import queries, rollups
+from supporters.staff import rollups
 from supporters.staff.models import MovementKind, month_number
+from supporters.staff.queries import at_risk, headline, monthly, retention
+from supporters.staff.rebuild import rebuild
 from tests.factories import make_member, make_tier
 from tests.staff.driver import Driver, utc
 
@@ -86,7 +88,7 @@ def history(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Driver:
 
 
 def test_patrons_per_month(history: Driver) -> None:
-    months = queries.patron_months(MONTHS)
+    months = monthly.patron_months(MONTHS)
     table = [
         (m.patrons_at_start, m.new, m.reactivated, m.voluntary_churn, m.failed_churn)
         for m in months
@@ -111,7 +113,7 @@ def test_patrons_per_month(history: Driver) -> None:
 
 
 def test_recurring_revenue_and_its_movements_per_currency(history: Driver) -> None:
-    revenue = queries.revenue_months(MONTHS)
+    revenue = monthly.revenue_months(MONTHS)
     assert set(revenue) == {"EUR", "USD"}
     eur, usd = revenue["EUR"], revenue["USD"]
     assert [m.mrr_at_end for m in eur] == [1333, 1833, 1833, 1833, 2833, 2833]
@@ -130,7 +132,7 @@ def test_recurring_revenue_and_its_movements_per_currency(history: Driver) -> No
 
 
 def test_money_received_per_month(history: Driver) -> None:
-    revenue = queries.revenue_months(MONTHS)
+    revenue = monthly.revenue_months(MONTHS)
     eur = [(m.paid, m.gifts, m.refunded, m.received) for m in revenue["EUR"]]
     assert eur == [
         (10500, 0, 2000, 8500),  # Alice 5 + Bob 100, of which 20 refunded later (in Feb)
@@ -149,19 +151,19 @@ def test_money_received_per_month(history: Driver) -> None:
 
 
 def test_failed_payments_recovered_and_not(history: Driver) -> None:
-    failures = queries.failure_months(MONTHS)
+    failures = at_risk.failure_months(MONTHS)
     assert [(f.month, f.currency, f.recovered_count, f.failed_count) for f in failures] == [
         (APR, "USD", 1, 0),
         (MAY, "USD", 0, 1),
     ]
     assert failures[0].recovered_amount == 700 and failures[1].failed_amount == 700
     assert failures[0].recovery_rate == 1
-    assert queries.failed_payments_in(MAY) == (1, {"USD": 700})
-    assert queries.past_due_count() == 0
+    assert at_risk.failed_payments_in(MAY) == (1, {"USD": 700})
+    assert at_risk.past_due_count() == 0
 
 
 def test_now_and_thirty_days_ago(history: Driver) -> None:
-    now = queries.now_figures(NOW)
+    now = headline.now_figures(NOW)
     assert now.patrons == 3  # Alice, Bob, Dan
     assert now.mrr == {"EUR": 2833, "USD": 0}
     # On 16 May Carol still counted (past due): one more patron, $7 more.
@@ -177,7 +179,7 @@ def test_now_and_thirty_days_ago(history: Driver) -> None:
 
 
 def test_cohort_retention(history: Driver) -> None:
-    cohorts = {c.month: c for c in queries.cohorts(MONTHS, NOW)}
+    cohorts = {c.month: c for c in retention.cohorts(MONTHS, NOW)}
     assert cohorts[JAN].size == 2
     assert cohorts[JAN].retained == {1: 2, 3: 2, 6: None, 12: None}
     assert cohorts[FEB].size == 2
@@ -188,7 +190,7 @@ def test_cohort_retention(history: Driver) -> None:
 
 
 def test_lifetime_value(history: Driver) -> None:
-    values = {v.currency: v for v in queries.lifetime_values(queries.now_figures(NOW), NOW)}
+    values = {v.currency: v for v in retention.lifetime_values(headline.now_figures(NOW), NOW)}
     # Churn of the complete months with patrons at their start: Feb 0, Mar 1/4, Apr 0, May 1/3.
     assert values["EUR"].average_churn == Fraction(7, 48)
     assert values["EUR"].estimate == Fraction(2833, 3) / Fraction(7, 48)
@@ -200,7 +202,7 @@ def test_lifetime_value(history: Driver) -> None:
 
 
 def test_at_risk_and_goal_progress(history: Driver) -> None:
-    risky = queries.at_risk()
+    risky = at_risk.at_risk()
     assert [(r.reason, r.subscription.member.email) for r in risky] == [
         ("ending", "bob@example.org")
     ]
@@ -208,7 +210,7 @@ def test_at_risk_and_goal_progress(history: Driver) -> None:
 
 def test_rebuild_changes_nothing(history: Driver) -> None:
     before = rollups.snapshot()
-    report = rollups.rebuild()
+    report = rebuild()
     db.session.commit()
     assert (report.backfilled, report.corrected, report.ended, report.movements_added) == (
         0,

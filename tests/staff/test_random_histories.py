@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 from supporters.extensions import db
 from supporters.members.models import Member
-from supporters.staff import queries
 from supporters.staff.models import COHORT_OFFSETS, MovementKind, month_number
+from supporters.staff.queries import at_risk, headline, monthly, retention
 from tests.factories import make_member, make_tier
 from tests.staff.driver import Driver, utc
 from tests.staff.test_rollups import rebuilt_matches
@@ -320,8 +320,8 @@ def test_reports_match_a_recomputation_from_the_record(
 
 def _compare(record: Record, members: list[int], months: list[int], now: dt.datetime) -> None:
     # Patrons and recurring revenue at each month's end, from each member's state then.
-    patron_rows = queries.patron_months(months)
-    revenue = queries.revenue_months(months)
+    patron_rows = monthly.patron_months(months)
+    revenue = monthly.revenue_months(months)
     for row in patron_rows:
         end = _month_start(row.month + 1)
         states = [record.state_at(m, end) for m in members]
@@ -345,7 +345,7 @@ def _compare(record: Record, members: list[int], months: list[int], now: dt.date
         assert row.failed_churn == by_month[(row.month, K.FAILED_CHURN)]
     for currency, series in revenue.items():
         for money in series:
-            for kind in queries.MRR_KINDS:
+            for kind in monthly.MRR_KINDS:
                 assert money.movements[kind] == mrr_by[(money.month, currency, kind)], (
                     currency,
                     money.month,
@@ -364,7 +364,7 @@ def _compare(record: Record, members: list[int], months: list[int], now: dt.date
             assert money.gifts == sum(p.amount for p in mine if p.gift)
             assert money.refunded == sum(p.refunded for p in mine)
             assert money.disputed == sum(p.disputed for p in mine)
-    failures = {(f.month, f.currency): f for f in queries.failure_months(months)}
+    failures = {(f.month, f.currency): f for f in at_risk.failure_months(months)}
     for (month, currency), f in failures.items():
         failed = [
             p
@@ -382,7 +382,7 @@ def _compare(record: Record, members: list[int], months: list[int], now: dt.date
     for at, member, _, _, _, patrons in record.changes:
         if patrons > 0:
             first.setdefault(member, month_number(at))
-    for cohort in queries.cohorts(months, now):
+    for cohort in retention.cohorts(months, now):
         joined = [m for m, c in first.items() if c == cohort.month]
         assert cohort.size == len(joined)
         for k in COHORT_OFFSETS:
@@ -392,9 +392,9 @@ def _compare(record: Record, members: list[int], months: list[int], now: dt.date
             end = _month_start(cohort.month + k + 1)
             assert cohort.retained[k] == sum(1 for m in joined if record.state_at(m, end))
 
-    figures = queries.now_figures(now)
+    figures = headline.now_figures(now)
     assert figures.patrons == sum(1 for m in members if record.member_mrr(m))
     for currency, mrr in figures.mrr.items():
         assert mrr == sum(record.member_mrr(m).get(currency, 0) for m in members)
-    for value in queries.lifetime_values(figures, now):
+    for value in retention.lifetime_values(figures, now):
         assert value.average_churn is None or value.average_churn >= Fraction(0)

@@ -15,8 +15,10 @@ from supporters.billing import services as billing_services
 from supporters.billing.models import Payment, PaymentStatus, Subscription, SubscriptionStatus
 from supporters.billing.stripe_gateway import CheckoutInfo, InvoiceInfo
 from supporters.extensions import db
-from supporters.staff import queries, rollups
+from supporters.staff import rollups
 from supporters.staff.models import Movement, MovementKind, month_number
+from supporters.staff.queries import headline, monthly
+from supporters.staff.rebuild import rebuild
 from tests.conftest import is_postgres
 from tests.factories import make_member, make_tier
 from tests.staff.driver import Driver, utc
@@ -25,7 +27,7 @@ from tests.staff.driver import Driver, utc
 def rebuilt_matches(before: dict[str, Any] | None = None) -> None:
     """Assert that recomputing every rollup from the ledger changes nothing."""
     before = before or rollups.snapshot()
-    report = rollups.rebuild()
+    report = rebuild()
     db.session.commit()
     assert report.movements_added == 0, report
     after = rollups.snapshot()
@@ -103,8 +105,8 @@ def test_every_hard_case_through_billing_agrees_with_a_rebuild(
     d.dispute(renewal.id, "dp_inquiry", status="warning_needs_response")
     d.dispute(renewal.id, "dp_inquiry", status="needs_response")
 
-    assert queries.now_figures().mrr == mrr_from_rows()
-    assert queries.now_figures().patrons == billing_services.patron_count() == 3
+    assert headline.now_figures().mrr == mrr_from_rows()
+    assert headline.now_figures().patrons == billing_services.patron_count() == 3
     withheld = db.session.execute(
         sa.select(Payment.stripe_invoice_id, Payment.disputed_amount).where(
             Payment.disputed_amount > 0
@@ -130,7 +132,7 @@ def test_a_gift_written_by_a_core_insert_is_counted(
     giver = make_member()
     db.session.commit()
     Driver(monkeypatch).at(utc(2026, 2, 14)).gift(giver, 2500)
-    (month,) = queries.revenue_months([month_number(utc(2026, 2, 1))])["EUR"]
+    (month,) = monthly.revenue_months([month_number(utc(2026, 2, 1))])["EUR"]
     assert month.gifts == 2500
     rebuilt_matches()
 
@@ -138,7 +140,7 @@ def test_a_gift_written_by_a_core_insert_is_counted(
 def test_rows_written_in_bulk_are_counted_by_the_rebuild(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["seed-demo", "--members", "120"])
     assert result.exit_code == 0, result.output
-    now = queries.now_figures()
+    now = headline.now_figures()
     assert now.patrons == billing_services.patron_count()
     assert now.mrr == mrr_from_rows()
     paid = db.session.execute(
@@ -146,7 +148,7 @@ def test_rows_written_in_bulk_are_counted_by_the_rebuild(app: Flask) -> None:
             Payment.status == PaymentStatus.PAID
         )
     ).one()
-    received = queries.revenue_months(list(range(0, month_number(utc(2100, 1, 1)))))
+    received = monthly.revenue_months(list(range(0, month_number(utc(2100, 1, 1)))))
     assert sum(m.paid + m.gifts for m in received["EUR"]) == paid[0]
     assert sum(m.refunded for m in received["EUR"]) == paid[1]
     # A second rebuild finds nothing to catch up.
@@ -161,7 +163,7 @@ def test_bulk_writes_without_a_rebuild_are_reported(
     db.session.execute(
         sa.update(Subscription).where(Subscription.member_id == member.id).values(amount=5)
     )
-    with caplog.at_level("WARNING", logger="supporters.staff.rollups"):
+    with caplog.at_level("WARNING", logger="supporters.staff.listeners"):
         db.session.commit()
     assert "rebuild-rollups" in caplog.text
 
@@ -175,8 +177,8 @@ def test_deleting_a_member_ends_what_they_gave(app: Flask, monkeypatch: pytest.M
     d.at(utc(2026, 2, 1))
     db.session.delete(db.session.get(type(leaver), leaver.id))
     db.session.commit()
-    assert queries.now_figures().mrr == {"EUR": 300}
-    assert queries.now_figures().patrons == 1
+    assert headline.now_figures().mrr == {"EUR": 300}
+    assert headline.now_figures().patrons == 1
     rebuilt_matches()
 
 
@@ -207,8 +209,8 @@ def test_a_rolled_back_savepoint_takes_its_figures_with_it(
     db.session.flush()
     savepoint.rollback()
     db.session.commit()
-    assert queries.now_figures().mrr == {"EUR": 500}
-    (march,) = queries.revenue_months([month_number(utc(2026, 3, 1))])["EUR"]
+    assert headline.now_figures().mrr == {"EUR": 500}
+    (march,) = monthly.revenue_months([month_number(utc(2026, 3, 1))])["EUR"]
     assert (march.paid, march.gifts) == (500, 0)
     rebuilt_matches()
 
@@ -230,7 +232,7 @@ def test_a_subscription_first_seen_already_cancelled_has_its_history(
         ended_at=utc(2026, 3, 10),
     )
     months = [month_number(utc(2026, m, 1)) for m in (1, 2, 3, 4, 5)]
-    patrons = queries.patron_months(months)
+    patrons = monthly.patron_months(months)
     assert [(m.new, m.voluntary_churn) for m in patrons] == [(1, 0), (0, 0), (0, 1), (0, 0), (0, 0)]
     rebuilt_matches()
 
@@ -244,10 +246,10 @@ def test_incomplete_then_active_counts_from_its_start(
     d.at(utc(2026, 1, 31, 23, 58)).subscribe(
         member, "s_slow", amount=600, status="incomplete", pay=False
     )
-    assert queries.now_figures().patrons == 0
+    assert headline.now_figures().patrons == 0
     d.at(utc(2026, 2, 1, 0, 5)).update("s_slow", status="active")
     d.invoice("s_slow")
-    (jan,) = queries.patron_months([month_number(utc(2026, 1, 1))])
+    (jan,) = monthly.patron_months([month_number(utc(2026, 1, 1))])
     assert jan.new == 1  # dated when it started, not when the payment went through
     rebuilt_matches()
 
@@ -279,7 +281,7 @@ def test_concurrent_payments_are_all_counted(app: Flask, monkeypatch: pytest.Mon
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    (april,) = queries.revenue_months([month_number(utc(2026, 4, 1))])["EUR"]
+    (april,) = monthly.revenue_months([month_number(utc(2026, 4, 1))])["EUR"]
     assert april.paid == 8 * 5 * 1000
     rebuilt_matches()
 
@@ -292,7 +294,7 @@ def test_statuses_that_do_not_count(app: Flask, monkeypatch: pytest.MonkeyPatch)
     for status in ("paused", "active", "unpaid", "past_due", "incomplete_expired"):
         d.at(d.now + dt.timedelta(days=3)).update("s_p", status=status)
     counted = status in ("active", "past_due")
-    assert queries.now_figures().patrons == int(counted)
+    assert headline.now_figures().patrons == int(counted)
     assert (
         db.session.scalar(sa.select(Subscription.status)) is SubscriptionStatus.INCOMPLETE_EXPIRED
     )
@@ -376,7 +378,7 @@ def test_a_new_subscription_synced_at_once_is_one_row_counted_once(
     info = d.subscribe(member, "s_once", amount=600, pay=False)
     db.session.execute(sa.delete(Movement))
     db.session.execute(sa.delete(Subscription))
-    rollups.rebuild()
+    rebuild()
     db.session.commit()
     errors: list[BaseException] = []
     barrier = threading.Barrier(10)
@@ -397,7 +399,7 @@ def test_a_new_subscription_synced_at_once_is_one_row_counted_once(
         thread.join(timeout=60)
     assert errors == []
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Subscription)) == 1
-    assert queries.now_figures().mrr == {"EUR": 600}
+    assert headline.now_figures().mrr == {"EUR": 600}
     kinds = list(db.session.scalars(sa.select(Movement.kind)))
     assert kinds == [MovementKind.NEW]
     rebuilt_matches()

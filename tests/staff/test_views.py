@@ -11,7 +11,7 @@ from flask import Flask
 
 from supporters import i18n
 from supporters.audit import AuditEntry
-from supporters.billing.models import FundingGoal, Tier
+from supporters.billing.models import FundingGoal, Payment, PaymentKind, Tier
 from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.models import Member, Role
@@ -356,6 +356,58 @@ def test_member_page_tells_the_whole_story(app: Flask, people: dict[str, Member]
     admin_page = text(client_for(app, people["admin"]).get(f"/staff/members/{ines.id}"))
     assert "Change role" in admin_page
     assert client_for(app, people["staff"]).get("/staff/members/999999").status_code == 404
+
+
+def _payment_rows(page: str, label: str) -> list[list[str]]:
+    """The rows of the payments table labelled ``label``, as the text of their cells."""
+    region = re.search(rf'aria-label="{label}">(.*?)</table>', page, re.S)
+    assert region, label
+    return [
+        [
+            " ".join(re.sub(r"<[^>]+>", " ", cell).split())
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
+        for row in re.findall(r"<tr>(.*?)</tr>", region.group(1), re.S)[1:]
+    ]
+
+
+def test_the_member_and_staff_see_the_same_payments(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staff = make_member("desk@example.org", role=Role.STAFF)
+    ana = make_member("ana@example.org", display_name="Ana Lima")
+    db.session.commit()
+    now = utcnow()
+    d = Driver(monkeypatch).at(now - dt.timedelta(days=70))
+    d.subscribe(ana, "s_ana", amount=1000)
+    (refunded,) = list(d.invoices)
+    disputed = d.at(now - dt.timedelta(days=40)).invoice("s_ana").id
+    d.at(now - dt.timedelta(days=10)).invoice("s_ana", paid=False)
+    d.gift(ana, 2500)
+    d.refund(refunded, 400)
+    d.dispute(disputed, "dp_ana")
+    gift = db.session.scalars(sa.select(Payment).where(Payment.kind == PaymentKind.ONE_TIME)).one()
+    gift.receipt_url = "https://pay.example/receipts/gift"
+    db.session.commit()
+
+    own = text(signed_in_client(app, ana).get("/account/support"))
+    seen_by_staff = text(client_for(app, staff).get(f"/staff/members/{ana.id}"))
+
+    states = [row[1:5] for row in _payment_rows(own, "Your payments")]
+    assert states == [
+        ["Gift", "€25.00", "Paid", "Receipt"],
+        ["Subscription", "€10.00", "Failed", ""],
+        ["Subscription", "€10.00", "Taken back by your bank (€10.00)", ""],
+        ["Subscription", "€10.00", "Partly refunded (€4.00)", ""],
+    ]
+    # Staff see the same rows, the member in the third person, and why a payment failed.
+    rows = _payment_rows(seen_by_staff, "Payments")
+    assert [row[:5] for row in rows] == [
+        [cell.replace("your bank", "their bank") for cell in row]
+        for row in _payment_rows(own, "Your payments")
+    ]
+    assert rows[1][5] == "The card was declined." and rows[2][5].startswith("Disputed on")
+    assert 'href="https://pay.example/receipts/gift" rel="noopener">Receipt</a>' in seen_by_staff
 
 
 def test_staff_see_open_disputes_the_soonest_deadline_first(

@@ -1,0 +1,136 @@
+"""Staff pages about members: the list, its CSV, one member's page, and their role."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response
+
+from supporters import downloads
+from supporters.billing import membership
+from supporters.billing import services as billing_services
+from supporters.db import utcnow
+from supporters.extensions import db
+from supporters.members.auth import admin_required, current_actor, current_member, staff_required
+from supporters.members.models import Member, Role
+from supporters.staff import exports, member_list, services
+from supporters.staff.forms import MemberFilterForm, RoleForm
+from supporters.staff.queries import disputes, member_page
+from supporters.staff.views.blueprint import bp
+
+
+def _member_filters() -> tuple[MemberFilterForm, member_list.MemberFilter, bool]:
+    form = MemberFilterForm(request.args)
+    form.set_tiers(member_list.tier_choices())
+    is_valid = form.validate()
+    if not is_valid:
+        return form, member_list.MemberFilter(), False
+    filters = member_list.MemberFilter(
+        q=form.q.data or "",
+        status=form.status.data or "",
+        tier=form.tier.data or "",
+        interval=form.interval.data or "",
+        joined_from=form.joined_from.data,
+        joined_to=form.joined_to.data,
+        sort=form.sort.data or "newest",
+    )
+    return form, filters, True
+
+
+def _filter_args(**extra: str) -> dict[str, str]:
+    args = {k: v for k, v in request.args.items() if v and k not in ("after", "before")}
+    args.update(extra)
+    return args
+
+
+@bp.get("/members")
+@staff_required
+def list_members() -> tuple[str, int]:
+    """Members, searchable and filterable, a page at a time."""
+    form, filters, is_valid = _member_filters()
+    try:
+        result = member_list.page(
+            filters, after=request.args.get("after", ""), before=request.args.get("before", "")
+        )
+    except member_list.BadCursor:
+        abort(400)
+    return render_template(
+        "staff/list_members.html",
+        form=form,
+        page=result,
+        statuses={m.id: result.current.get(m.id) for m in result.members},
+        filter_args=_filter_args(),
+        is_first=not (request.args.get("after") or request.args.get("before")),
+    ), (200 if is_valid else 400)
+
+
+@bp.get("/members.csv")
+@staff_required
+def export_members() -> Response | tuple[str, int]:
+    """The members list as filtered, as CSV (every page)."""
+    form, filters, is_valid = _member_filters()
+    if not is_valid:
+        return render_template(
+            "staff/list_members.html",
+            form=form,
+            page=member_list.Page([], {}, None, None),
+            statuses={},
+            filter_args=_filter_args(),
+            is_first=True,
+        ), 400
+    stamp = utcnow().strftime("%Y-%m-%d")
+    return downloads.stream_csv(
+        f"members-{stamp}.csv", exports.MEMBER_HEADER, exports.member_rows(filters)
+    )
+
+
+@bp.get("/members/<int:member_id>")
+@staff_required
+def show_member(member_id: int) -> tuple[str, int]:
+    """One member: subscriptions and their history, payments, refunds, votes and proposals."""
+    member = db.session.get(Member, member_id)
+    if member is None:
+        abort(404)
+    return _render_member(member, RoleForm(formdata=None, role=member.role.value))
+
+
+def _render_member(member: Member, role_form: RoleForm, status: int = 200) -> tuple[str, int]:
+    payments = billing_services.payments_of(member.id, limit=200)
+    return render_template(
+        "staff/show_member.html",
+        member=member,
+        membership=membership.membership_of(member.id),
+        subscriptions=member_page.subscriptions_of(member.id),
+        movements=member_page.movements_of(member.id),
+        tiers=member_page.tier_names(),
+        payments=payments,
+        duplicates=billing_services.duplicates_cancelled(member.id),
+        refunds=[p for p in payments if p.refunded_amount],
+        disputes=disputes.disputes_of(member.id),
+        now=utcnow(),
+        votes=member_page.votes_of(member.id),
+        proposals=member_page.proposals_of(member.id),
+        history=member_page.changes_to(member.id) if current_member().is_admin else [],
+        role_form=role_form,
+    ), status
+
+
+@bp.post("/members/<int:member_id>/role")
+@admin_required
+def change_role(member_id: int) -> Response | tuple[str, int]:
+    """Make a member staff or admin, or take the role back (admins; audited)."""
+    member = db.session.get(Member, member_id)
+    if member is None:
+        abort(404)
+    form = RoleForm()
+    if not form.validate_on_submit():
+        return _render_member(member, form, 400)
+    try:
+        changed = services.change_role(member, Role(form.role.data), current_actor())
+    except services.StaffError as exc:
+        form.role.errors = [exc.message]
+        return _render_member(member, form, 400)
+    db.session.commit()
+    if changed:
+        flash(_("%(name)s is now %(role)s.", name=member.name, role=member.role.value), "success")
+    return redirect(url_for("staff.show_member", member_id=member.id))
