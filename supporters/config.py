@@ -121,6 +121,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("JOBS_POLL_SECONDS", float, 1.0, "How often an idle worker looks for due jobs."),
     Setting("JOBS_KEEP_DONE_DAYS", float, 7.0, "Days a finished job is kept before it is pruned."),
+    Setting(
+        "DEVELOPMENT_WORKER",
+        _bool,
+        True,
+        "`flask run` also runs background jobs, in a thread (never in production).",
+    ),
 )
 
 _SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
