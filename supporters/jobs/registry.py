@@ -63,7 +63,7 @@ def register_handler(app: Flask, kind: str, handler: Handler) -> None:
     if not kind or len(kind) > 64:
         raise ValueError(f"a job kind is 1 to 64 characters, not {kind!r}")
     handlers = registry(app).handlers
-    if handlers.setdefault(kind, handler) is not handler:
+    if handlers.setdefault(kind, handler) != handler:
         raise ValueError(f"jobs of kind {kind!r} already have a handler")
 
 

@@ -43,6 +43,9 @@ from supporters.jobs.schedule import queue_run
 
 log = logging.getLogger(__name__)
 
+#: The longest a worker waits before it tries the database again after an error (seconds).
+_LONGEST_PAUSE = 30.0
+
 
 class UnknownJobKind(Exception):
     """No handler is registered for a job's kind (in this worker's code)."""
@@ -93,6 +96,7 @@ class Worker:
         renew_every = self.lease.total_seconds() / 3
         next_renewal = time.monotonic() + renew_every
         running: set[Future[None]] = set()
+        pause = self.poll_seconds
         with (
             self.app.app_context(),
             ThreadPoolExecutor(self.concurrency, thread_name_prefix="job") as pool,
@@ -110,12 +114,14 @@ class Worker:
                     if not self.is_stopping:
                         self._queue_periodic_runs()
                         claimed = self._claim(self.concurrency - len(running))
+                    pause = self.poll_seconds
                 except Exception:
                     db.session.rollback()
                     if once:
                         raise  # a cron run says it failed; the jobs in hand finish first
-                    # The database may be restarting: the loop tries again after a pause.
+                    # The database may be restarting: try again after a pause that grows.
                     log.exception("worker %s cannot reach the jobs table", self.name)
+                    pause = min(max(pause * 2, 1), _LONGEST_PAUSE)
                 for index, job in enumerate(claimed):
                     try:
                         future = pool.submit(self._run_in_context, job)
@@ -130,7 +136,7 @@ class Worker:
                 if once and not claimed and not running:
                     break
                 # Woken early by a job that ends (a thread is free) or by stop().
-                self._wake.wait(min(self.poll_seconds, max(next_renewal - time.monotonic(), 0)))
+                self._wake.wait(min(pause, max(next_renewal - time.monotonic(), 0)))
         log.info("worker %s stopped", self.name)
 
     def _claim(self, free: int) -> list[Claimed]:

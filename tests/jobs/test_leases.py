@@ -1,12 +1,16 @@
 """A job belongs to one worker at a time, for as long as its lease: a worker that stops leaves
-the job to the next one once the lease has passed, and a long job keeps its lease."""
+the job to the next one once the lease has passed, a long job keeps its lease, and a worker
+keeps going when the database goes away for a moment."""
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from flask import Flask
 
 from supporters import audit, jobs
@@ -87,11 +91,11 @@ def test_a_job_longer_than_its_lease_keeps_it_while_other_workers_look(make_app:
         thread.start()
         try:
             while not long.payloads:
-                threading.Event().wait(POLL_SECONDS)
+                time.sleep(POLL_SECONDS)
             # Three leases long, other workers keep looking for due jobs.
             for _ in range(9):
                 Worker(app).run(once=True)
-                threading.Event().wait(0.1)
+                time.sleep(0.1)
         finally:
             release.set()
             first.stop()
@@ -100,3 +104,35 @@ def test_a_job_longer_than_its_lease_keeps_it_while_other_workers_look(make_app:
         assert long.payloads == [{"n": 1}]
         [job] = stored_jobs()
         assert (job.state, job.attempts) == (JobState.DONE, 1)
+
+
+def test_a_worker_outlives_a_database_that_restarts(
+    app: Flask, runs: Runs, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    jobs.register_handler(app, "test.record", runs)
+    jobs.enqueue("test.record", {"n": 1})
+    db.session.commit()
+    claim = queue.claim_jobs
+    outage = iter([True])
+
+    def claim_while_restarting(*args: Any, **kwargs: Any) -> list[queue.Claimed]:
+        if next(outage, False):
+            raise sa.exc.OperationalError(
+                "SELECT", {}, Exception("the server closed the connection")
+            )
+        return claim(*args, **kwargs)
+
+    monkeypatch.setattr("supporters.jobs.worker.claim_jobs", claim_while_restarting)
+    worker = Worker(app)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not runs.payloads and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+    finally:
+        worker.stop()
+        thread.join(10)
+
+    assert runs.payloads == [{"n": 1}]
+    assert "cannot reach the jobs table" in caplog.text
