@@ -63,6 +63,7 @@ class Backoff:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Backoff:
+        """The app's ``JOBS_RETRY_*`` and ``JOBS_MAX_ATTEMPTS`` settings."""
         return cls(
             base=float(config["JOBS_RETRY_BASE_SECONDS"]),
             cap=float(config["JOBS_RETRY_CAP_SECONDS"]),
