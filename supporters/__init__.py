@@ -66,6 +66,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(billing_cli)
     app.cli.add_command(staff_cli)
 
+    from supporters import jobs
+
+    jobs.init_app(app)  # last: every feature has registered its jobs
+
     if app.config["IS_PRODUCTION"]:
         for warning in config.warnings_about(app.config):
             log.warning(warning)
@@ -102,6 +106,7 @@ def _init_extensions(app: Flask) -> None:
     # Import every feature's models so the metadata (migrations, create_all in tests) is whole.
     import supporters.audit
     import supporters.billing.models
+    import supporters.jobs.models
     import supporters.members.models
     import supporters.voting.models  # noqa: F401
     from supporters.staff import listeners as report_listeners

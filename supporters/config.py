@@ -99,6 +99,34 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "BENCH_ROUTES", _bool, False, "Adds /bench/hello for bench/ scripts; never in production."
     ),
+    Setting(
+        "JOBS_MAX_ATTEMPTS",
+        int,
+        10,
+        "Tries of a background job before it is dead (kept, with its error, for staff to retry).",
+    ),
+    Setting(
+        "JOBS_RETRY_BASE_SECONDS",
+        float,
+        10.0,
+        "A failed job's first retry comes within this many seconds; the wait doubles each time.",
+    ),
+    Setting("JOBS_RETRY_CAP_SECONDS", float, 3600.0, "Longest wait before a job's next try."),
+    Setting(
+        "JOBS_LEASE_SECONDS",
+        float,
+        300.0,
+        "A job whose worker stopped mid-job is taken again this long after the worker's last sign "
+        "of life.",
+    ),
+    Setting("JOBS_POLL_SECONDS", float, 1.0, "How often an idle worker looks for due jobs."),
+    Setting("JOBS_KEEP_DONE_DAYS", float, 7.0, "Days a finished job is kept before it is pruned."),
+    Setting(
+        "DEVELOPMENT_WORKER",
+        _bool,
+        True,
+        "`flask run` also runs background jobs, in a thread (never in production).",
+    ),
 )
 
 _SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -213,6 +241,16 @@ def problems_with(values: Mapping[str, Any], *, production: bool | None = None) 
         problems.append(f"{ENV_PREFIX}CURRENCY must be a three-letter ISO 4217 code.")
     if values["SMTP_SECURITY"] not in {"starttls", "ssl", "none"}:
         problems.append(f"{ENV_PREFIX}SMTP_SECURITY must be starttls, ssl or none.")
+    for key in (
+        "JOBS_MAX_ATTEMPTS",
+        "JOBS_RETRY_BASE_SECONDS",
+        "JOBS_RETRY_CAP_SECONDS",
+        "JOBS_LEASE_SECONDS",
+        "JOBS_POLL_SECONDS",
+        "JOBS_KEEP_DONE_DAYS",
+    ):
+        if not values[key] > 0:
+            problems.append(f"{ENV_PREFIX}{key} must be more than 0.")
     if production:
         secret = values.get("SECRET_KEY") or ""
         if len(secret) < 32:
