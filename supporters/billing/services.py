@@ -782,8 +782,17 @@ def _invoice_lock() -> sa.Select[Any]:
 def record_invoice(info: InvoiceInfo) -> Payment | None:
     """Upsert the ledger row of an invoice from what the provider says now. Idempotent.
 
-    Returns None for invoices that move no money (drafts, voided, zero amounts).
+    Only invoices of subscriptions are support: callers sync the subscription first
+    (:func:`sync_subscription` refuses one that is not support). Returns None for invoices that
+    move no money (drafts, voided, zero amounts).
+
+    :raises Ignored: the invoice belongs to no subscription (a one-off invoice, which the
+        newsroom may make in the Dashboard on a member's customer for something else).
     """
+    if info.subscription_id is None:
+        raise Ignored(
+            f"invoice {info.id} belongs to no subscription: a one-off invoice is not support"
+        )
     status = _payment_status(info)
     amount = info.amount_paid if status is PaymentStatus.PAID else info.amount_due
     if status is None or amount <= 0:
