@@ -92,6 +92,14 @@ class UnknownCustomer(Ignored):
         self.customer_id = customer_id
 
 
+class UnknownCharge(Ignored):
+    """A refund or dispute of a charge that is none of the payments recorded here.
+
+    It may be ours all the same, its payment not recorded yet (the webhook then looks for it
+    through Stripe), or another integration's.
+    """
+
+
 class ForeignProduct(Ignored):
     """A subscription for a product this installation did not make: not support, even on a
     member's own customer (the Dashboard, a shop on the same account)."""
@@ -897,11 +905,13 @@ def record_gift(checkout: CheckoutInfo) -> Payment | None:
     return gift
 
 
-def record_charge(info: ChargeInfo) -> Payment | None:
+def record_charge(info: ChargeInfo) -> Payment:
     """Apply a refund to the payment the charge belongs to. Idempotent.
 
     The refunded amount is the charge's total refunded so far, never an increment, so a
     repeated or late event cannot refund twice.
+
+    :raises UnknownCharge: the charge is none of the payments recorded here (yet).
     """
     conditions = [Payment.stripe_charge_id == info.id]
     if info.payment_intent_id:
@@ -910,8 +920,7 @@ def record_charge(info: ChargeInfo) -> Payment | None:
         sa.select(Payment).where(sa.or_(*conditions)).with_for_update()
     ).first()
     if payment is None:
-        log.warning("Charge %s matches no payment here", info.id)
-        return None
+        raise UnknownCharge(f"charge {info.id} matches no payment here")
     payment.stripe_charge_id = payment.stripe_charge_id or info.id
     payment.refunded_amount = min(
         max(info.amount_refunded, payment.refunded_amount), payment.amount

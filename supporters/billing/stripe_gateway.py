@@ -811,6 +811,32 @@ def retrieve_invoice(invoice_id: str) -> InvoiceInfo:
     return _invoice(invoice)
 
 
+def invoice_paid_by(payment_intent_id: str) -> str | None:
+    """The invoice a payment intent pays, if any: charges do not name their invoice (since API
+    version 2025-03-31), invoice payments name the payment intent.
+
+    :raises StripeError: Stripe refused or could not be reached.
+    """
+    found = client().v1.invoice_payments.list(
+        params={
+            "payment": {"type": "payment_intent", "payment_intent": payment_intent_id},
+            "limit": 1,
+        }
+    )
+    return _id(found.data[0].invoice) if found.data else None
+
+
+def checkout_session_paid_by(payment_intent_id: str) -> str | None:
+    """The Checkout Session a payment intent was made for (a one-time gift), if any.
+
+    :raises StripeError: Stripe refused or could not be reached.
+    """
+    found = client().v1.checkout.sessions.list(
+        params={"payment_intent": payment_intent_id, "limit": 1}
+    )
+    return found.data[0].id if found.data else None
+
+
 def retrieve_charge(charge_id: str) -> ChargeInfo:
     """:raises StripeError: unknown charge or Stripe unreachable."""
     return _charge(_fetch(_path("charges", charge_id)))

@@ -7,7 +7,8 @@ delivery of an event already processed is answered 200 and does nothing, even wh
 deliveries race: the second waits on the unique index (or on the row's lock, for an event that
 failed before) until the first has committed. Handlers never trust the payload's snapshot: they
 fetch the subscription, invoice, charge or dispute from Stripe and upsert what it says now, so
-the order in which events arrive does not matter.
+the order in which events arrive does not matter: an invoice brings its subscription first, and
+a refund or a dispute whose payment is not recorded yet brings that payment first.
 
 Stripe sends every event of the account. One about a customer, a Checkout Session or a product
 this installation did not make, or one that names no object, is recorded as ignored with the
@@ -49,7 +50,10 @@ def _on_subscription(event: gateway.EventInfo) -> None:
 
 
 def _on_invoice(event: gateway.EventInfo) -> None:
-    invoice = gateway.retrieve_invoice(_object_id(event))
+    _record_invoice(gateway.retrieve_invoice(_object_id(event)))
+
+
+def _record_invoice(invoice: gateway.InvoiceInfo) -> None:
     # The invoice may arrive before any subscription event: bring the subscription first.
     if invoice.subscription is not None:
         services.sync_subscription(invoice.subscription)
@@ -63,11 +67,46 @@ def _on_checkout_completed(event: gateway.EventInfo) -> None:
 
 
 def _on_charge(event: gateway.EventInfo) -> None:
-    services.record_charge(gateway.retrieve_charge(_object_id(event)))
+    charge = gateway.retrieve_charge(_object_id(event))
+    try:
+        services.record_charge(charge)
+    except services.UnknownCharge:
+        _record_payment_of(charge.id, charge.payment_intent_id)
+        services.record_charge(charge)
 
 
 def _on_dispute(event: gateway.EventInfo) -> None:
-    disputes.record_dispute(gateway.retrieve_dispute(_object_id(event)))
+    dispute = gateway.retrieve_dispute(_object_id(event))
+    try:
+        disputes.record_dispute(dispute)
+    except services.UnknownCharge:
+        _record_payment_of(dispute.charge_id, dispute.payment_intent_id)
+        disputes.record_dispute(dispute)
+
+
+def _record_payment_of(charge_id: str, payment_intent_id: str | None) -> None:
+    """Record the payment a charge belongs to, as Stripe has it: its invoice, or the Checkout
+    Session of a gift. A refund or a dispute may arrive before its payment's own events (one
+    that failed and is retried later, or is late): it must not be lost.
+
+    :raises services.Ignored: the charge is none of ours (another integration's, a one-off
+        invoice); the reason says why.
+    """
+    try:
+        if payment_intent_id:
+            invoice_id = gateway.invoice_paid_by(payment_intent_id)
+            if invoice_id is not None:
+                _record_invoice(gateway.retrieve_invoice(invoice_id))
+                return
+            session_id = gateway.checkout_session_paid_by(payment_intent_id)
+            if session_id is not None:
+                services.complete_checkout(session_id)
+                return
+    except services.Ignored as exc:
+        raise services.Ignored(f"charge {charge_id} is none of our payments: {exc}") from exc
+    raise services.Ignored(
+        f"charge {charge_id} is none of our payments: it paid no invoice or Checkout Session"
+    )
 
 
 # invoice.payment_succeeded always comes with invoice.paid: handling both would fetch twice.
