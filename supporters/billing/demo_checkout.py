@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Mapping
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from flask import current_app, url_for
@@ -26,9 +26,10 @@ from supporters.billing.models import (
     PaymentStatus,
     Subscription,
 )
-from supporters.billing.stripe_gateway import (
+from supporters.billing.provider import (
     ChargeInfo,
     CheckoutInfo,
+    CheckoutRequest,
     InvoiceInfo,
     NewPrice,
     SubscriptionInfo,
@@ -84,32 +85,21 @@ class DemoBackend:
     def custom_product_id(self) -> str | None:
         return CUSTOM_PRODUCT
 
-    def create_checkout_session(
-        self,
-        *,
-        customer_id: str,
-        mode: Literal["subscription", "payment"],
-        price_id: str | None,
-        new_price: NewPrice | None,
-        metadata: Mapping[str, str],
-        client_reference_id: str,
-        success_url: str,
-        cancel_url: str,
-        idempotency_key: str,
-    ) -> CheckoutInfo:
+    def create_checkout_session(self, request: CheckoutRequest) -> CheckoutInfo:
+        new_price = request.new_price
         assert new_price is not None, "demo tiers have no provider prices"
         session_id = _serializer().dumps(
             {
-                "key": idempotency_key,
-                "customer": customer_id,
-                "mode": mode,
+                "key": request.idempotency_key,
+                "customer": request.customer_id,
+                "mode": request.mode,
                 "amount": new_price.amount,
                 "currency": new_price.currency,
                 "interval": new_price.interval,
-                "metadata": dict(metadata),
-                "ref": client_reference_id,
-                "success_url": success_url,
-                "cancel_url": cancel_url,
+                "metadata": dict(request.metadata),
+                "ref": request.client_reference_id,
+                "success_url": request.success_url,
+                "cancel_url": request.cancel_url,
             }
         )
         return self._info(session_id, read_session(session_id))

@@ -15,8 +15,8 @@ import logging
 import sqlalchemy as sa
 
 from supporters.billing.models import Dispute, DisputeStatus, Payment
+from supporters.billing.provider import DisputeInfo
 from supporters.billing.services import UnknownCharge
-from supporters.billing.stripe_gateway import DisputeInfo
 from supporters.db import utcnow
 from supporters.extensions import db
 

@@ -20,7 +20,7 @@ from flask import current_app
 from flask_babel import gettext as _
 
 from supporters.audit import AuditEntry, record_action
-from supporters.billing.backend import Backend, backend
+from supporters.billing.backend import backend
 from supporters.billing.membership import LIVE_STATUSES
 from supporters.billing.models import (
     CheckoutMode,
@@ -37,9 +37,11 @@ from supporters.billing.models import (
     SubscriptionStatus,
     Tier,
 )
-from supporters.billing.stripe_gateway import (
+from supporters.billing.provider import (
+    Backend,
     ChargeInfo,
     CheckoutInfo,
+    CheckoutRequest,
     InvoiceInfo,
     NewPrice,
     SubscriptionInfo,
@@ -345,15 +347,17 @@ def start_checkout(
         "interval": choice.interval.value if choice.interval else "once",
     }
     checkout = provider.create_checkout_session(
-        customer_id=customer_id,
-        mode=mode.value,
-        price_id=price_id,
-        new_price=new_price,
-        metadata=metadata,
-        client_reference_id=str(member.id),
-        success_url=success_url,
-        cancel_url=cancel_url,
-        idempotency_key=f"checkout-{member.id}-{attempt}-{closed_before}",
+        CheckoutRequest(
+            customer_id=customer_id,
+            mode=mode.value,
+            price_id=price_id,
+            new_price=new_price,
+            metadata=metadata,
+            client_reference_id=str(member.id),
+            success_url=success_url,
+            cancel_url=cancel_url,
+            idempotency_key=f"checkout-{member.id}-{attempt}-{closed_before}",
+        )
     )
     insert_ignoring_conflicts(
         CheckoutSession,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 from urllib.parse import quote, urlsplit
 
@@ -19,6 +19,18 @@ import requests
 import stripe
 import urllib3
 from flask import current_app
+
+from supporters.billing.provider import (
+    ChargeInfo,
+    CheckoutInfo,
+    CheckoutRequest,
+    DisputeInfo,
+    InvoiceInfo,
+    NewPrice,
+    PriceInfo,
+    ProductInfo,
+    SubscriptionInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,132 +55,6 @@ class NotConfigured(RuntimeError):
 
 
 @dataclass(frozen=True)
-class SubscriptionInfo:
-    """What we keep of a Stripe subscription."""
-
-    id: str
-    customer_id: str
-    status: str
-    item_id: str | None
-    price_id: str | None
-    product_id: str | None
-    amount: int
-    currency: str
-    interval: str
-    current_period_start: dt.datetime | None
-    current_period_end: dt.datetime | None
-    cancel_at_period_end: bool
-    cancel_reason: str
-    started_at: dt.datetime | None
-    canceled_at: dt.datetime | None
-    ended_at: dt.datetime | None
-    latest_invoice_id: str | None
-    metadata: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class InvoiceInfo:
-    """What we keep of a Stripe invoice: one row in our payments ledger."""
-
-    id: str
-    customer_id: str
-    subscription_id: str | None
-    status: str  # draft, open, paid, uncollectible, void
-    amount_due: int
-    amount_paid: int
-    currency: str
-    created_at: dt.datetime
-    paid_at: dt.datetime | None
-    receipt_url: str
-    payment_intent_id: str | None
-    charge_id: str | None
-    attempt_count: int
-    billing_reason: str
-    # The subscription as it is now, when Stripe sent it expanded with the invoice.
-    subscription: SubscriptionInfo | None = None
-
-
-@dataclass(frozen=True)
-class ChargeInfo:
-    """A charge, read when it is refunded or disputed."""
-
-    id: str
-    customer_id: str | None
-    payment_intent_id: str | None
-    amount: int
-    amount_refunded: int
-    currency: str
-    status: str
-    disputed: bool
-    receipt_url: str
-    created_at: dt.datetime
-    metadata: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DisputeInfo:
-    """A dispute of a charge, and what it holds back from the newsroom's balance now."""
-
-    id: str
-    charge_id: str
-    payment_intent_id: str | None
-    amount: int
-    currency: str
-    reason: str
-    status: str  # Stripe's exact string (see billing.models.DisputeStatus)
-    evidence_due_at: dt.datetime | None  # None: the bank takes no response
-    created_at: dt.datetime
-    #: Withdrawals less reinstatements, in the dispute's currency; Stripe's fee left out.
-    withdrawn_amount: int
-
-
-@dataclass(frozen=True)
-class CheckoutInfo:
-    """A Checkout Session: where to send the reader, and what came of it."""
-
-    id: str
-    url: str | None
-    mode: str
-    status: str  # open, complete, expired
-    payment_status: str  # paid, unpaid, no_payment_required
-    customer_id: str | None
-    subscription_id: str | None
-    payment_intent_id: str | None
-    amount_total: int | None
-    currency: str | None
-    client_reference_id: str | None
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    expires_at: dt.datetime | None = None  # None: never (the demo checkout)
-    # Expanded with the session: its subscription and that subscription's latest invoice.
-    subscription: SubscriptionInfo | None = None
-    invoice: InvoiceInfo | None = None
-    # A payment's charge (its payment intent's latest), and the receipt Stripe keeps of it.
-    charge_id: str | None = None
-    receipt_url: str = ""
-
-
-@dataclass(frozen=True)
-class PriceInfo:
-    id: str
-    product_id: str
-    unit_amount: int
-    currency: str
-    interval: str | None
-    lookup_key: str | None
-    active: bool
-    metadata: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ProductInfo:
-    id: str
-    name: str
-    active: bool
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    description: str = ""
-
-
-@dataclass(frozen=True)
 class EventInfo:
     """A verified webhook event: its id, type and the object it is about."""
 
@@ -181,16 +67,6 @@ class EventInfo:
     #: The event as Stripe sent it, less its client secrets (dropped as the body is parsed),
     #: so fit to keep in our database.
     payload: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class NewPrice:
-    """An inline price for a custom amount (Checkout's ``price_data``)."""
-
-    amount: int
-    currency: str
-    interval: Literal["month", "year"] | None
-    product_id: str
 
 
 # --- the client ---------------------------------------------------------------------------
@@ -567,25 +443,15 @@ def find_customers(email: str) -> list[str]:
     return [c.id for c in found.data]
 
 
-def create_checkout_session(
-    *,
-    customer_id: str,
-    mode: Literal["subscription", "payment"],
-    price_id: str | None,
-    new_price: NewPrice | None,
-    metadata: Mapping[str, str],
-    client_reference_id: str,
-    success_url: str,
-    cancel_url: str,
-    idempotency_key: str,
-) -> CheckoutInfo:
+def create_checkout_session(request: CheckoutRequest) -> CheckoutInfo:
     """Start a Stripe Checkout for an existing customer, with a price id or an inline price.
 
     :raises StripeError: Stripe refused or could not be reached.
     """
     line_item: dict[str, Any] = {"quantity": 1}
-    if price_id:
-        line_item["price"] = price_id
+    new_price = request.new_price
+    if request.price_id:
+        line_item["price"] = request.price_id
     elif new_price is not None:
         price_data: dict[str, Any] = {
             "currency": new_price.currency.lower(),
@@ -597,21 +463,22 @@ def create_checkout_session(
         line_item["price_data"] = price_data
     else:
         raise ValueError("a checkout needs a price id or a new price")
+    metadata = dict(request.metadata)
     params: dict[str, Any] = {
-        "mode": mode,
-        "customer": customer_id,
+        "mode": request.mode,
+        "customer": request.customer_id,
         "line_items": [line_item],
-        "client_reference_id": client_reference_id,
-        "metadata": dict(metadata),
-        "success_url": success_url,
-        "cancel_url": cancel_url,
+        "client_reference_id": request.client_reference_id,
+        "metadata": metadata,
+        "success_url": request.success_url,
+        "cancel_url": request.cancel_url,
     }
-    if mode == "subscription":
+    if request.mode == "subscription":
         params["subscription_data"] = {"metadata": dict(metadata)}
     else:
         params["payment_intent_data"] = {"metadata": dict(metadata)}
     session = client().v1.checkout.sessions.create(
-        params=cast(Any, params), options=_options(idempotency_key)
+        params=cast(Any, params), options=_options(request.idempotency_key)
     )
     return _checkout(session)
 

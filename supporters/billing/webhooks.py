@@ -30,6 +30,7 @@ from flask import Response, current_app, jsonify, request
 from supporters.billing import disputes, services
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing.models import StripeEvent
+from supporters.billing.provider import InvoiceInfo
 from supporters.db import insert_ignoring_conflicts, utcnow
 from supporters.extensions import db
 
@@ -53,7 +54,7 @@ def _on_invoice(event: gateway.EventInfo) -> None:
     _record_invoice(gateway.retrieve_invoice(_object_id(event)))
 
 
-def _record_invoice(invoice: gateway.InvoiceInfo) -> None:
+def _record_invoice(invoice: InvoiceInfo) -> None:
     # The invoice may arrive before any subscription event: bring the subscription first.
     if invoice.subscription is not None:
         services.sync_subscription(invoice.subscription)

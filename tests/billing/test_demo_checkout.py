@@ -13,7 +13,7 @@ from supporters.billing import demo_checkout as demo
 from supporters.billing import services
 from supporters.billing.demo_checkout import CUSTOM_PRODUCT, DemoBackend
 from supporters.billing.models import Payment, PaymentStatus, Subscription, SubscriptionStatus
-from supporters.billing.stripe_gateway import NewPrice
+from supporters.billing.provider import CheckoutRequest, NewPrice
 from supporters.extensions import db
 from tests.factories import make_member, make_tier, signed_in_client
 from tests.helpers import csrf_token, submit, text
@@ -119,15 +119,17 @@ def test_a_second_demo_subscription_is_cancelled_and_refunded_too(app: Flask) ->
     with app.test_request_context():
         pages = [
             provider.create_checkout_session(
-                customer_id=customer_id,
-                mode="subscription",
-                price_id=None,
-                new_price=NewPrice(500, "EUR", "month", CUSTOM_PRODUCT),
-                metadata={"member_id": str(member.id), "tier": "custom"},
-                client_reference_id=str(member.id),
-                success_url="http://localhost/support/welcome",
-                cancel_url="http://localhost/",
-                idempotency_key=f"tab-{tab}",
+                CheckoutRequest(
+                    customer_id=customer_id,
+                    mode="subscription",
+                    price_id=None,
+                    new_price=NewPrice(500, "EUR", "month", CUSTOM_PRODUCT),
+                    metadata={"member_id": str(member.id), "tier": "custom"},
+                    client_reference_id=str(member.id),
+                    success_url="http://localhost/support/welcome",
+                    cancel_url="http://localhost/",
+                    idempotency_key=f"tab-{tab}",
+                )
             )
             for tab in "12"
         ]

@@ -13,7 +13,7 @@ import pytest
 from supporters.billing import disputes, services
 from supporters.billing.demo_checkout import CUSTOM_PRODUCT
 from supporters.billing.models import Customer, Interval
-from supporters.billing.stripe_gateway import (
+from supporters.billing.provider import (
     ChargeInfo,
     CheckoutInfo,
     DisputeInfo,

@@ -13,7 +13,7 @@ from flask import Flask
 
 from supporters.billing import services as billing_services
 from supporters.billing.models import Payment, PaymentStatus, Subscription, SubscriptionStatus
-from supporters.billing.stripe_gateway import CheckoutInfo, InvoiceInfo
+from supporters.billing.provider import CheckoutInfo, InvoiceInfo
 from supporters.extensions import db
 from supporters.staff import queries, rollups
 from supporters.staff.models import Movement, MovementKind, month_number
