@@ -14,7 +14,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -38,7 +37,6 @@ from supporters.members import services as member_services
 from supporters.members.forms import EmptyForm
 from supporters.members.limits import TooManyMessages, ip_limit
 from supporters.members.redirects import safe_next
-from supporters.members.views import PENDING_EMAIL_KEY, PENDING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +220,7 @@ def _sign_in_then_continue(
             _("We could not send the email just now. Please try again in a few minutes.")
         ]
         return _render_support(form, tiers, 503)
-    session[PENDING_KEY] = issued.request.id
-    session[PENDING_EMAIL_KEY] = issued.request.email
+    auth.await_code(issued)
     return redirect(url_for("members.enter_code"))
 
 
