@@ -75,6 +75,18 @@ else:
     Model = db.Model
 
 
+def assign_changed(row: object, values: Mapping[str, object]) -> None:
+    """Set the attributes whose values differ.
+
+    A row told what it already says stays clean, and flushing a clean session costs nothing;
+    a dirty one is compared column by column (with the report tables' listeners) to find no
+    change.
+    """
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+
+
 def rows_matched(result: sa.Result[Any]) -> int:
     """How many rows an UPDATE or DELETE matched: its result holds the cursor's row count."""
     if not isinstance(result, sa.CursorResult):

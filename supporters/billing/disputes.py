@@ -14,10 +14,10 @@ import logging
 
 import sqlalchemy as sa
 
+from supporters.billing.errors import UnknownCharge
 from supporters.billing.models import Dispute, DisputeStatus, Payment
 from supporters.billing.provider import DisputeInfo
-from supporters.billing.services import UnknownCharge
-from supporters.db import utcnow
+from supporters.db import assign_changed, utcnow
 from supporters.extensions import db
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,7 @@ def record_dispute(info: DisputeInfo) -> Dispute:
         "opened_at": info.created_at,
         "closed_at": closed_at,
     }
-    for name, value in values.items():
-        if getattr(dispute, name) != value:
-            setattr(dispute, name, value)
+    assign_changed(dispute, values)
     db.session.flush()
     _count_against(payment)
     return dispute

@@ -18,6 +18,14 @@ from supporters.extensions import db
 from supporters.members.auth import LoadedWithSession
 from supporters.members.models import Member
 
+# Statuses in which a subscription counts as a paying patron: in the figures shown to the
+# public and to staff, and as the one support a member may have (a second is a duplicate).
+COUNTED_STATUSES = (
+    SubscriptionStatus.ACTIVE,
+    SubscriptionStatus.TRIALING,
+    SubscriptionStatus.PAST_DUE,
+)
+
 # Subscriptions that are (or may become) the member's current one: at most one per member.
 LIVE_STATUSES = (
     SubscriptionStatus.INCOMPLETE,

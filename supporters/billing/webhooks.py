@@ -12,7 +12,7 @@ a refund or a dispute whose payment is not recorded yet brings that payment firs
 
 Stripe sends every event of the account. One about a customer, a Checkout Session or a product
 this installation did not make, or one that names no object, is recorded as ignored with the
-reason (``services.Ignored``) and answered 200: no retry could change it. Only failures a retry
+reason (``errors.Ignored``) and answered 200: no retry could change it. Only failures a retry
 can fix are answered 500.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Response, current_app, jsonify, request
 
-from supporters.billing import disputes, services
+from supporters.billing import checkout, disputes, errors, payments, subscriptions
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing.models import StripeEvent
 from supporters.billing.provider import InvoiceInfo
@@ -47,7 +47,7 @@ class Outcome(enum.StrEnum):
 
 
 def _on_subscription(event: gateway.EventInfo) -> None:
-    services.sync_subscription(gateway.retrieve_subscription(_object_id(event)))
+    subscriptions.sync_subscription(gateway.retrieve_subscription(_object_id(event)))
 
 
 def _on_invoice(event: gateway.EventInfo) -> None:
@@ -57,30 +57,30 @@ def _on_invoice(event: gateway.EventInfo) -> None:
 def _record_invoice(invoice: InvoiceInfo) -> None:
     # The invoice may arrive before any subscription event: bring the subscription first.
     if invoice.subscription is not None:
-        services.sync_subscription(invoice.subscription)
+        subscriptions.sync_subscription(invoice.subscription)
     elif invoice.subscription_id:
-        services.sync_subscription(gateway.retrieve_subscription(invoice.subscription_id))
-    services.record_invoice(invoice)
+        subscriptions.sync_subscription(gateway.retrieve_subscription(invoice.subscription_id))
+    payments.record_invoice(invoice)
 
 
 def _on_checkout_completed(event: gateway.EventInfo) -> None:
-    services.complete_checkout(_object_id(event))
+    checkout.complete_checkout(_object_id(event))
 
 
 def _on_charge(event: gateway.EventInfo) -> None:
     charge = gateway.retrieve_charge(_object_id(event))
     try:
-        services.record_charge(charge)
-    except services.UnknownCharge:
+        payments.record_charge(charge)
+    except errors.UnknownCharge:
         _record_payment_of(charge.id, charge.payment_intent_id)
-        services.record_charge(charge)
+        payments.record_charge(charge)
 
 
 def _on_dispute(event: gateway.EventInfo) -> None:
     dispute = gateway.retrieve_dispute(_object_id(event))
     try:
         disputes.record_dispute(dispute)
-    except services.UnknownCharge:
+    except errors.UnknownCharge:
         _record_payment_of(dispute.charge_id, dispute.payment_intent_id)
         disputes.record_dispute(dispute)
 
@@ -90,7 +90,7 @@ def _record_payment_of(charge_id: str, payment_intent_id: str | None) -> None:
     Session of a gift. A refund or a dispute may arrive before its payment's own events (one
     that failed and is retried later, or is late): it must not be lost.
 
-    :raises services.Ignored: the charge is none of ours (another integration's, a one-off
+    :raises errors.Ignored: the charge is none of ours (another integration's, a one-off
         invoice); the reason says why.
     """
     try:
@@ -101,11 +101,11 @@ def _record_payment_of(charge_id: str, payment_intent_id: str | None) -> None:
                 return
             session_id = gateway.checkout_session_paid_by(payment_intent_id)
             if session_id is not None:
-                services.complete_checkout(session_id)
+                checkout.complete_checkout(session_id)
                 return
-    except services.Ignored as exc:
-        raise services.Ignored(f"charge {charge_id} is none of our payments: {exc}") from exc
-    raise services.Ignored(
+    except errors.Ignored as exc:
+        raise errors.Ignored(f"charge {charge_id} is none of our payments: {exc}") from exc
+    raise errors.Ignored(
         f"charge {charge_id} is none of our payments: it paid no invoice or Checkout Session"
     )
 
@@ -134,9 +134,9 @@ HANDLERS: dict[str, Callable[[gateway.EventInfo], None]] = {
 
 
 def _object_id(event: gateway.EventInfo) -> str:
-    """:raises services.Ignored: the event names no object (no retry can change that)."""
+    """:raises errors.Ignored: the event names no object (no retry can change that)."""
     if not event.object_id:
-        raise services.Ignored(f"the event names no {event.object_type or 'object'}")
+        raise errors.Ignored(f"the event names no {event.object_type or 'object'}")
     return event.object_id
 
 
@@ -239,7 +239,7 @@ def _process(
     """Run the handler; ``row`` is the locked row of an event that failed before, else None."""
     try:
         handler(event)
-    except services.Ignored as exc:
+    except errors.Ignored as exc:
         # Not ours, or unusable: a retry would not help. Nothing the handler did is kept.
         db.session.rollback()
         return _store_ignored(event, str(exc))

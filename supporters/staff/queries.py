@@ -20,6 +20,7 @@ from fractions import Fraction
 
 import sqlalchemy as sa
 
+from supporters.billing.membership import COUNTED_STATUSES
 from supporters.billing.models import (
     OPEN_DISPUTE_STATUSES,
     RESPONSE_DISPUTE_STATUSES,
@@ -32,7 +33,6 @@ from supporters.billing.models import (
     SubscriptionStatus,
     Tier,
 )
-from supporters.billing.services import COUNTED_STATUSES
 from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.staff.models import (

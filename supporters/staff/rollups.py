@@ -57,6 +57,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
+from supporters.billing.membership import COUNTED_STATUSES
 from supporters.billing.models import (
     Interval,
     Payment,
@@ -65,7 +66,6 @@ from supporters.billing.models import (
     Subscription,
     SubscriptionStatus,
 )
-from supporters.billing.services import COUNTED_STATUSES
 from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.models import Member

@@ -29,7 +29,8 @@ from werkzeug.wrappers import Response
 from supporters import downloads, numbers, params
 from supporters.audit import AuditEntry
 from supporters.billing import membership, repricing, stripe_sync
-from supporters.billing import services as billing_services
+from supporters.billing import payments as billing_payments
+from supporters.billing import subscriptions as billing_subscriptions
 from supporters.billing.models import FundingGoal, GoalMeasure, Subscription, Tier
 from supporters.db import utcnow
 from supporters.extensions import db
@@ -347,7 +348,7 @@ def _render_member(member: Member, role_form: RoleForm, status: int = 200) -> tu
         .where(Movement.member_id == member.id, Movement.kind != MovementKind.OBSERVED)
         .order_by(Movement.occurred_at, Movement.id)
     ).all()
-    payments = billing_services.payments_of(member.id, limit=200)
+    payments = billing_payments.payments_of(member.id, limit=200)
     votes = db.session.execute(
         sa.select(Vote.created_at, Poll.id, Poll.question)
         .join(Poll, Poll.id == Vote.poll_id)
@@ -380,7 +381,7 @@ def _render_member(member: Member, role_form: RoleForm, status: int = 200) -> tu
         movements=movements,
         tiers=tiers,
         payments=payments,
-        duplicates=billing_services.duplicates_cancelled(member.id),
+        duplicates=billing_subscriptions.duplicates_cancelled(member.id),
         refunds=[p for p in payments if p.refunded_amount],
         disputes=queries.disputes_of(member.id),
         now=utcnow(),
@@ -416,7 +417,7 @@ def change_role(member_id: int) -> Response | tuple[str, int]:
 @staff_required
 def failed_payments() -> str:
     """Patrons whose renewal failed: who to contact, and how long their grace period lasts."""
-    subscriptions = billing_services.failed_payment_subscriptions()
+    subscriptions = billing_subscriptions.failed_payment_subscriptions()
     return render_template(
         "staff/failed_payments.html",
         subscriptions=subscriptions,

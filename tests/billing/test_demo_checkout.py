@@ -9,8 +9,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from supporters.billing import demo_checkout as demo
-from supporters.billing import services
+from supporters.billing import checkout, customers
 from supporters.billing.demo_checkout import CUSTOM_PRODUCT, DemoBackend
 from supporters.billing.models import Payment, PaymentStatus, Subscription, SubscriptionStatus
 from supporters.billing.provider import CheckoutRequest, NewPrice
@@ -114,7 +113,7 @@ def test_a_second_demo_subscription_is_cancelled_and_refunded_too(app: Flask) ->
     member = make_member()
     db.session.commit()
     provider = DemoBackend()
-    customer_id = services.ensure_customer(member, provider)
+    customer_id = customers.ensure_customer(member, provider)
     # Two pages opened past the services' one-open-page guard, both paid.
     with app.test_request_context():
         pages = [
@@ -134,7 +133,7 @@ def test_a_second_demo_subscription_is_cancelled_and_refunded_too(app: Flask) ->
             for tab in "12"
         ]
         for page in pages:
-            demo.pay(page.id)
+            checkout.pay_demo_checkout(page.id)
             db.session.commit()
 
     statuses = db.session.scalars(sa.select(Subscription.status).order_by(Subscription.id))

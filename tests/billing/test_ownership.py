@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from supporters.billing import services
+from supporters.billing import figures as billing_figures
 from supporters.billing.membership import MembershipStatus, is_entitled, membership_of
 from supporters.billing.models import Customer, Payment, StripeEvent, Subscription, Tier
 from supporters.extensions import db
@@ -27,7 +27,11 @@ from tests.billing.test_stripe import count, join, the_subscription
 
 def figures() -> tuple[int, int, dict[str, int]]:
     """Patrons and MRR as readers (funding goals) and staff (the dashboard) see them."""
-    return services.patron_count(), services.monthly_revenue("EUR"), queries.now_figures().mrr
+    return (
+        billing_figures.patron_count(),
+        billing_figures.monthly_revenue("EUR"),
+        queries.now_figures().mrr,
+    )
 
 
 def ignored(event_type: str) -> list[str]:
