@@ -285,6 +285,7 @@ def _store_failure(event: gateway.EventInfo, exc: Exception) -> None:
 
 
 def event_from_row(row: StripeEvent) -> gateway.EventInfo:
+    """A recorded event as verified, to process it again (a replay)."""
     obj = row.payload.get("data", {}).get("object", {})
     return gateway.EventInfo(
         id=row.stripe_event_id,
