@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 
 from supporters.billing.membership import COUNTED_STATUSES
@@ -32,6 +34,13 @@ def patron_count() -> int:
         )
     )
     return int(count or 0)
+
+
+def active_goals() -> Sequence[FundingGoal]:
+    """The funding goals shown on the support page, in their order."""
+    return db.session.scalars(
+        sa.select(FundingGoal).where(FundingGoal.is_active).order_by(FundingGoal.position)
+    ).all()
 
 
 def goal_progress(goal: FundingGoal) -> int:

@@ -36,7 +36,7 @@ from supporters.billing import stripe_gateway as gateway
 from supporters.billing.backend import backend
 from supporters.billing.checkout import complete_checkout, pay_demo_checkout, start_checkout
 from supporters.billing.forms import CancelForm, ChangeForm, ChoiceForm, SupportForm
-from supporters.billing.models import FundingGoal, Tier
+from supporters.billing.models import Tier
 from supporters.extensions import csrf, db, limiter
 from supporters.i18n import money
 from supporters.mail import MailError
@@ -91,9 +91,7 @@ def _allow_stripe_redirects() -> None:
 
 
 def _render_support(form: SupportForm, tiers: list[Tier], status: int = 200) -> tuple[str, int]:
-    goals = db.session.scalars(
-        db.select(FundingGoal).where(FundingGoal.is_active).order_by(FundingGoal.position)
-    ).all()
+    goals = figures.active_goals()
     progress = {goal.id: figures.goal_progress(goal) for goal in goals}
     _allow_stripe_redirects()
     # A member already supporting is told where their support is managed, before choosing.
