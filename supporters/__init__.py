@@ -78,6 +78,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
 def _init_extensions(app: Flask) -> None:
     from supporters import db as db_module
+    from supporters.billing.membership import SUBSCRIPTION_WITH_SESSION
     from supporters.extensions import babel, csrf, db, limiter, login_manager, migrate
     from supporters.members.auth import init_login
 
@@ -93,7 +94,9 @@ def _init_extensions(app: Flask) -> None:
     )
     csrf.init_app(app)
     limiter.init_app(app)
-    init_login(app, login_manager)
+    # Members import no other feature: billing hands them its hook, so that a signed-in
+    # member's current subscription is loaded with the session, in one statement.
+    init_login(app, login_manager, SUBSCRIPTION_WITH_SESSION)
 
     from supporters.i18n import select_locale, select_timezone
 

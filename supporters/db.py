@@ -1,13 +1,19 @@
-"""The declarative base every model shares: constraint names, UTC datetimes, ``utcnow()``."""
+"""The database: the declarative base every model shares (constraint names, UTC datetimes,
+``utcnow()``), the unbound ``db`` built on it, and statements every feature uses.
+
+``supporters.extensions`` hands ``db`` out with the other extensions; it is made here, beside
+its base, so that the helpers below need nothing from a module that imports this one.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
+from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, registry
 from sqlalchemy.types import TypeDecorator
 
@@ -59,6 +65,26 @@ class Base(DeclarativeBase):
 
 
 ModelT = TypeVar("ModelT", bound=Base)
+
+db = SQLAlchemy(model_class=Base)
+
+# Models subclass `Model`: at run time Flask-SQLAlchemy's class, to type checkers our typed Base.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
+
+
+def assign_changed(row: object, values: Mapping[str, object]) -> None:
+    """Set the attributes whose values differ.
+
+    A row told what it already says stays clean, and flushing a clean session costs nothing;
+    a dirty one is compared column by column (with the report tables' listeners) to find no
+    change.
+    """
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
 
 
 def rows_matched(result: sa.Result[Any]) -> int:
@@ -130,8 +156,6 @@ def insert_ignoring_conflicts(
     It runs through the session (whose listeners follow writes), or on ``connection`` for a
     table nothing listens to.
     """
-    from supporters.extensions import db
-
     if connection is None:
         statement = _insert_ignoring(db.session.get_bind().dialect.name, model.__table__)
         return db.session.execute(statement, values).first() is not None
@@ -167,8 +191,6 @@ def insert_returning(
     (a scalar subquery looking up a foreign key, say), whose bind parameters are among
     ``values``: a module-level function, called once, when the statement is first built.
     """
-    from supporters.extensions import db
-
     statement = _insert_returning(
         db.session.get_bind().dialect.name,
         model,

@@ -25,7 +25,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from supporters.audit import record_action
-from supporters.billing import services as billing_services
+from supporters.billing import figures as billing_figures
 from supporters.billing.models import (
     Customer,
     FundingGoal,
@@ -872,8 +872,8 @@ class DemoSeeder:
 
     def _add_goals(self) -> None:
         """Two goals a little beyond what the demo patrons give, so readers see progress."""
-        revenue = billing_services.monthly_revenue(CURRENCY)
-        patrons = billing_services.patron_count()
+        revenue = billing_figures.monthly_revenue(CURRENCY)
+        patrons = billing_figures.patron_count()
         created = self.history_start
         db.session.add_all(
             [

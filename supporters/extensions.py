@@ -1,24 +1,20 @@
-"""Flask extensions, created unbound here and bound to an app by ``create_app()``."""
+"""Flask extensions, created unbound here and bound to an app by ``create_app()``.
 
-from typing import TYPE_CHECKING
+``db`` (and ``Model``, which models subclass) is made in ``supporters.db``, beside the base it
+is built on, and handed out here with the others.
+"""
 
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
-from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 
-from supporters.db import Base
+from supporters.db import Model, db
 
-db = SQLAlchemy(model_class=Base)
+__all__ = ["Model", "babel", "csrf", "db", "limiter", "login_manager", "migrate"]
 
-# Models subclass `Model`: at run time Flask-SQLAlchemy's class, to type checkers our typed Base.
-if TYPE_CHECKING:
-    Model = Base
-else:
-    Model = db.Model
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

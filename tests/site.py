@@ -30,7 +30,7 @@ from supporters.billing.models import (
     Subscription,
     SubscriptionStatus,
 )
-from supporters.billing.stripe_gateway import NewPrice
+from supporters.billing.provider import CheckoutRequest, NewPrice
 from supporters.extensions import db
 from supporters.members import services as member_services
 from supporters.members.models import Member, Role
@@ -80,15 +80,19 @@ def _goal_id(site: Site, role: str) -> int:
 def _demo_checkout(member: Member, key: str) -> str:
     """The id of a demo checkout of the member's (its page's address needs a request context)."""
     checkout = DemoBackend().create_checkout_session(
-        customer_id=f"cus_demo_{member.id}",
-        mode="subscription",
-        price_id=None,
-        new_price=NewPrice(amount=700, currency="EUR", interval="month", product_id=CUSTOM_PRODUCT),
-        metadata={"member_id": str(member.id)},
-        client_reference_id=str(member.id),
-        success_url="http://localhost/support/welcome?session_id={CHECKOUT_SESSION_ID}",
-        cancel_url="http://localhost/support/cancelled",
-        idempotency_key=key,
+        CheckoutRequest(
+            customer_id=f"cus_demo_{member.id}",
+            mode="subscription",
+            price_id=None,
+            new_price=NewPrice(
+                amount=700, currency="EUR", interval="month", product_id=CUSTOM_PRODUCT
+            ),
+            metadata={"member_id": str(member.id)},
+            client_reference_id=str(member.id),
+            success_url="http://localhost/support/welcome?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url="http://localhost/support/cancelled",
+            idempotency_key=key,
+        )
     )
     return checkout.id
 

@@ -1,1 +1,12 @@
-"""Recurring support through Stripe: tiers, subscriptions, payments, webhooks."""
+"""Recurring support through Stripe: tiers, subscriptions, payments, webhooks.
+
+Where things are: ``models`` (tiers, customers, subscriptions, payments, disputes, events);
+``membership`` (what a subscription's status gives its member); the services ``choices`` (the
+reader's pick and the price that sells it), ``customers``, ``checkout``, ``subscriptions`` (the
+idempotent sync, duplicates), ``payments`` (the ledger), ``disputes``, ``self_service``,
+``figures`` (what readers see), ``repricing``, ``reconcile`` and ``stripe_sync`` (products and
+prices); what they refuse or ignore in ``errors``. The services talk to a payment provider
+through ``backend``: Stripe (``stripe_gateway``, the only package that imports ``stripe``) or
+the ``demo_checkout``, both answering in ``provider``'s dataclasses. ``webhooks``, ``views``
+and ``cli`` are the boundaries that commit.
+"""

@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
+from supporters.billing import errors, repricing, stripe_sync, webhooks
 from supporters.billing import reconcile as reconcile_module
-from supporters.billing import repricing, services, stripe_sync, webhooks
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing.models import StripeEvent, Tier
 from supporters.extensions import db
@@ -78,7 +78,7 @@ def move_to_current_prices(tier_slug: str | None, dry_run: bool) -> None:
             continue
         try:
             repricing.move_to_current_price(subscription)
-        except (services.BillingError, gateway.StripeError) as exc:
+        except (errors.BillingError, gateway.StripeError) as exc:
             db.session.rollback()
             failed += 1
             click.echo(f"failed {line}: {getattr(exc, 'message', exc)}", err=True)

@@ -2,8 +2,9 @@
 
 It is used only when no Stripe secret key is configured, and never in production (the
 configuration check refuses that). A "checkout session" is a signed token holding what the
-reader chose; paying it builds the same ``SubscriptionInfo`` and ``InvoiceInfo`` that Stripe's
-answers turn into, and hands them to the same ``sync_subscription`` and ``record_invoice``.
+reader chose; paying it (:func:`pay`) builds the same ``SubscriptionInfo`` and ``InvoiceInfo``
+that Stripe's answers turn into, which ``checkout.pay_demo_checkout`` hands to the same
+``sync_subscription`` and ``record_invoice``.
 Our own rows are the demo provider's state: asking it about a subscription reads them back.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Mapping
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from flask import current_app, url_for
@@ -26,9 +27,10 @@ from supporters.billing.models import (
     PaymentStatus,
     Subscription,
 )
-from supporters.billing.stripe_gateway import (
+from supporters.billing.provider import (
     ChargeInfo,
     CheckoutInfo,
+    CheckoutRequest,
     InvoiceInfo,
     NewPrice,
     SubscriptionInfo,
@@ -84,32 +86,21 @@ class DemoBackend:
     def custom_product_id(self) -> str | None:
         return CUSTOM_PRODUCT
 
-    def create_checkout_session(
-        self,
-        *,
-        customer_id: str,
-        mode: Literal["subscription", "payment"],
-        price_id: str | None,
-        new_price: NewPrice | None,
-        metadata: Mapping[str, str],
-        client_reference_id: str,
-        success_url: str,
-        cancel_url: str,
-        idempotency_key: str,
-    ) -> CheckoutInfo:
+    def create_checkout_session(self, request: CheckoutRequest) -> CheckoutInfo:
+        new_price = request.new_price
         assert new_price is not None, "demo tiers have no provider prices"
         session_id = _serializer().dumps(
             {
-                "key": idempotency_key,
-                "customer": customer_id,
-                "mode": mode,
+                "key": request.idempotency_key,
+                "customer": request.customer_id,
+                "mode": request.mode,
                 "amount": new_price.amount,
                 "currency": new_price.currency,
                 "interval": new_price.interval,
-                "metadata": dict(metadata),
-                "ref": client_reference_id,
-                "success_url": success_url,
-                "cancel_url": cancel_url,
+                "metadata": dict(request.metadata),
+                "ref": request.client_reference_id,
+                "success_url": request.success_url,
+                "cancel_url": request.cancel_url,
             }
         )
         return self._info(session_id, read_session(session_id))
@@ -296,23 +287,31 @@ def subscription_info(row: Subscription) -> SubscriptionInfo:
     )
 
 
-def pay(session_id: str) -> CheckoutInfo:
-    """The reader pressed "Pay" on the demo page: record what Stripe would report.
+@dataclasses.dataclass(frozen=True)
+class DemoPayment:
+    """What paying a demo checkout makes, as Stripe would report it: a gift's checkout, paid;
+    or a new subscription (``incomplete``, as Stripe first reports it) and its first invoice,
+    paid."""
+
+    gift: CheckoutInfo | None = None
+    subscription: SubscriptionInfo | None = None
+    invoice: InvoiceInfo | None = None
+
+
+def pay(session_id: str) -> DemoPayment:
+    """The reader pressed "Pay" on the demo page: what Stripe would report (nothing is stored;
+    ``checkout.pay_demo_checkout`` records it).
 
     :raises DemoCheckoutError: a token not made here, or a checkout closed since.
     """
-    from supporters.billing import services
-
     data = read_session(session_id)
     if is_expired(session_id):
         raise DemoCheckoutError(session_id)
-    now = utcnow()
-    customer_id = str(data["customer"])
     if data["mode"] == "payment":
         info = DemoBackend()._info(session_id, data)
-        paid = dataclasses.replace(info, status="complete", payment_status="paid")
-        services.record_gift(paid)
-        return paid
+        return DemoPayment(gift=dataclasses.replace(info, status="complete", payment_status="paid"))
+    now = utcnow()
+    customer_id = str(data["customer"])
     subscription_id = subscription_id_for(session_id)
     period_end = Interval(str(data["interval"])).after(now)
     subscription = SubscriptionInfo(
@@ -335,25 +334,20 @@ def pay(session_id: str) -> CheckoutInfo:
         latest_invoice_id=None,
         metadata=dict(data["metadata"]),
     )
-    # In Stripe's order: the subscription, its first invoice paid, then the subscription active.
-    services.sync_subscription(subscription)
-    services.record_invoice(
-        InvoiceInfo(
-            id=f"in_demo_{_digest(session_id)}",
-            customer_id=customer_id,
-            subscription_id=subscription_id,
-            status="paid",
-            amount_due=int(data["amount"]),
-            amount_paid=int(data["amount"]),
-            currency=str(data["currency"]),
-            created_at=now,
-            paid_at=now,
-            receipt_url="",
-            payment_intent_id=f"pi_demo_{_digest(session_id)}",
-            charge_id=None,
-            attempt_count=1,
-            billing_reason="subscription_create",
-        )
+    invoice = InvoiceInfo(
+        id=f"in_demo_{_digest(session_id)}",
+        customer_id=customer_id,
+        subscription_id=subscription_id,
+        status="paid",
+        amount_due=int(data["amount"]),
+        amount_paid=int(data["amount"]),
+        currency=str(data["currency"]),
+        created_at=now,
+        paid_at=now,
+        receipt_url="",
+        payment_intent_id=f"pi_demo_{_digest(session_id)}",
+        charge_id=None,
+        attempt_count=1,
+        billing_reason="subscription_create",
     )
-    services.sync_subscription(dataclasses.replace(subscription, status="active"))
-    return DemoBackend()._info(session_id, data)
+    return DemoPayment(subscription=subscription, invoice=invoice)

@@ -14,10 +14,10 @@ import logging
 
 import sqlalchemy as sa
 
+from supporters.billing.errors import UnknownCharge
 from supporters.billing.models import Dispute, DisputeStatus, Payment
-from supporters.billing.services import Ignored
-from supporters.billing.stripe_gateway import DisputeInfo
-from supporters.db import utcnow
+from supporters.billing.provider import DisputeInfo
+from supporters.db import assign_changed, utcnow
 from supporters.extensions import db
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,8 @@ def record_dispute(info: DisputeInfo) -> Dispute:
 
     Idempotent, whatever the order of the events.
 
-    :raises Ignored: the disputed charge is none of our payments (Stripe sends the disputes of
-        the whole account).
+    :raises UnknownCharge: the disputed charge is none of the payments recorded here (Stripe
+        sends the disputes of the whole account; the webhook looks for it through Stripe).
     """
     # The payment's lock (on PostgreSQL) puts deliveries about its disputes one after another,
     # so the first one inserts the dispute and the others find it.
@@ -45,7 +45,7 @@ def record_dispute(info: DisputeInfo) -> Dispute:
         .execution_options(populate_existing=True)
     ).first()
     if payment is None:
-        raise Ignored(f"dispute {info.id}: charge {info.charge_id} is none of our payments")
+        raise UnknownCharge(f"dispute {info.id}: charge {info.charge_id} is none of our payments")
     if info.currency != payment.currency:
         log.warning(
             "Dispute %s is in %s, its payment %s in %s: what it withdraws is not counted",
@@ -74,9 +74,7 @@ def record_dispute(info: DisputeInfo) -> Dispute:
         "opened_at": info.created_at,
         "closed_at": closed_at,
     }
-    for name, value in values.items():
-        if getattr(dispute, name) != value:
-            setattr(dispute, name, value)
+    assign_changed(dispute, values)
     db.session.flush()
     _count_against(payment)
     return dispute

@@ -15,6 +15,16 @@ from sqlalchemy.orm.util import AliasedClass
 from supporters.billing.models import Subscription, SubscriptionStatus
 from supporters.db import utcnow
 from supporters.extensions import db
+from supporters.members.auth import LoadedWithSession
+from supporters.members.models import Member
+
+# Statuses in which a subscription counts as a paying patron: in the figures shown to the
+# public and to staff, and as the one support a member may have (a second is a duplicate).
+COUNTED_STATUSES = (
+    SubscriptionStatus.ACTIVE,
+    SubscriptionStatus.TRIALING,
+    SubscriptionStatus.PAST_DUE,
+)
 
 # Subscriptions that are (or may become) the member's current one: at most one per member.
 LIVE_STATUSES = (
@@ -171,6 +181,20 @@ def current_subscription_id(member_id: sa.ColumnExpressionArgument[int]) -> sa.S
         .limit(1)
         .scalar_subquery()
     )
+
+
+def _with_current_subscription(query: sa.Select[Member]) -> sa.Select[Member, Subscription]:
+    """The member's current subscription beside them, outer-joined (None when they have none)."""
+    return query.add_columns(Subscription).outerjoin(
+        Subscription, Subscription.id == current_subscription_id(Member.id)
+    )
+
+
+#: Registered with members' sign-in by ``create_app``: a signed-in member's current
+#: subscription comes with their session, in the same statement, on every request.
+SUBSCRIPTION_WITH_SESSION = LoadedWithSession(
+    join=_with_current_subscription, load=current_subscription
+)
 
 
 def membership_of(member_id: int, now: dt.datetime | None = None) -> MembershipStatus:

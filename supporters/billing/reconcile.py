@@ -8,10 +8,11 @@ import logging
 
 import sqlalchemy as sa
 
-from supporters.billing import services
+from supporters.billing import errors, payments
 from supporters.billing import stripe_gateway as gateway
-from supporters.billing.membership import LIVE_STATUSES
+from supporters.billing.membership import COUNTED_STATUSES, LIVE_STATUSES
 from supporters.billing.models import Customer, Subscription, SubscriptionStatus
+from supporters.billing.subscriptions import is_support, sync_subscription
 from supporters.extensions import db
 from supporters.members.models import Member
 
@@ -86,7 +87,7 @@ def reconcile() -> DriftReport:
     # Left after the above: rows no Stripe customer of the member accounts for.
     several = db.session.execute(
         sa.select(Subscription.member_id, sa.func.count())
-        .where(Subscription.status.in_(services.COUNTED_STATUSES))
+        .where(Subscription.status.in_(COUNTED_STATUSES))
         .group_by(Subscription.member_id)
         .having(sa.func.count() > 1)
         .order_by(Subscription.member_id)
@@ -111,8 +112,7 @@ def _reconcile_customer(
     live = [
         s
         for s in subscriptions
-        if s.status in {status.value for status in LIVE_STATUSES} - {"incomplete"}
-        and services.is_support(s)
+        if s.status in {status.value for status in LIVE_STATUSES} - {"incomplete"} and is_support(s)
     ]
     for info in subscriptions:
         report.subscriptions_checked += 1
@@ -122,8 +122,8 @@ def _reconcile_customer(
         ).first()
         snapshot = _snapshot(before)
         try:
-            row = services.sync_subscription(info)
-        except services.ForeignProduct as exc:
+            row = sync_subscription(info)
+        except errors.ForeignProduct as exc:
             stored = f"; stored here as {before.status.value} support" if before else ""
             report.not_support.append(
                 f"{info.id} ({info.status}) of member {member_id}: {exc}{stored}"
@@ -141,10 +141,10 @@ def _reconcile_customer(
                 f"{info.id} of member {member_id}: was {snapshot[0].value if snapshot else '?'}, now {row.status.value}"  # type: ignore[attr-defined]
             )
         if info.latest_invoice_id:
-            services.record_invoice(gateway.retrieve_invoice(info.latest_invoice_id))
+            payments.record_invoice(gateway.retrieve_invoice(info.latest_invoice_id))
     if len(live) > 1:
         line = f"member {member_id} had {len(live)} live subscriptions: {', '.join(s.id for s in live)}"
-        # Syncing them cancelled and refunded the newer ones (services.sync_subscription).
+        # Syncing them cancelled and refunded the newer ones (subscriptions.sync_subscription).
         cancelled = {
             str(subscription_id)
             for subscription_id in db.session.scalars(

@@ -14,9 +14,10 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 
 from supporters.billing import stripe_gateway as gateway
+from supporters.billing.errors import BillingError
 from supporters.billing.membership import LIVE_STATUSES
 from supporters.billing.models import Interval, Subscription, SubscriptionStatus, Tier
-from supporters.billing.services import BillingError, sync_subscription
+from supporters.billing.subscriptions import sync_subscription
 from supporters.extensions import db
 
 # Live subscriptions that have started paying; an incomplete one is a checkout still under way.

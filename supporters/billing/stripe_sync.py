@@ -23,6 +23,7 @@ from flask import current_app
 
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing.models import Interval, Tier
+from supporters.billing.provider import PriceInfo, ProductInfo
 from supporters.extensions import db
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,8 @@ def sync_tier(
     tier: Tier,
     *,
     owner: str | None = None,
-    owned: Sequence[gateway.ProductInfo] | None = None,
-    prices: Mapping[str, gateway.PriceInfo] | None = None,
+    owned: Sequence[ProductInfo] | None = None,
+    prices: Mapping[str, PriceInfo] | None = None,
     report: SyncReport | None = None,
 ) -> TierPrices:
     """Make the tier's product and prices in Stripe say what the tier says now (saved or not).
@@ -107,8 +108,8 @@ def sync_tier(
 
 
 def _find_product(
-    tier: Tier, owner: str, owned: Sequence[gateway.ProductInfo] | None
-) -> gateway.ProductInfo | None:
+    tier: Tier, owner: str, owned: Sequence[ProductInfo] | None
+) -> ProductInfo | None:
     """The tier's product: the one we stored (followed through renamed slugs), else ours that
     names the slug (made by an attempt whose tier was never committed)."""
     if owned is None:
@@ -124,8 +125,8 @@ def _find_product(
 
 
 def _sync_product(
-    tier: Tier, owner: str, owned: Sequence[gateway.ProductInfo] | None, report: SyncReport
-) -> gateway.ProductInfo:
+    tier: Tier, owner: str, owned: Sequence[ProductInfo] | None, report: SyncReport
+) -> ProductInfo:
     product = _find_product(tier, owner, owned)
     if product is None:
         product = gateway.create_product(
@@ -157,7 +158,7 @@ def _sync_price(
     interval: Interval,
     product_id: str,
     key: str,
-    prices: Mapping[str, gateway.PriceInfo],
+    prices: Mapping[str, PriceInfo],
     owner: str,
     report: SyncReport,
 ) -> str:

@@ -14,7 +14,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -23,12 +22,21 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from supporters import web
+from supporters.billing import (
+    choices,
+    errors,
+    figures,
+    membership,
+    payments,
+    self_service,
+    webhooks,
+)
 from supporters.billing import demo_checkout as demo
-from supporters.billing import membership, services, webhooks
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing.backend import backend
+from supporters.billing.checkout import complete_checkout, pay_demo_checkout, start_checkout
 from supporters.billing.forms import CancelForm, ChangeForm, ChoiceForm, SupportForm
-from supporters.billing.models import FundingGoal, Tier
+from supporters.billing.models import Tier
 from supporters.extensions import csrf, db, limiter
 from supporters.i18n import money
 from supporters.mail import MailError
@@ -38,7 +46,6 @@ from supporters.members import services as member_services
 from supporters.members.forms import EmptyForm
 from supporters.members.limits import TooManyMessages, ip_limit
 from supporters.members.redirects import safe_next
-from supporters.members.views import PENDING_EMAIL_KEY, PENDING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +71,14 @@ def _tier_labels(tiers: list[Tier]) -> dict[str, str]:
 
 
 def _prepare(form: ChoiceForm) -> list[Tier]:
-    tiers = list(services.active_tiers())
+    tiers = list(choices.active_tiers())
     form.set_tiers(tiers, _tier_labels(tiers))
     return tiers
 
 
-def _choice(form: ChoiceForm) -> services.Choice:
-    """:raises services.BillingError: see :func:`services.make_choice`."""
-    return services.make_choice(
+def _choice(form: ChoiceForm) -> choices.Choice:
+    """:raises errors.BillingError: see :func:`choices.make_choice`."""
+    return choices.make_choice(
         tier_slug=form.tier.data or "",
         amount=getattr(form.amount, "minor_units", None),
         interval=form.interval.data or "month",
@@ -84,10 +91,8 @@ def _allow_stripe_redirects() -> None:
 
 
 def _render_support(form: SupportForm, tiers: list[Tier], status: int = 200) -> tuple[str, int]:
-    goals = db.session.scalars(
-        db.select(FundingGoal).where(FundingGoal.is_active).order_by(FundingGoal.position)
-    ).all()
-    progress = {goal.id: services.goal_progress(goal) for goal in goals}
+    goals = figures.active_goals()
+    progress = {goal.id: figures.goal_progress(goal) for goal in goals}
     _allow_stripe_redirects()
     # A member already supporting is told where their support is managed, before choosing.
     supporting = (
@@ -102,7 +107,7 @@ def _render_support(form: SupportForm, tiers: list[Tier], status: int = 200) -> 
             tiers=tiers,
             goals=goals,
             progress=progress,
-            minimum=money(services.minimum_amount(), current_app.config["CURRENCY"]),
+            minimum=money(choices.minimum_amount(), current_app.config["CURRENCY"]),
             is_demo=backend().name == "demo",
             supporting=supporting,
         ),
@@ -120,10 +125,10 @@ def support() -> tuple[str, int]:
     return _render_support(form, tiers)
 
 
-def _go_to_checkout(choice: services.Choice, attempt: str) -> Response:
+def _go_to_checkout(choice: choices.Choice, attempt: str) -> Response:
     member = auth.current_member()
     try:
-        checkout = services.start_checkout(
+        checkout = start_checkout(
             member,
             choice,
             success_url=web.external_url("billing.checkout_success")
@@ -131,7 +136,7 @@ def _go_to_checkout(choice: services.Choice, attempt: str) -> Response:
             cancel_url=web.external_url("billing.checkout_cancelled"),
             attempt=attempt,
         )
-    except services.AlreadySupporting:
+    except errors.AlreadySupporting:
         db.session.commit()  # what the member's other checkout came to, if it was just found out
         raise
     db.session.commit()  # the checkout row, and the customer row if it was just made
@@ -148,7 +153,7 @@ def checkout() -> ResponseReturnValue:
         return _render_support(form, tiers, 400)
     try:
         choice = _choice(form)
-    except services.BillingError as exc:
+    except errors.BillingError as exc:
         form.amount.errors = [exc.message]
         return _render_support(form, tiers, 400)
     attempt = form.attempt.data or secrets.token_urlsafe(16)
@@ -162,13 +167,13 @@ def checkout() -> ResponseReturnValue:
         return _sign_in_then_continue(form, tiers, pending)
     try:
         return _go_to_checkout(choice, attempt)
-    except services.AlreadySupporting as exc:
+    except errors.AlreadySupporting as exc:
         return _already_supporting(exc)
-    except (services.BillingError, gateway.StripeError) as exc:
+    except (errors.BillingError, gateway.StripeError) as exc:
         return _checkout_failed(form, tiers, exc)
 
 
-def _already_supporting(exc: services.AlreadySupporting) -> Response:
+def _already_supporting(exc: errors.AlreadySupporting) -> Response:
     """To the member's support page, saying what they can do there: a paused subscription is
     not changed but fixed (a new card) or cancelled."""
     if membership.membership_of(auth.current_member().id) is membership.MembershipStatus.ON_HOLD:
@@ -184,7 +189,7 @@ def _already_supporting(exc: services.AlreadySupporting) -> Response:
 
 def _checkout_failed(form: SupportForm, tiers: list[Tier], exc: Exception) -> tuple[str, int]:
     db.session.rollback()
-    if isinstance(exc, services.BillingError):
+    if isinstance(exc, errors.BillingError):
         form.tier.errors = [exc.message]
         return _render_support(form, tiers, 409)
     log.error("Checkout could not start: %s", exc)
@@ -222,20 +227,19 @@ def _sign_in_then_continue(
             _("We could not send the email just now. Please try again in a few minutes.")
         ]
         return _render_support(form, tiers, 503)
-    session[PENDING_KEY] = issued.request.id
-    session[PENDING_EMAIL_KEY] = issued.request.email
+    auth.await_code(issued)
     return redirect(url_for("members.enter_code"))
 
 
-def _pending_choice() -> tuple[services.Choice, str] | None:
+def _pending_choice() -> tuple[choices.Choice, str] | None:
     args = request.args
     try:
-        choice = services.make_choice(
+        choice = choices.make_choice(
             tier_slug=args.get("tier", ""),
             amount=int(args.get("amount", "")),
             interval=args.get("interval", ""),
         )
-    except (services.BillingError, ValueError):
+    except (errors.BillingError, ValueError):
         return None
     return choice, args.get("attempt", "")[:64] or secrets.token_urlsafe(16)
 
@@ -252,9 +256,9 @@ def confirm_choice() -> Response | str:
     if form.validate_on_submit():
         try:
             return _go_to_checkout(choice, attempt)
-        except services.AlreadySupporting as exc:
+        except errors.AlreadySupporting as exc:
             return _already_supporting(exc)
-        except (services.BillingError, gateway.StripeError) as exc:
+        except (errors.BillingError, gateway.StripeError) as exc:
             db.session.rollback()
             log.error("Checkout could not start: %s", exc)
             flash(
@@ -276,8 +280,8 @@ def checkout_success() -> str | Response:
     if not session_id:
         return redirect(url_for("billing.manage"))
     try:
-        checkout = services.complete_checkout(session_id, member_id=auth.current_member().id)
-    except services.BillingError as exc:
+        checkout = complete_checkout(session_id, member_id=auth.current_member().id)
+    except errors.BillingError as exc:
         db.session.rollback()
         abort(403, exc.message)
     except (gateway.StripeError, demo.DemoCheckoutError):
@@ -312,8 +316,8 @@ def _render_manage(
             subscription=subscription,
             status=membership.status_of(subscription),
             ends_when_cancelled=subscription is not None
-            and services.ends_when_cancelled(subscription),
-            payments=services.payments_of(member.id),
+            and self_service.ends_when_cancelled(subscription),
+            payments=payments.payments_of(member.id),
             change_form=change_form,
             cancel_form=cancel_form or CancelForm(),
             action_form=EmptyForm(),
@@ -334,7 +338,7 @@ def manage() -> tuple[str, int]:
 
 def _self_service_failed(exc: Exception) -> Response:
     db.session.rollback()
-    if isinstance(exc, services.BillingError):
+    if isinstance(exc, errors.BillingError):
         flash(exc.message, "error")
     else:
         log.error("Self-service change failed: %s", exc)
@@ -354,8 +358,8 @@ def change() -> Response | tuple[str, int]:
     if not form.validate_on_submit():
         return _render_manage(change_form=form, status=400)
     try:
-        services.change_subscription(auth.current_member(), _choice(form))
-    except (services.BillingError, gateway.StripeError) as exc:
+        self_service.change_subscription(auth.current_member(), _choice(form))
+    except (errors.BillingError, gateway.StripeError) as exc:
         return _self_service_failed(exc)
     db.session.commit()
     flash(_("Your support is changed. Thank you!"), "success")
@@ -370,10 +374,10 @@ def cancel() -> Response | tuple[str, int]:
     if not form.validate_on_submit():
         return _render_manage(cancel_form=form, status=400)
     try:
-        subscription = services.cancel_subscription(
+        subscription = self_service.cancel_subscription(
             auth.current_member(), reason=form.reason.data or ""
         )
-    except (services.BillingError, gateway.StripeError) as exc:
+    except (errors.BillingError, gateway.StripeError) as exc:
         return _self_service_failed(exc)
     db.session.commit()
     from supporters.i18n import date
@@ -401,8 +405,8 @@ def resume() -> Response:
     if not EmptyForm().validate_on_submit():
         abort(400)
     try:
-        services.resume_subscription(auth.current_member())
-    except (services.BillingError, gateway.StripeError) as exc:
+        self_service.resume_subscription(auth.current_member())
+    except (errors.BillingError, gateway.StripeError) as exc:
         return _self_service_failed(exc)
     db.session.commit()
     flash(_("Welcome back: your support continues."), "success")
@@ -416,10 +420,10 @@ def open_portal() -> Response:
     if not EmptyForm().validate_on_submit():
         abort(400)
     try:
-        url = services.portal_url(
+        url = self_service.portal_url(
             auth.current_member(), return_url=web.external_url("billing.manage")
         )
-    except (services.BillingError, gateway.StripeError) as exc:
+    except (errors.BillingError, gateway.StripeError) as exc:
         return _self_service_failed(exc)
     return redirect(url, code=303)
 
@@ -450,7 +454,7 @@ def demo_checkout(session_id: str) -> Response | tuple[str, int]:
     if form.validate_on_submit():
         action = request.form.get("action")
         if action == "pay":
-            demo.pay(session_id)
+            pay_demo_checkout(session_id)
             db.session.commit()
             return redirect(
                 data["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id), code=303

@@ -7,11 +7,12 @@ delivery of an event already processed is answered 200 and does nothing, even wh
 deliveries race: the second waits on the unique index (or on the row's lock, for an event that
 failed before) until the first has committed. Handlers never trust the payload's snapshot: they
 fetch the subscription, invoice, charge or dispute from Stripe and upsert what it says now, so
-the order in which events arrive does not matter.
+the order in which events arrive does not matter: an invoice brings its subscription first, and
+a refund or a dispute whose payment is not recorded yet brings that payment first.
 
 Stripe sends every event of the account. One about a customer, a Checkout Session or a product
 this installation did not make, or one that names no object, is recorded as ignored with the
-reason (``services.Ignored``) and answered 200: no retry could change it. Only failures a retry
+reason (``errors.Ignored``) and answered 200: no retry could change it. Only failures a retry
 can fix are answered 500.
 """
 
@@ -26,9 +27,10 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Response, current_app, jsonify, request
 
-from supporters.billing import disputes, services
+from supporters.billing import checkout, disputes, errors, payments, subscriptions
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing.models import StripeEvent
+from supporters.billing.provider import InvoiceInfo
 from supporters.db import insert_ignoring_conflicts, utcnow
 from supporters.extensions import db
 
@@ -45,29 +47,67 @@ class Outcome(enum.StrEnum):
 
 
 def _on_subscription(event: gateway.EventInfo) -> None:
-    services.sync_subscription(gateway.retrieve_subscription(_object_id(event)))
+    subscriptions.sync_subscription(gateway.retrieve_subscription(_object_id(event)))
 
 
 def _on_invoice(event: gateway.EventInfo) -> None:
-    invoice = gateway.retrieve_invoice(_object_id(event))
+    _record_invoice(gateway.retrieve_invoice(_object_id(event)))
+
+
+def _record_invoice(invoice: InvoiceInfo) -> None:
     # The invoice may arrive before any subscription event: bring the subscription first.
     if invoice.subscription is not None:
-        services.sync_subscription(invoice.subscription)
+        subscriptions.sync_subscription(invoice.subscription)
     elif invoice.subscription_id:
-        services.sync_subscription(gateway.retrieve_subscription(invoice.subscription_id))
-    services.record_invoice(invoice)
+        subscriptions.sync_subscription(gateway.retrieve_subscription(invoice.subscription_id))
+    payments.record_invoice(invoice)
 
 
 def _on_checkout_completed(event: gateway.EventInfo) -> None:
-    services.complete_checkout(_object_id(event))
+    checkout.complete_checkout(_object_id(event))
 
 
 def _on_charge(event: gateway.EventInfo) -> None:
-    services.record_charge(gateway.retrieve_charge(_object_id(event)))
+    charge = gateway.retrieve_charge(_object_id(event))
+    try:
+        payments.record_charge(charge)
+    except errors.UnknownCharge:
+        _record_payment_of(charge.id, charge.payment_intent_id)
+        payments.record_charge(charge)
 
 
 def _on_dispute(event: gateway.EventInfo) -> None:
-    disputes.record_dispute(gateway.retrieve_dispute(_object_id(event)))
+    dispute = gateway.retrieve_dispute(_object_id(event))
+    try:
+        disputes.record_dispute(dispute)
+    except errors.UnknownCharge:
+        _record_payment_of(dispute.charge_id, dispute.payment_intent_id)
+        disputes.record_dispute(dispute)
+
+
+def _record_payment_of(charge_id: str, payment_intent_id: str | None) -> None:
+    """Record the payment a charge belongs to, as Stripe has it: its invoice, or the Checkout
+    Session of a gift. A refund or a dispute may arrive before its payment's own events (one
+    that failed and is retried later, or is late): it must not be lost.
+
+    :raises errors.Ignored: the charge is none of ours (another integration's, a one-off
+        invoice); the reason says why.
+    """
+    try:
+        if payment_intent_id:
+            invoice_id = gateway.invoice_paid_by(payment_intent_id)
+            if invoice_id is not None:
+                _record_invoice(gateway.retrieve_invoice(invoice_id))
+                return
+            session_id = gateway.checkout_session_paid_by(payment_intent_id)
+            if session_id is not None:
+                checkout.complete_checkout(session_id)
+                return
+    except errors.Ignored as exc:
+        raise errors.Ignored(f"charge {charge_id} is none of our payments: {exc}") from exc
+    raise errors.Ignored(
+        f"charge {charge_id} is none of our payments: it paid no invoice or Checkout Session"
+    )
 
 
 # invoice.payment_succeeded always comes with invoice.paid: handling both would fetch twice.
@@ -94,9 +134,9 @@ HANDLERS: dict[str, Callable[[gateway.EventInfo], None]] = {
 
 
 def _object_id(event: gateway.EventInfo) -> str:
-    """:raises services.Ignored: the event names no object (no retry can change that)."""
+    """:raises errors.Ignored: the event names no object (no retry can change that)."""
     if not event.object_id:
-        raise services.Ignored(f"the event names no {event.object_type or 'object'}")
+        raise errors.Ignored(f"the event names no {event.object_type or 'object'}")
     return event.object_id
 
 
@@ -199,7 +239,7 @@ def _process(
     """Run the handler; ``row`` is the locked row of an event that failed before, else None."""
     try:
         handler(event)
-    except services.Ignored as exc:
+    except errors.Ignored as exc:
         # Not ours, or unusable: a retry would not help. Nothing the handler did is kept.
         db.session.rollback()
         return _store_ignored(event, str(exc))
@@ -245,6 +285,7 @@ def _store_failure(event: gateway.EventInfo, exc: Exception) -> None:
 
 
 def event_from_row(row: StripeEvent) -> gateway.EventInfo:
+    """A recorded event as verified, to process it again (a replay)."""
     obj = row.payload.get("data", {}).get("object", {})
     return gateway.EventInfo(
         id=row.stripe_event_id,

@@ -1,24 +1,45 @@
-"""Flask-Login wiring: the session cookie names a session row, and role checks for views."""
+"""Flask-Login wiring: the session cookie names a session row, what a browser waiting for a
+sign-in code remembers, and role checks for views."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from flask import Flask, abort, request, session
+from flask import Flask, abort, current_app, request, session
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user, login_user, logout_user
 
 from supporters.audit import Actor
-from supporters.billing import membership
-from supporters.billing.models import Subscription
 from supporters.extensions import db
 from supporters.members import services
 from supporters.members.models import Member
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The browser that asked for a code remembers which request it belongs to.
+PENDING_KEY = "sign_in_request_id"
+PENDING_EMAIL_KEY = "sign_in_email"
+
+_LOADED_WITH_SESSION = "supporters.loaded_with_session"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedWithSession:
+    """What a feature above members loads with the signed-in member on every request (billing:
+    the member's current subscription), registered from ``create_app``: members import no
+    other feature.
+
+    ``join`` adds one entity to the statement that loads the session's member, outer-joined
+    (None when there is no row), so that the user load stays one statement; ``load`` reads the
+    same for a member who has just signed in.
+    """
+
+    join: Callable[[sa.Select[Member]], sa.Select[Member, Any]]
+    load: Callable[[int], Any]
 
 
 class SessionUser:
@@ -28,11 +49,12 @@ class SessionUser:
     is_active = True
     is_anonymous = False
 
-    def __init__(self, member: Member, session_id: str, subscription: Subscription | None) -> None:
+    def __init__(self, member: Member, session_id: str, subscription: Any) -> None:
         self.member = member
         self.session_id = session_id
-        #: The member's current subscription, loaded with the session: what their support
-        #: gives them on this request (the banner, voting) without a query of its own.
+        #: The member's current subscription (what :class:`LoadedWithSession` brings), loaded
+        #: with the session: what their support gives them on this request (the banner,
+        #: voting) without a query of its own.
         self.subscription = subscription
 
     def get_id(self) -> str:
@@ -43,26 +65,32 @@ class SessionUser:
         return getattr(self.member, name)
 
 
-def init_login(app: Flask, manager: LoginManager) -> None:
+def init_login(
+    app: Flask, manager: LoginManager, with_session: LoadedWithSession | None = None
+) -> None:
+    """Sign members in with ``manager``; ``with_session`` is loaded with each one."""
     manager.init_app(app)
     manager.login_view = "members.sign_in"
     manager.login_message = _l("Sign in to open this page.")
     manager.login_message_category = "info"
+    app.extensions[_LOADED_WITH_SESSION] = with_session
 
     @manager.user_loader
     def load_user(session_id: str) -> SessionUser | None:
-        row = db.session.execute(_session_query(), {"session_id": session_id}).first()
-        return SessionUser(row.Member, session_id, row.Subscription) if row else None
+        statement = _session_query(with_session)
+        row = db.session.execute(statement, {"session_id": session_id}).first()
+        if row is None:
+            return None
+        return SessionUser(row[0], session_id, row[1] if with_session else None)
 
 
 @functools.cache
-def _session_query() -> sa.Select[Member, Subscription]:
-    """The session's member and their current subscription: one statement, built once."""
-    return (
-        services.session_member_query()
-        .add_columns(Subscription)
-        .outerjoin(Subscription, Subscription.id == membership.current_subscription_id(Member.id))
-    )
+def _session_query(
+    with_session: LoadedWithSession | None,
+) -> sa.Select[Member] | sa.Select[Member, Any]:
+    """The session's member, and what is loaded with them: one statement, built once."""
+    query = services.session_member_query()
+    return with_session.join(query) if with_session else query
 
 
 def sign_in(member: Member, *, user_agent: str) -> None:
@@ -71,7 +99,15 @@ def sign_in(member: Member, *, user_agent: str) -> None:
     # A new cookie from scratch: nothing from before sign-in (a fixated session) carries over.
     session.clear()
     session.permanent = True
-    login_user(SessionUser(member, row.id, membership.current_subscription(member.id)))
+    with_session: LoadedWithSession | None = current_app.extensions[_LOADED_WITH_SESSION]
+    loaded = with_session.load(member.id) if with_session else None
+    login_user(SessionUser(member, row.id, loaded))
+
+
+def await_code(issued: services.IssuedSignIn) -> None:
+    """Remember in this browser which sign-in request its code will be typed for."""
+    session[PENDING_KEY] = issued.request.id
+    session[PENDING_EMAIL_KEY] = issued.request.email
 
 
 def sign_out() -> None:

@@ -38,13 +38,9 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("members", __name__)
 
-# The browser that asked for a code remembers which request it belongs to.
-PENDING_KEY = "sign_in_request_id"
-PENDING_EMAIL_KEY = "sign_in_email"
-
 
 def _pending_key() -> str:
-    return f"request:{session.get(PENDING_KEY, 'none')}"
+    return f"request:{session.get(auth.PENDING_KEY, 'none')}"
 
 
 def _limit(setting: str) -> str:
@@ -57,8 +53,7 @@ def _send_sign_in(issued: services.IssuedSignIn, *, via_sign_up: bool) -> bool:
         emails.send_sign_in(issued, via_sign_up=via_sign_up)
     except MailError:
         return False
-    session[PENDING_KEY] = issued.request.id
-    session[PENDING_EMAIL_KEY] = issued.request.email
+    auth.await_code(issued)
     return True
 
 
@@ -141,12 +136,12 @@ def _finish(sign_in_request: SignInRequest) -> Response | tuple[str, int]:
 )
 def enter_code() -> Response | tuple[str, int] | str:
     """Type the 6-digit code in the browser that asked for it."""
-    request_id = session.get(PENDING_KEY)
+    request_id = session.get(auth.PENDING_KEY)
     if request_id is None:
         flash(_("Enter your email address first: we will send you a code."), "info")
         return redirect(url_for("members.sign_in"))
     form = CodeForm()
-    email = session.get(PENDING_EMAIL_KEY, "")
+    email = session.get(auth.PENDING_EMAIL_KEY, "")
     if not form.validate_on_submit():
         status = 400 if form.is_submitted() else 200
         return render_template("members/enter_code.html", form=form, email=email), status
@@ -156,7 +151,7 @@ def enter_code() -> Response | tuple[str, int] | str:
         db.session.commit()  # keep the attempt count
         form.code.errors = [exc.message]
         if exc.exhausted:
-            session.pop(PENDING_KEY, None)
+            session.pop(auth.PENDING_KEY, None)
             return render_template("members/enter_code.html", form=form, email=email), 410
         return render_template("members/enter_code.html", form=form, email=email), 400
     return _finish(redeemed)

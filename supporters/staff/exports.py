@@ -17,8 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from supporters.billing.membership import COUNTED_STATUSES
 from supporters.billing.models import Payment, Subscription, SubscriptionStatus, Tier
-from supporters.billing.services import COUNTED_STATUSES
 from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.money import exponent

@@ -33,8 +33,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from supporters.billing.membership import COUNTED_STATUSES
 from supporters.billing.models import Interval, PaymentKind, PaymentStatus, SubscriptionStatus
-from supporters.billing.services import COUNTED_STATUSES
 from supporters.staff.models import (
     COHORT_OFFSETS,
     CUSTOM_TIER,

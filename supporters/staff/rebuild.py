@@ -17,8 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from supporters.billing.membership import COUNTED_STATUSES
 from supporters.billing.models import PaymentStatus
-from supporters.billing.services import COUNTED_STATUSES
 from supporters.extensions import db
 from supporters.staff import listeners, rollups
 from supporters.staff.ledger import Book, Entry, observe

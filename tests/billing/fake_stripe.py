@@ -18,7 +18,9 @@ sends only when asked (``invoice.payments``, ``checkout.session.line_items``, ``
 * an invoice names its subscription at ``parent.subscription_details.subscription`` and each
   line's price at ``lines.data[].pricing.price_details.price``;
 * an invoice's payments are ``invoice_payment`` objects (``payment.payment_intent``); charges and
-  payment intents do not name an invoice.
+  payment intents do not name an invoice;
+* a one-off invoice (``POST /v1/invoiceitems``, ``POST /v1/invoices``, ``/finalize``, ``/pay``,
+  as the Dashboard makes one) has ``parent: null``, and its lines come from invoice items.
 
 Every state change appends an event to a log like Stripe's (``GET /v1/events``). The fake does
 not deliver webhooks: tests take the events that the control methods return
@@ -32,10 +34,12 @@ Limitations: no prorations (``proration_behavior`` is validated, but changing pr
 same interval invoices nothing; switching interval restarts the period and invoices the full new
 price); no trials, coupons, taxes, schedules, payment methods or setup mode; one test card (Visa
 4242) that pays unless a control method says otherwise; search is a small subset (customers
-only); Checkout in payment mode creates no invoice; requests are served one at a time. The
-balance is kept in each charge's currency (no conversions); balance transactions exist only on
-the disputes that moved money (``dispute.balance_transactions``), with a fixed dispute fee; no
-appeals, and no evidence files.
+only); Checkout in payment mode creates no invoice; a one-off invoice is charged only by
+``/pay``, with its ``default_payment_method`` (one the customer has paid with):
+``auto_advance`` is recorded, but nothing advances by itself; requests are served one at a
+time. The balance is kept in each charge's currency (no conversions); balance transactions
+exist only on the disputes that moved money (``dispute.balance_transactions``), with a fixed
+dispute fee; no appeals, and no evidence files.
 """
 
 from __future__ import annotations
@@ -1277,6 +1281,10 @@ class FakeStripe:
             ("GET", f"/v1/invoices/{one}", self._api_retrieve("invoice")),
             ("GET", f"/v1/invoices/{one}/lines", self._api_list_invoice_lines),
             ("POST", f"/v1/invoices/{one}/pay", self._api_pay_invoice),
+            ("POST", "/v1/invoices", self._api_create_invoice),
+            ("POST", f"/v1/invoices/{one}/finalize", self._api_finalize_invoice),
+            ("POST", "/v1/invoiceitems", self._api_create_invoice_item),
+            ("GET", f"/v1/invoiceitems/{one}", self._api_retrieve("invoiceitem")),
             ("GET", "/v1/invoice_payments", self._api_list_invoice_payments),
             ("GET", f"/v1/invoice_payments/{one}", self._api_retrieve("invoice_payment")),
             ("GET", "/v1/payment_intents", self._api_list_payment_intents),
@@ -2646,6 +2654,14 @@ class FakeStripe:
             raise StripeError.invalid(
                 f"You can only pay an open invoice; this one is {invoice['status']}."
             )
+        if (
+            invoice["amount_due"] > 0
+            and self._objects[self._invoice_intent(invoice_id)]["payment_method"] is None
+        ):
+            raise StripeError.invalid(
+                "This customer has no attached payment source or default payment method. "
+                "Please consider adding a default payment method."
+            )
         paid = invoice["customer"] not in self._declining_customers
         if not self._attempt_invoice(invoice_id, succeed=paid):
             raise StripeError(
@@ -2665,6 +2681,193 @@ class FakeStripe:
         ):
             self._set_subscription_status(subscription["id"], "active")
         return self._respond(invoice_id, p)
+
+    def _api_create_invoice(self, p: _Params) -> JSON:
+        """A one-off draft invoice, as the Dashboard makes one: no subscription, no parent.
+
+        ``pending_invoice_items_behavior=include`` takes in the customer's pending invoice
+        items; by default (``exclude``) items are added to the draft afterwards.
+        """
+        p.only(
+            "customer",
+            "currency",
+            "description",
+            "metadata",
+            "auto_advance",
+            "default_payment_method",
+            "pending_invoice_items_behavior",
+        )
+        customer = self._fetch("customer", p.required_text("customer"), param="customer")
+        currency = (p.text("currency") or customer["currency"] or "usd").lower()
+        payment_method = p.text("default_payment_method")
+        if payment_method is not None and payment_method not in self._payment_methods_of(
+            customer["id"]
+        ):
+            raise StripeError.invalid(
+                f"No such PaymentMethod: '{payment_method}'",
+                "default_payment_method",
+                code="resource_missing",
+            )
+        behavior = p.text("pending_invoice_items_behavior", choices=("exclude", "include"))
+        invoice_id = self._new_id("in_")
+        now = self.now()
+        self._new_invoice(
+            invoice_id,
+            customer,
+            currency=currency,
+            billing_reason="manual",
+            period=(now, now),
+            parent=None,
+            lines=[],
+            auto_advance=bool(p.boolean("auto_advance")),
+            description=p.text("description"),
+            metadata=p.metadata(),
+            default_payment_method=payment_method,
+        )
+        if behavior == "include":
+            for item_id in self._ids_by_kind.get("invoiceitem", []):
+                item = self._objects[item_id]
+                pending = item["customer"] == customer["id"] and item["invoice"] is None
+                if pending and item["currency"] == currency:
+                    self._add_invoice_item(invoice_id, item)
+        self._emit("invoice.created", invoice_id)
+        return self._respond(invoice_id, p)
+
+    def _api_finalize_invoice(self, p: _Params, invoice_id: str) -> JSON:
+        """Draft to open: numbered, with a payment intent to pay it (``/pay`` charges it)."""
+        p.only("auto_advance")
+        invoice = self._fetch("invoice", invoice_id)
+        if invoice["status"] != "draft":
+            raise StripeError.invalid(
+                f"This invoice is already finalized, you can't re-finalize a non-draft invoice."
+                f" (invoice {invoice_id} is {invoice['status']})",
+                code="invoice_not_editable",
+            )
+        auto_advance = p.boolean("auto_advance")
+        if auto_advance is not None:
+            invoice["auto_advance"] = auto_advance
+        self._finalize_invoice(invoice_id)
+        return self._respond(invoice_id, p)
+
+    def _api_create_invoice_item(self, p: _Params) -> JSON:
+        """A charge of an amount to a customer: pending until an invoice takes it, or added to
+        the draft invoice ``invoice`` at once."""
+        p.only("customer", "amount", "currency", "description", "invoice", "metadata")
+        customer = self._fetch("customer", p.required_text("customer"), param="customer")
+        amount = p.required_integer("amount")
+        currency = p.required_text("currency").lower()
+        invoice_id = p.text("invoice")
+        invoice = None
+        if invoice_id is not None:
+            invoice = self._fetch("invoice", invoice_id, param="invoice")
+            if invoice["customer"] != customer["id"]:
+                raise StripeError.invalid(
+                    f"The invoice {invoice_id} belongs to another customer.", "invoice"
+                )
+            if invoice["status"] != "draft":
+                raise StripeError.invalid(
+                    f"You can only add invoice items to draft invoices; {invoice_id} is "
+                    f"{invoice['status']}.",
+                    "invoice",
+                    code="invoice_not_editable",
+                )
+            if invoice["currency"] != currency:
+                raise StripeError.invalid(
+                    f"The currency of this invoice item ({currency}) must match the currency "
+                    f"of the invoice ({invoice['currency']}).",
+                    "currency",
+                )
+        now = self.now()
+        item_id = self._new_id("ii_")
+        self._store(
+            {
+                "id": item_id,
+                "object": "invoiceitem",
+                "amount": amount,
+                "currency": currency,
+                "customer": customer["id"],
+                "date": now,
+                "description": p.text("description"),
+                "discountable": amount > 0,
+                "discounts": [],
+                "livemode": False,
+                "metadata": p.metadata(),
+                "net_amount": amount,
+                "period": {"end": now, "start": now},
+                "pricing": {
+                    "price_details": None,
+                    "type": "price_details",
+                    "unit_amount_decimal": str(amount),
+                },
+                "proration": False,
+                "proration_details": {"credited_items": None, "discount_amounts": []},
+                "quantity": 1,
+                "quantity_decimal": "1",
+                "tax_rates": [],
+                **_nulls(
+                    "customer_account frozen_fields invoice invoicing_rules parent test_clock"
+                ),
+            }
+        )
+        if invoice is not None:
+            self._add_invoice_item(invoice["id"], self._objects[item_id])
+        self._emit("invoiceitem.created", item_id)
+        return self._respond(item_id, p)
+
+    def _add_invoice_item(self, invoice_id: str, item: JSON) -> None:
+        """Put a pending invoice item on a draft invoice as a line, and total the invoice."""
+        invoice = self._objects[invoice_id]
+        item["invoice"] = invoice_id
+        invoice["lines"]["data"].append(
+            {
+                "id": self._new_id("il_"),
+                "object": "line_item",
+                "amount": item["amount"],
+                "currency": item["currency"],
+                "description": item["description"],
+                "discount_amounts": [],
+                "discountable": item["discountable"],
+                "discounts": [],
+                "invoice": invoice_id,
+                "livemode": False,
+                "metadata": dict(item["metadata"]),
+                "parent": {
+                    "invoice_item_details": {
+                        "invoice_item": item["id"],
+                        "proration": False,
+                        "proration_details": {"credited_items": None},
+                        "subscription": None,
+                    },
+                    "subscription_item_details": None,
+                    "type": "invoice_item_details",
+                },
+                "period": dict(item["period"]),
+                "pretax_credit_amounts": [],
+                "pricing": _clone(item["pricing"]),
+                "quantity": item["quantity"],
+                "quantity_decimal": item["quantity_decimal"],
+                "subscription": None,
+                "subtotal": item["amount"],
+                "taxes": [],
+            }
+        )
+        total = sum(line["amount"] for line in invoice["lines"]["data"])
+        for field in ("amount_due", "amount_remaining", "subtotal", "subtotal_excluding_tax"):
+            invoice[field] = total
+        invoice["total"] = invoice["total_excluding_tax"] = total
+
+    def _payment_methods_of(self, customer_id: str) -> set[str]:
+        """The payment methods the customer has paid with (the fake keeps no other record)."""
+        methods = set()
+        for kind, field in (
+            ("payment_intent", "payment_method"),
+            ("subscription", "default_payment_method"),
+        ):
+            for object_id in self._ids_by_kind.get(kind, []):
+                obj = self._objects[object_id]
+                if obj["customer"] == customer_id and obj[field]:
+                    methods.add(obj[field])
+        return methods
 
     def _api_list_invoice_payments(self, p: _Params) -> JSON:
         invoice = p.text("invoice")
@@ -2696,14 +2899,50 @@ class FakeStripe:
         creation time for a first invoice, the period just ended for a renewal. Callers emit
         ``invoice.created`` once the subscription points at it.
         """
-        now = self.now()
-        customer = self._objects[subscription["customer"]]
         invoice_id = self._new_id("in_")
         lines = [
             self._invoice_line(invoice_id, subscription, item)
             for item in self._items_of(subscription["id"])
         ]
+        parent = {
+            "quote_details": None,
+            "subscription_details": {
+                "metadata": dict(subscription["metadata"]),
+                "subscription": subscription["id"],
+                "subscription_proration_date": None,
+            },
+            "type": "subscription_details",
+        }
+        self._new_invoice(
+            invoice_id,
+            self._objects[subscription["customer"]],
+            currency=subscription["currency"],
+            billing_reason=billing_reason,
+            period=(period_start, period_end),
+            parent=parent,
+            lines=lines,
+        )
+        return invoice_id
+
+    def _new_invoice(
+        self,
+        invoice_id: str,
+        customer: JSON,
+        *,
+        currency: str,
+        billing_reason: str,
+        period: tuple[int, int],
+        parent: JSON | None,
+        lines: list[JSON],
+        auto_advance: bool = True,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+        default_payment_method: str | None = None,
+    ) -> None:
+        """Store a draft invoice of ``customer`` with ``lines``; ``parent`` None: a one-off."""
+        now = self.now()
         total = sum(line["amount"] for line in lines)
+        period_start, period_end = period
         self._store(
             {
                 "id": invoice_id,
@@ -2718,16 +2957,16 @@ class FakeStripe:
                 "amount_shipping": 0,
                 "attempt_count": 0,
                 "attempted": False,
-                "auto_advance": True,
+                "auto_advance": auto_advance,
                 "automatic_tax": {
                     "enabled": False,
                     **_nulls("disabled_reason liability provider status"),
                 },
-                "automatically_finalizes_at": now + 60 * 60,
+                "automatically_finalizes_at": now + 60 * 60 if auto_advance else None,
                 "billing_reason": billing_reason,
                 "collection_method": "charge_automatically",
                 "created": now,
-                "currency": subscription["currency"],
+                "currency": currency,
                 "customer": customer["id"],
                 "customer_address": customer["address"],
                 "customer_email": customer["email"],
@@ -2740,16 +2979,8 @@ class FakeStripe:
                 "issuer": {"type": "self"},
                 "lines": _list_object(lines, f"/v1/invoices/{invoice_id}/lines"),
                 "livemode": False,
-                "metadata": {},
-                "parent": {
-                    "quote_details": None,
-                    "subscription_details": {
-                        "metadata": dict(subscription["metadata"]),
-                        "subscription": subscription["id"],
-                        "subscription_proration_date": None,
-                    },
-                    "type": "subscription_details",
-                },
+                "metadata": metadata or {},
+                "parent": parent,
                 "payment_settings": _nulls(
                     "default_mandate payment_method_options payment_method_types"
                 ),
@@ -2769,10 +3000,12 @@ class FakeStripe:
                 "total_excluding_tax": total,
                 "total_pretax_credit_amounts": [],
                 "total_taxes": [],
+                "default_payment_method": default_payment_method,
+                "description": description,
                 **_nulls(
                     "account_tax_ids application confirmation_secret custom_fields "
-                    "customer_account customer_shipping default_payment_method default_source "
-                    "description due_date effective_at ending_balance footer from_invoice "
+                    "customer_account customer_shipping default_source "
+                    "due_date effective_at ending_balance footer from_invoice "
                     "hosted_invoice_url invoice_pdf last_finalization_error latest_revision "
                     "next_payment_attempt number on_behalf_of receipt_number rendering "
                     "shipping_cost shipping_details statement_descriptor status_details "
@@ -2781,7 +3014,6 @@ class FakeStripe:
             }
         )
         self._invoice_payments[invoice_id] = []
-        return invoice_id
 
     def _invoice_line(self, invoice_id: str, subscription: JSON, item: JSON) -> JSON:
         price = self._objects[item["price"]]
@@ -2831,7 +3063,7 @@ class FakeStripe:
         """Draft to open: a number, hosted URLs and, for a non-zero total, a payment intent."""
         invoice = self._objects[invoice_id]
         customer = self._objects[invoice["customer"]]
-        subscription = self._objects[_invoice_subscription(invoice) or ""]
+        subscription = self._objects.get(_invoice_subscription(invoice) or "")
         now = self.now()
         secret = self._random_string(40)
         host_path = f"{self.account_id}/test_{secret}"
@@ -2848,15 +3080,26 @@ class FakeStripe:
         invoice["status_transitions"]["finalized_at"] = now
         customer["next_invoice_sequence"] += 1
         if invoice["amount_due"] > 0:
-            first = invoice["billing_reason"] == "subscription_create"
+            if subscription is not None:
+                first = invoice["billing_reason"] == "subscription_create"
+                description = "Subscription creation" if first else "Subscription update"
+                payment_method = subscription["default_payment_method"]
+            else:
+                # A one-off invoice is paid with its own payment method or the customer's
+                # default one; a subscription's is not used.
+                description = f"Payment for Invoice {invoice['number']}"
+                payment_method = (
+                    invoice["default_payment_method"]
+                    or customer["invoice_settings"]["default_payment_method"]
+                )
             intent_id = self._create_payment_intent(
                 customer=customer["id"],
                 amount=invoice["amount_due"],
                 currency=invoice["currency"],
-                description="Subscription creation" if first else "Subscription update",
+                description=description,
                 metadata={},
-                setup_future_usage="off_session",
-                payment_method=subscription["default_payment_method"],
+                setup_future_usage="off_session" if subscription is not None else None,
+                payment_method=payment_method,
             )
             payment_id = self._new_id("inpay_")
             self._store(
@@ -2925,7 +3168,7 @@ class FakeStripe:
         description: str | None,
         metadata: dict[str, str],
         setup_future_usage: str | None,
-        payment_method: str,
+        payment_method: str | None,
     ) -> str:
         intent_id = self._new_id("pi_")
         self._store(

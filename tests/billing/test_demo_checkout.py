@@ -9,11 +9,10 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from supporters.billing import demo_checkout as demo
-from supporters.billing import services
+from supporters.billing import checkout, customers
 from supporters.billing.demo_checkout import CUSTOM_PRODUCT, DemoBackend
 from supporters.billing.models import Payment, PaymentStatus, Subscription, SubscriptionStatus
-from supporters.billing.stripe_gateway import NewPrice
+from supporters.billing.provider import CheckoutRequest, NewPrice
 from supporters.extensions import db
 from tests.factories import make_member, make_tier, signed_in_client
 from tests.helpers import csrf_token, submit, text
@@ -114,25 +113,27 @@ def test_a_second_demo_subscription_is_cancelled_and_refunded_too(app: Flask) ->
     member = make_member()
     db.session.commit()
     provider = DemoBackend()
-    customer_id = services.ensure_customer(member, provider)
+    customer_id = customers.ensure_customer(member, provider)
     # Two pages opened past the services' one-open-page guard, both paid.
     with app.test_request_context():
         pages = [
             provider.create_checkout_session(
-                customer_id=customer_id,
-                mode="subscription",
-                price_id=None,
-                new_price=NewPrice(500, "EUR", "month", CUSTOM_PRODUCT),
-                metadata={"member_id": str(member.id), "tier": "custom"},
-                client_reference_id=str(member.id),
-                success_url="http://localhost/support/welcome",
-                cancel_url="http://localhost/",
-                idempotency_key=f"tab-{tab}",
+                CheckoutRequest(
+                    customer_id=customer_id,
+                    mode="subscription",
+                    price_id=None,
+                    new_price=NewPrice(500, "EUR", "month", CUSTOM_PRODUCT),
+                    metadata={"member_id": str(member.id), "tier": "custom"},
+                    client_reference_id=str(member.id),
+                    success_url="http://localhost/support/welcome",
+                    cancel_url="http://localhost/",
+                    idempotency_key=f"tab-{tab}",
+                )
             )
             for tab in "12"
         ]
         for page in pages:
-            demo.pay(page.id)
+            checkout.pay_demo_checkout(page.id)
             db.session.commit()
 
     statuses = db.session.scalars(sa.select(Subscription.status).order_by(Subscription.id))

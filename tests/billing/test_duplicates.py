@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from supporters.audit import AuditEntry
-from supporters.billing import services
+from supporters.billing import figures
 from supporters.billing.membership import MembershipStatus, membership_of
 from supporters.billing.models import (
     Customer,
@@ -142,7 +142,7 @@ def test_a_second_live_subscription_is_cancelled_and_refunded(
         (500, 0),
         (500, 500),
     ]
-    assert (services.patron_count(), services.monthly_revenue("EUR")) == (1, 500)
+    assert (figures.patron_count(), figures.monthly_revenue("EUR")) == (1, 500)
     assert membership_of(member.id) is MembershipStatus.ACTIVE
     entry = db.session.scalars(sa.select(AuditEntry)).one()
     assert (entry.action, entry.actor_id, entry.target_id) == (
@@ -197,7 +197,7 @@ def test_the_two_subscriptions_arriving_at_once_end_with_one(
     assert fake_stripe.get(newer)["status"] == "canceled"
     assert len(posts(fake_stripe, "/v1/refunds")) == 1
     assert count(AuditEntry) == 1
-    assert (services.patron_count(), services.monthly_revenue("EUR")) == (1, 500)
+    assert (figures.patron_count(), figures.monthly_revenue("EUR")) == (1, 500)
 
 
 def test_reconcile_cancels_a_second_subscription_whose_webhooks_were_lost(
@@ -217,7 +217,7 @@ def test_reconcile_cancels_a_second_subscription_whose_webhooks_were_lost(
         f" kept {kept}, cancelled and refunded {newer}"
     ) in result.output, result.output
     assert fake_stripe.get(newer)["status"] == "canceled"
-    assert (services.patron_count(), services.monthly_revenue("EUR")) == (1, 500)
+    assert (figures.patron_count(), figures.monthly_revenue("EUR")) == (1, 500)
     assert count(AuditEntry) == 1
     again = stripe_app.test_cli_runner().invoke(args=["billing", "reconcile"])
     assert "No drift" in again.output and count(AuditEntry) == 1, again.output

@@ -652,6 +652,96 @@ def test_a_subscription_made_without_checkout_is_billed_then_cancelled_and_refun
         client.v1.refunds.create(params={"payment_intent": intent_id})
 
 
+def test_a_one_off_invoice_from_items_is_finalized_paid_and_refunded(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    subscription = subscribe(client, fake, make_price(client).id)
+    customer = str(subscription.customer)
+    card = str(subscription.default_payment_method)
+    seen = len(fake.events)
+
+    # A pending item, taken in by the invoice; a second one added to the draft.
+    tote = client.v1.invoice_items.create(
+        params={"customer": customer, "amount": 1200, "currency": "eur", "description": "Tote"}
+    )
+    assert tote.invoice is None
+    draft = client.v1.invoices.create(
+        params={
+            "customer": customer,
+            "default_payment_method": card,
+            "pending_invoice_items_behavior": "include",
+        }
+    )
+    mug = client.v1.invoice_items.create(
+        params={"customer": customer, "amount": 800, "currency": "eur", "invoice": draft.id}
+    )
+    draft = client.v1.invoices.retrieve(draft.id)
+    assert (draft.status, draft.billing_reason, draft.parent) == ("draft", "manual", None)
+    assert (draft.amount_due, draft.currency, draft.auto_advance) == (2000, "eur", False)
+    assert [line.amount for line in draft.lines.data] == [1200, 800]
+    line = draft.lines.data[0]
+    assert line.parent is not None and line.parent.invoice_item_details is not None
+    assert line.parent.invoice_item_details.invoice_item == tote.id
+    assert line.subscription is None
+    with pytest.raises(stripe.InvalidRequestError, match="must match"):
+        client.v1.invoice_items.create(
+            params={"customer": customer, "amount": 5, "currency": "usd", "invoice": draft.id}
+        )
+
+    opened = client.v1.invoices.finalize_invoice(draft.id)
+    assert opened.status == "open" and opened.number
+    with pytest.raises(stripe.InvalidRequestError, match="already finalized"):
+        client.v1.invoices.finalize_invoice(draft.id)
+    with pytest.raises(stripe.InvalidRequestError, match="draft invoices"):
+        client.v1.invoice_items.create(
+            params={"customer": customer, "amount": 5, "currency": "eur", "invoice": draft.id}
+        )
+    paid = client.v1.invoices.pay(draft.id)
+    assert (paid.status, paid.amount_paid) == ("paid", 2000)
+    assert types_of(fake.events[seen:]) == [
+        "invoiceitem.created",
+        "invoice.created",
+        "invoiceitem.created",
+        "payment_intent.created",
+        "invoice.finalized",
+        "charge.succeeded",
+        "payment_intent.succeeded",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+    ]
+    # Its charge names no invoice; the invoice is found from the payment intent.
+    (charge,) = [
+        c for c in client.v1.charges.list(params={"customer": customer}).data if c.amount == 2000
+    ]
+    intent = str(charge.payment_intent)
+    (payment,) = client.v1.invoice_payments.list(
+        params={"payment": {"type": "payment_intent", "payment_intent": intent}}
+    ).data
+    assert payment.invoice == draft.id
+    refund = client.v1.refunds.create(params={"payment_intent": intent})
+    assert refund.amount == 2000
+    for obj in (tote, mug, paid.lines.data[1]):
+        assert_declared_fields(obj)
+
+
+def test_a_one_off_invoice_needs_a_payment_method_the_customer_has(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    customer = client.v1.customers.create(params={"email": "shop@example.org"}).id
+    with pytest.raises(stripe.InvalidRequestError, match="No such PaymentMethod"):
+        client.v1.invoices.create(
+            params={"customer": customer, "default_payment_method": "pm_someone_elses"}
+        )
+    invoice = client.v1.invoices.create(params={"customer": customer, "currency": "eur"})
+    client.v1.invoice_items.create(
+        params={"customer": customer, "amount": 900, "currency": "eur", "invoice": invoice.id}
+    )
+    client.v1.invoices.finalize_invoice(invoice.id)
+    with pytest.raises(stripe.InvalidRequestError, match="no attached payment source"):
+        client.v1.invoices.pay(invoice.id)
+    assert client.v1.invoices.retrieve(invoice.id).status == "open"
+
+
 def test_paying_an_invoice_with_a_declining_card_is_a_card_error(
     client: stripe.StripeClient, fake: FakeStripe
 ) -> None:
@@ -1033,6 +1123,7 @@ NOT_IN_A_PLAIN_RETRIEVE = {
     stripe.Plan: {"deleted", "tiers"},
     stripe.SubscriptionItem: {"deleted"},
     stripe.Invoice: {"deleted", "payments"},
+    stripe.InvoiceItem: {"deleted"},
     stripe.Charge: {"refunds"},
     CheckoutSession: {"line_items"},
     stripe.Event: {"account", "context"},
@@ -1072,12 +1163,18 @@ def test_payloads_carry_every_field_the_sdk_declares(
     ]
 
     for obj in objects:
-        declared = {
-            name
-            for name, annotation in type(obj).__annotations__.items()
-            if "ClassVar" not in str(annotation)
-        }
-        expected = declared - NOT_IN_A_PLAIN_RETRIEVE.get(type(obj), set())
-        missing = expected - set(obj.to_dict())
-        assert not missing, f"{type(obj).__name__} lacks {sorted(missing)}"
-        assert not set(obj.to_dict()) - declared, f"{type(obj).__name__} has undeclared fields"
+        assert_declared_fields(obj)
+
+
+def assert_declared_fields(obj: Any) -> None:
+    """The object carries every field its SDK class declares (see NOT_IN_A_PLAIN_RETRIEVE),
+    and no other."""
+    declared = {
+        name
+        for name, annotation in type(obj).__annotations__.items()
+        if "ClassVar" not in str(annotation)
+    }
+    expected = declared - NOT_IN_A_PLAIN_RETRIEVE.get(type(obj), set())
+    missing = expected - set(obj.to_dict())
+    assert not missing, f"{type(obj).__name__} lacks {sorted(missing)}"
+    assert not set(obj.to_dict()) - declared, f"{type(obj).__name__} has undeclared fields"

@@ -13,12 +13,13 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from supporters.billing import services
+from supporters.billing import figures as billing_figures
 from supporters.billing.membership import MembershipStatus, is_entitled, membership_of
 from supporters.billing.models import Customer, Payment, StripeEvent, Subscription, Tier
 from supporters.extensions import db
 from supporters.members.models import Member
-from supporters.staff.queries import headline
+from supporters.staff.models import month_number
+from supporters.staff.queries import headline, monthly
 from tests.billing.conftest import Webhooks
 from tests.billing.fake_stripe import FakeStripe
 from tests.billing.test_stripe import count, join, the_subscription
@@ -26,7 +27,11 @@ from tests.billing.test_stripe import count, join, the_subscription
 
 def figures() -> tuple[int, int, dict[str, int]]:
     """Patrons and MRR as readers (funding goals) and staff (the dashboard) see them."""
-    return services.patron_count(), services.monthly_revenue("EUR"), headline.now_figures().mrr
+    return (
+        billing_figures.patron_count(),
+        billing_figures.monthly_revenue("EUR"),
+        headline.now_figures().mrr,
+    )
 
 
 def ignored(event_type: str) -> list[str]:
@@ -162,3 +167,50 @@ def test_a_price_a_tier_had_before_is_still_that_tier_s_support(
     assert (subscription.tier_id, subscription.amount) == (reader.id, 500)
     assert figures() == (1, 500, {"EUR": 500})
     assert set(ignored("invoice.paid")) == {""}
+
+
+def test_a_one_off_invoice_on_a_member_s_customer_is_not_support(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    webhooks: Webhooks,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+) -> None:
+    _, client = patron
+    session_id = join(client, tier="reader", interval="month")
+    assert set(webhooks.deliver(*fake_stripe.complete_checkout(session_id))) == {200}
+    paid_at = db.session.scalars(sa.select(Payment.paid_at)).one()
+    assert paid_at is not None
+    month = month_number(paid_at)
+    before = (count(Payment), figures(), monthly.revenue_months([month]))
+
+    # The newsroom bills the member's card for a tote bag, from the Dashboard.
+    stripe = stripe_app.extensions["stripe_client"]
+    subscription = stripe.v1.subscriptions.retrieve(fake_stripe.get(session_id)["subscription"])
+    customer_id = str(subscription.customer)
+    seen = len(fake_stripe.events)
+    invoice = stripe.v1.invoices.create(
+        params={
+            "customer": customer_id,
+            "default_payment_method": str(subscription.default_payment_method),
+        }
+    )
+    stripe.v1.invoice_items.create(
+        params={
+            "customer": customer_id,
+            "amount": 1500,
+            "currency": "eur",
+            "description": "Tote bag",
+            "invoice": invoice.id,
+        }
+    )
+    stripe.v1.invoices.finalize_invoice(invoice.id)
+    assert stripe.v1.invoices.pay(invoice.id).status == "paid"
+    assert set(webhooks.deliver(*fake_stripe.events[seen:])) == {200}
+
+    # Not a payment of support: not in the member's payments, nor in revenue.
+    assert (count(Payment), figures(), monthly.revenue_months([month])) == before
+    assert ignored("invoice.paid") == [
+        "",
+        f"invoice {invoice.id} belongs to no subscription: a one-off invoice is not support",
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
@@ -28,6 +29,9 @@ from supporters.members.models import Member
 from tests.billing.conftest import Webhooks
 from tests.billing.fake_stripe import FakeStripe
 from tests.helpers import submit, text
+
+#: The support form's choice of a one-time gift of 25 euros.
+GIFT = {"tier": "custom", "amount": "25", "interval": "once"}
 
 
 def count(model: type) -> int:
@@ -175,6 +179,40 @@ def test_events_in_reverse_order_end_in_the_right_state(
     statuses = sorted(p.status.value for p in db.session.scalars(sa.select(Payment)))
     assert statuses == ["paid", "paid"]
     assert membership_of(member.id) is MembershipStatus.ACTIVE
+
+
+@pytest.mark.parametrize("first", ["charge.refunded", "charge.dispute."])
+@pytest.mark.parametrize("choice", [{"tier": "reader", "interval": "month"}, GIFT])
+def test_a_refund_or_dispute_that_arrives_before_its_payment_is_kept(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    webhooks: Webhooks,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+    first: str,
+    choice: dict[str, str],
+) -> None:
+    _, client = patron
+    paid = fake_stripe.complete_checkout(join(client, **choice))
+    charge = [e for e in paid if e["type"] == "charge.succeeded"][-1]["data"]["object"]
+    # Staff refund part of it in the Dashboard, and the cardholder's bank disputes the rest.
+    stripe = stripe_app.extensions["stripe_client"]
+    stripe.v1.refunds.create(params={"charge": charge["id"], "amount": 200})
+    later = fake_stripe.events_of_type("charge.refunded")
+    later += fake_stripe.dispute(charge["id"], amount=charge["amount"] - 200)
+    early = [e for e in later if e["type"].startswith(first)]
+    later = [e for e in later if e not in early]
+
+    # The payment's own events come after it (an earlier delivery failed, or they are late).
+    assert set(webhooks.deliver(*early, *paid, *later)) == {200}
+
+    payment = db.session.scalars(sa.select(Payment)).one()
+    assert (payment.amount, payment.refunded_amount, payment.disputed_amount) == (
+        charge["amount"],
+        200,
+        charge["amount"] - 200,
+    )
+    assert set(db.session.scalars(sa.select(StripeEvent.ignored_reason))) == {""}
 
 
 def test_the_whole_lifecycle(

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from supporters.billing import services
+from supporters.billing import payments
 from supporters.billing.models import Payment, StripeEvent, Subscription
 from supporters.billing.webhooks import HANDLERS
 from supporters.extensions import db
@@ -37,7 +37,7 @@ def _failed_delivery(
         raise RuntimeError("database hiccup")
 
     with monkeypatch.context() as patch:
-        patch.setattr(services, "record_invoice", broken)
+        patch.setattr(payments, "record_invoice", broken)
         assert webhooks.deliver(invoice_paid) == [500]
     return invoice_paid
 

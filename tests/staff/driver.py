@@ -1,5 +1,5 @@
-"""Drive billing as Stripe would: every change goes through ``billing.services`` (and
-``billing.disputes``) with the gateway's own dataclasses, one committed unit of work per event,
+"""Drive billing as Stripe would: every change goes through billing's services
+(``subscriptions``, ``payments``, ``disputes``) with the gateway's own dataclasses, one committed unit of work per event,
 at a chosen time."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from supporters.billing import disputes, services
+from supporters.billing import disputes, payments, subscriptions
 from supporters.billing.demo_checkout import CUSTOM_PRODUCT
 from supporters.billing.models import Customer, Interval
-from supporters.billing.stripe_gateway import (
+from supporters.billing.provider import (
     ChargeInfo,
     CheckoutInfo,
     DisputeInfo,
@@ -32,14 +32,15 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.d
 class Driver:
     """Subscriptions, invoices, refunds, disputes and gifts of test members, at a movable clock.
 
-    The clock is what billing stamps on failures and gifts (``billing.services.utcnow``) and
+    The clock is what billing stamps on failures and gifts (``utcnow`` in ``billing.payments`` and ``billing.subscriptions``) and
     what the report ledger dates changes without a date of their own (``rollups.now``).
     """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = utc(2025, 1, 1)
         monkeypatch.setattr("supporters.staff.rollups.now", lambda: self.now)
-        monkeypatch.setattr("supporters.billing.services.utcnow", lambda: self.now)
+        monkeypatch.setattr("supporters.billing.payments.utcnow", lambda: self.now)
+        monkeypatch.setattr("supporters.billing.subscriptions.utcnow", lambda: self.now)
         self.subscriptions: dict[str, SubscriptionInfo] = {}
         self.invoices: dict[str, InvoiceInfo] = {}
         self.disputes: dict[str, DisputeInfo] = {}
@@ -97,7 +98,7 @@ class Driver:
         )
         info = dataclasses.replace(info, **overrides)
         self.subscriptions[sub_id] = info
-        services.sync_subscription(info)
+        subscriptions.sync_subscription(info)
         self._commit()
         if pay:
             self.invoice(sub_id)
@@ -107,7 +108,7 @@ class Driver:
         """What Stripe says about the subscription now (a webhook or a self-service change)."""
         info = dataclasses.replace(self.subscriptions[sub_id], **changes)
         self.subscriptions[sub_id] = info
-        services.sync_subscription(info)
+        subscriptions.sync_subscription(info)
         self._commit()
         return info
 
@@ -158,14 +159,14 @@ class Driver:
                 billing_reason="subscription_cycle",
             )
         self.invoices[info.id] = info
-        services.record_invoice(info)
+        payments.record_invoice(info)
         self._commit()
         return info
 
     def refund(self, inv_id: str, amount_refunded: int) -> None:
         """Stripe's charge after a refund: the total refunded so far."""
         invoice = self.invoices[inv_id]
-        services.record_charge(
+        payments.record_charge(
             ChargeInfo(
                 id=invoice.charge_id or "",
                 customer_id=invoice.customer_id,
@@ -220,7 +221,7 @@ class Driver:
     def gift(self, member: Member, amount: int, currency: str = "EUR") -> None:
         """A one-time gift paid through Checkout (billing writes it with a Core INSERT)."""
         number = next(self._numbers)
-        services.record_gift(
+        payments.record_gift(
             CheckoutInfo(
                 id=f"cs_{number}",
                 url=None,

@@ -25,7 +25,7 @@ import pytest
 from flask import Flask
 
 from supporters import numbers
-from supporters.billing import services as billing_services
+from supporters.billing import figures as billing_figures
 from supporters.extensions import db
 from supporters.staff import rollups
 from supporters.staff.models import MovementKind, month_number
@@ -175,7 +175,7 @@ def test_now_and_thirty_days_ago(history: Driver) -> None:
     assert now.average_revenue("EUR") == Fraction(2833, 3)
     assert now.average_revenue("USD") is None
     # The same figures as billing's own (public) ones.
-    assert now.patrons == billing_services.patron_count()
+    assert now.patrons == billing_figures.patron_count()
 
 
 def test_cohort_retention(history: Driver) -> None:

@@ -3,7 +3,7 @@
 Hypothesis draws what happens next from what is possible now (join, renew, fail, recover,
 change tier or amount or interval in the middle of a month, schedule a cancellation, cancel,
 lapse unpaid, come back, refund, dispute a payment and win or lose the dispute, give once),
-for members paying in euros or dollars, monthly or yearly. Each step goes through ``billing.services`` as Stripe's webhooks would. The test
+for members paying in euros or dollars, monthly or yearly. Each step goes through billing's services as Stripe's webhooks would. The test
 keeps its own plain record (each member's state after every step, each payment), works the
 figures out from that record in the most direct way (a state at a month's end, a count of
 changes in a month), and compares them with the report queries; then a rebuild from the

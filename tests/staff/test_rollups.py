@@ -11,9 +11,12 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from supporters.billing import services as billing_services
+from supporters.billing import figures as billing_figures
+from supporters.billing import payments as billing_payments
+from supporters.billing import subscriptions as billing_subscriptions
+from supporters.billing.membership import COUNTED_STATUSES
 from supporters.billing.models import Payment, PaymentStatus, Subscription, SubscriptionStatus
-from supporters.billing.stripe_gateway import CheckoutInfo, InvoiceInfo
+from supporters.billing.provider import CheckoutInfo, InvoiceInfo
 from supporters.extensions import db
 from supporters.staff import rollups
 from supporters.staff.models import Movement, MovementKind, month_number
@@ -46,7 +49,7 @@ def mrr_from_rows() -> dict[str, int]:
     )
     rows = db.session.execute(
         sa.select(Subscription.currency, sa.func.sum(monthly))
-        .where(Subscription.status.in_(billing_services.COUNTED_STATUSES))
+        .where(Subscription.status.in_(COUNTED_STATUSES))
         .group_by(Subscription.currency)
     ).all()
     return {currency: int(total) for currency, total in rows}
@@ -106,7 +109,7 @@ def test_every_hard_case_through_billing_agrees_with_a_rebuild(
     d.dispute(renewal.id, "dp_inquiry", status="needs_response")
 
     assert headline.now_figures().mrr == mrr_from_rows()
-    assert headline.now_figures().patrons == billing_services.patron_count() == 3
+    assert headline.now_figures().patrons == billing_figures.patron_count() == 3
     withheld = db.session.execute(
         sa.select(Payment.stripe_invoice_id, Payment.disputed_amount).where(
             Payment.disputed_amount > 0
@@ -141,7 +144,7 @@ def test_rows_written_in_bulk_are_counted_by_the_rebuild(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["seed-demo", "--members", "120"])
     assert result.exit_code == 0, result.output
     now = headline.now_figures()
-    assert now.patrons == billing_services.patron_count()
+    assert now.patrons == billing_figures.patron_count()
     assert now.mrr == mrr_from_rows()
     paid = db.session.execute(
         sa.select(sa.func.sum(Payment.amount), sa.func.sum(Payment.refunded_amount)).where(
@@ -190,8 +193,10 @@ def test_a_rolled_back_savepoint_takes_its_figures_with_it(
     d = Driver(monkeypatch)
     d.at(utc(2026, 3, 1)).subscribe(member, "s_kept", amount=500)
     savepoint = db.session.begin_nested()
-    billing_services.sync_subscription(dataclasses.replace(d.subscriptions["s_kept"], amount=900))
-    billing_services.record_gift(
+    billing_subscriptions.sync_subscription(
+        dataclasses.replace(d.subscriptions["s_kept"], amount=900)
+    )
+    billing_payments.record_gift(
         CheckoutInfo(
             id="cs_x",
             url=None,
@@ -345,7 +350,7 @@ def test_an_invoice_open_then_failed_then_paid_is_counted_each_time(
         )
     ):
         d.at(utc(2026, 3 + step, 2))
-        billing_services.record_invoice(info)
+        billing_payments.record_invoice(info)
         db.session.commit()
         rebuilt_matches()
     payment = db.session.scalars(
@@ -358,7 +363,7 @@ def test_an_invoice_open_then_failed_then_paid_is_counted_each_time(
     assert (payment.stripe_charge_id, payment.receipt_url) == ("ch_states", "https://pay.example/r")
     # A new invoice naming a payment intent another payment holds is recorded without it.
     taken = dataclasses.replace(opened, id="in_taken", payment_intent_id="pi_gift_1")
-    billing_services.record_invoice(taken)
+    billing_payments.record_invoice(taken)
     db.session.commit()
     payment = db.session.scalars(
         sa.select(Payment).where(Payment.stripe_invoice_id == "in_taken")
@@ -387,7 +392,7 @@ def test_a_new_subscription_synced_at_once_is_one_row_counted_once(
         try:
             with app.app_context():
                 barrier.wait()
-                billing_services.sync_subscription(info)
+                billing_subscriptions.sync_subscription(info)
                 db.session.commit()
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

@@ -13,8 +13,8 @@ from fractions import Fraction
 
 import sqlalchemy as sa
 
+from supporters.billing.membership import COUNTED_STATUSES
 from supporters.billing.models import Subscription, SubscriptionStatus
-from supporters.billing.services import COUNTED_STATUSES
 from supporters.extensions import db
 from supporters.staff.models import PaymentMonth, month_start
 

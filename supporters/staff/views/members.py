@@ -8,7 +8,8 @@ from werkzeug.wrappers import Response
 
 from supporters import downloads
 from supporters.billing import membership
-from supporters.billing import services as billing_services
+from supporters.billing import payments as billing_payments
+from supporters.billing import subscriptions as billing_subscriptions
 from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.auth import admin_required, current_actor, current_member, staff_required
@@ -95,7 +96,7 @@ def show_member(member_id: int) -> tuple[str, int]:
 
 
 def _render_member(member: Member, role_form: RoleForm, status: int = 200) -> tuple[str, int]:
-    payments = billing_services.payments_of(member.id, limit=200)
+    payments = billing_payments.payments_of(member.id, limit=200)
     return render_template(
         "staff/show_member.html",
         member=member,
@@ -104,7 +105,7 @@ def _render_member(member: Member, role_form: RoleForm, status: int = 200) -> tu
         movements=member_page.movements_of(member.id),
         tiers=member_page.tier_names(),
         payments=payments,
-        duplicates=billing_services.duplicates_cancelled(member.id),
+        duplicates=billing_subscriptions.duplicates_cancelled(member.id),
         refunds=[p for p in payments if p.refunded_amount],
         disputes=disputes.disputes_of(member.id),
         now=utcnow(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import render_template
 
 from supporters.billing import membership
-from supporters.billing import services as billing_services
+from supporters.billing import subscriptions as billing_subscriptions
 from supporters.db import utcnow
 from supporters.members.auth import staff_required
 from supporters.staff.queries import disputes
@@ -16,7 +16,7 @@ from supporters.staff.views.blueprint import bp
 @staff_required
 def failed_payments() -> str:
     """Patrons whose renewal failed: who to contact, and how long their grace period lasts."""
-    subscriptions = billing_services.failed_payment_subscriptions()
+    subscriptions = billing_subscriptions.failed_payment_subscriptions()
     return render_template(
         "staff/failed_payments.html",
         subscriptions=subscriptions,
