@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.util import AliasedClass
 
@@ -48,6 +49,19 @@ class MembershipStatus(enum.StrEnum):
     # benefits are paused until a payment goes through. Not ended, so not "lapsed".
     ON_HOLD = "on_hold"
     LAPSED = "lapsed"  # was a patron, is not any more: no live subscription
+
+    @property
+    def label(self) -> str:
+        """The status as staff read it on a member's page."""
+        labels: dict[MembershipStatus, str] = {
+            MembershipStatus.NONE: _("Never supported"),
+            MembershipStatus.PENDING: _("Waiting for the first payment"),
+            MembershipStatus.ACTIVE: _("Patron"),
+            MembershipStatus.GRACE: _("Patron, renewal failed (grace period)"),
+            MembershipStatus.ON_HOLD: _("On hold: renewal failed, Stripe still retrying"),
+            MembershipStatus.LAPSED: _("Lapsed"),
+        }
+        return labels[self]
 
     @property
     def is_entitled(self) -> bool:

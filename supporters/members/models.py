@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 
 import sqlalchemy as sa
+from flask_babel import gettext as _
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from supporters.db import enum_column, utcnow
@@ -25,6 +26,16 @@ class Role(enum.StrEnum):
     @property
     def is_staff(self) -> bool:
         return self in (Role.STAFF, Role.ADMIN)
+
+    @property
+    def label(self) -> str:
+        """The role as people read it."""
+        labels: dict[Role, str] = {
+            Role.MEMBER: _("Member"),
+            Role.STAFF: _("Staff"),
+            Role.ADMIN: _("Admin"),
+        }
+        return labels[self]
 
 
 class Member(Model):

@@ -11,6 +11,7 @@ from flask import Flask
 
 from supporters import i18n
 from supporters.audit import AuditEntry
+from supporters.billing.membership import membership_of
 from supporters.billing.models import FundingGoal, Payment, PaymentKind, Tier
 from supporters.db import utcnow
 from supporters.extensions import db
@@ -348,6 +349,8 @@ def test_member_page_tells_the_whole_story(app: Flask, people: dict[str, Member]
 
     page = text(client_for(app, people["staff"]).get(f"/staff/members/{ines.id}"))
     assert "Past due" in page and "Supporter" in page
+    # Membership and role in words, not as the values stored.
+    assert f"<dd>{membership_of(ines.id).label}</dd>" in page and "<dd>Member</dd>" in page
     assert "Became a patron" in page  # the history from the ledger
     assert "€4.00 of €10.00 paid on" in page  # the refund
     assert "The card was declined." in page  # the failed renewal
