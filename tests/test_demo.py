@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import sqlalchemy as sa
 from click.testing import Result
@@ -41,6 +45,25 @@ def row_counts() -> dict[str, int]:
         table.name: int(db.session.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
         for table in db.metadata.sorted_tables
     }
+
+
+def test_a_running_site_loads_the_demo_command_and_not_the_seeder(tmp_path: Path) -> None:
+    script = """
+import sys
+from supporters import create_app
+app = create_app({"TESTING": True, "SECRET_KEY": "x" * 40, "DATABASE_URL": "sqlite://"})
+assert "seed-demo" in app.cli.commands
+print(*sorted(name for name in sys.modules if name.split(".")[:2] == ["supporters", "demo"]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "SUPPORTERS_INSTANCE_PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["supporters.demo", "supporters.demo.cli"]
 
 
 def test_seeds_staff_who_can_sign_in(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""``flask --app supporters seed-demo``: believable demo data for a first look.
+"""The demo seeder: believable demo data for a first look (``flask --app supporters seed-demo``).
 
 Everything is relative to the moment the command runs: eighteen months (``--history-months``)
 of members joining, paying, lapsing and leaving, a poll that closed and became an article, and
@@ -21,8 +21,6 @@ from typing import Any
 
 import click
 import sqlalchemy as sa
-from flask import current_app
-from flask.cli import with_appcontext
 
 from supporters.audit import record_action
 from supporters.billing import figures as billing_figures
@@ -42,6 +40,7 @@ from supporters.billing.models import (
 from supporters.db import Base, utcnow
 from supporters.extensions import db
 from supporters.members.models import Member, Role
+from supporters.staff.rebuild import rebuild
 from supporters.voting import ballots
 from supporters.voting.models import (
     Poll,
@@ -58,11 +57,8 @@ from supporters.voting.models import (
 Row = dict[str, Any]
 
 CURRENCY = "EUR"
-DEFAULT_MEMBERS = 150
-DEFAULT_SEED = 1848
 # Members generated and inserted together: bounds memory at any total.
 CHUNK_SIZE = 5_000
-HISTORY_MONTHS = 18
 ADMIN_EMAIL = "admin@example.org"
 EDITOR_EMAIL = "editor@example.org"
 EMAIL_DOMAINS = ("example.org", "example.com", "example.net")
@@ -253,7 +249,7 @@ class DemoSeeder:
         members: int,
         seed: int,
         now: dt.datetime,
-        history_months: int = HISTORY_MONTHS,
+        history_months: int,
     ) -> None:
         self.member_total = members
         self.seed = seed
@@ -920,7 +916,7 @@ class DemoSeeder:
         ]
 
 
-def _ensure_empty() -> None:
+def ensure_empty() -> None:
     """Refuse unless the schema exists and holds no members and no tiers.
 
     :raises click.ClickException: no schema yet, or data already there.
@@ -940,58 +936,15 @@ def _ensure_empty() -> None:
         )
 
 
-@click.command("seed-demo")
-@click.option(
-    "--members",
-    type=click.IntRange(min=0),
-    default=DEFAULT_MEMBERS,
-    show_default=True,
-    help="How many readers to invent (staff accounts come on top).",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=DEFAULT_SEED,
-    show_default=True,
-    help="Random seed: the same seed gives the same demo (relative to today).",
-)
-@click.option(
-    "--history-months",
-    type=click.IntRange(min=2, max=120),
-    default=HISTORY_MONTHS,
-    show_default=True,
-    help="How far back members start joining (a longer history means more payments each).",
-)
-@with_appcontext
-def seed_demo(members: int, seed: int, history_months: int) -> None:
-    """Fill an empty database with tiers, members, subscriptions, payments and polls."""
-    _ensure_empty()
-    seeder = DemoSeeder(members=members, seed=seed, now=utcnow(), history_months=history_months)
-    try:
-        seeder.run()
-        # --- staff reports: the bulk inserts above bypass the ORM, so the report rollups are
-        # rebuilt from the rows just written, in the same transaction (supporters/staff).
-        from supporters.staff.rebuild import rebuild
+def seed(*, members: int, seed: int, history_months: int) -> list[str]:
+    """Write the demo into an empty database (flushed, not committed); a summary of it.
 
-        rebuild()
-        # --- end of staff reports
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    config = current_app.config
-    click.echo(f"Demo data written (seed {seed}):")
-    for line in seeder.summary():
-        click.echo(line)
-    sign_in = f"{config['BASE_URL']}/sign-in"
-    if config["SMTP_HOST"]:
-        click.echo(
-            f"Sign in as {ADMIN_EMAIL} at {sign_in}: example.org receives no mail, so run "
-            f"`flask --app supporters create-staff {ADMIN_EMAIL} --role admin` for a one-time "
-            "sign-in link."
-        )
-    else:
-        click.echo(
-            f"Sign in as {ADMIN_EMAIL} at {sign_in}: the sign-in code is printed in the console "
-            "running the app (no SMTP server is configured)."
-        )
+    :raises click.ClickException: no schema yet, or data already there.
+    """
+    ensure_empty()
+    seeder = DemoSeeder(members=members, seed=seed, now=utcnow(), history_months=history_months)
+    seeder.run()
+    # The bulk inserts bypass the ORM, so the staff report tables are rebuilt from the rows
+    # just written, in the same transaction.
+    rebuild()
+    return seeder.summary()
