@@ -43,6 +43,7 @@ DEFAULT_HISTORY_MONTHS = 18
 def seed_demo(members: int, seed: int, history_months: int) -> None:
     """Fill an empty database with tiers, members, subscriptions, payments and polls."""
     from supporters.demo import seeder
+    from supporters.demo.members import ADMIN_EMAIL as admin
 
     try:
         summary = seeder.seed(members=members, seed=seed, history_months=history_months)
@@ -54,7 +55,6 @@ def seed_demo(members: int, seed: int, history_months: int) -> None:
     click.echo(f"Demo data written (seed {seed}):")
     for line in summary:
         click.echo(line)
-    admin = seeder.ADMIN_EMAIL
     sign_in = f"{config['BASE_URL']}/sign-in"
     if config["SMTP_HOST"]:
         click.echo(

@@ -262,16 +262,3 @@ _COUNT_BALLOTS = (
     .values(ballot_count=Poll.ballot_count + sa.bindparam("count"))
     .execution_options(synchronize_session=False)
 )
-
-
-def recount_ballots() -> None:
-    """Set every poll's ballot count from its ballots (after ballots written in bulk)."""
-    counted = (
-        sa.select(sa.func.count())
-        .select_from(Vote)
-        .where(Vote.poll_id == Poll.id)
-        .scalar_subquery()
-    )
-    db.session.execute(
-        sa.update(Poll).values(ballot_count=counted).execution_options(synchronize_session=False)
-    )
