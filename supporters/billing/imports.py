@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from supporters.billing.models import (
     Customer,
@@ -25,8 +25,7 @@ from supporters.billing.models import (
 from supporters.db import insert_many
 
 
-@dataclass(frozen=True, slots=True)
-class ImportedPayment:
+class ImportedPayment(NamedTuple):
     """One invoice of an imported subscription, paid (and perhaps partly refunded) or failed."""
 
     stripe_invoice_id: str
@@ -39,8 +38,7 @@ class ImportedPayment:
     failure_message: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class ImportedSubscription:
+class ImportedSubscription(NamedTuple):
     """A subscription as the payment provider has it, with its member's customer and invoices."""
 
     member_id: int

@@ -6,7 +6,6 @@ time, with customers named as the demo checkout names its own.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import enum
 from collections.abc import Iterable, Sequence
@@ -222,7 +221,7 @@ class Subscriptions:
         payments = [self._payment(boundaries[i], amount, i == 0) for i in range(paid)]
         if refund is not None:
             index, refunded = refund
-            payments[index] = dataclasses.replace(payments[index], refunded_amount=refunded)
+            payments[index] = payments[index]._replace(refunded_amount=refunded)
         if failed_at_index is not None:
             payments.append(self._failed_payment(boundaries[failed_at_index], amount))
         return Plan(
@@ -253,8 +252,7 @@ class Subscriptions:
 
     def _failed_payment(self, period_start: dt.datetime, amount: int) -> ImportedPayment:
         attempt = self._payment(period_start, amount, is_first=False)
-        return dataclasses.replace(
-            attempt,
+        return attempt._replace(
             status=PaymentStatus.FAILED,
             failure_message=self.story.rng.choice(FAILURE_MESSAGES),
             paid_at=None,

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from supporters.db import insert_many
 from supporters.members.models import Member, Role
 from supporters.members.services import normalize_email
 
 
-@dataclass(frozen=True, slots=True)
-class ImportedMember:
+class ImportedMember(NamedTuple):
     """An account as it stood elsewhere: its address (proven there), name, role and joining."""
 
     email: str

@@ -13,7 +13,7 @@ import functools
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
@@ -207,8 +207,7 @@ _COUNT_BALLOT = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ImportedBallot:
+class ImportedBallot(NamedTuple):
     """A ballot as it was cast: in a history brought in bulk (the demo's), not through a form."""
 
     poll_id: int
