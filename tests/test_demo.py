@@ -181,11 +181,18 @@ def test_the_closed_polls_winner_was_published(app: Flask) -> None:
         .order_by(sa.func.count(VoteChoice.id).desc())
     ).all()
     assert len(tally) >= 2 and tally[0][1] > tally[1][1]
+    # Its results page shows a turnout among the patrons who could vote when it closed.
+    assert closed.eligible_count is not None
+    assert closed.eligible_count >= closed.ballot_count == sum(votes for _, votes in tally) > 0
     winner = db.session.get(Topic, tally[0][0])
     assert winner is not None and winner.status is TopicStatus.PUBLISHED
     assert winner.article_url and winner.published_on
     statuses = Counter(db.session.scalars(sa.select(Topic.status)))
     assert statuses[TopicStatus.PROPOSED] >= 2 and statuses[TopicStatus.DECLINED] >= 1
+    proposers = db.session.scalars(
+        sa.select(Topic.proposed_by_id).where(Topic.status == TopicStatus.PROPOSED)
+    ).all()
+    assert all(proposers), "patrons' proposals are signed by patrons"
 
 
 def test_a_second_run_refuses_and_writes_nothing(app: Flask) -> None:
