@@ -54,14 +54,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     web.init_app(app)
 
-    from supporters import demo, doctor
+    from supporters import doctor
     from supporters.billing.cli import billing_cli
+    from supporters.demo.cli import seed_demo
     from supporters.members import cli as members_cli
     from supporters.staff.cli import staff_cli
 
     app.cli.add_command(members_cli.create_staff)
     app.cli.add_command(members_cli.members_cli)
-    app.cli.add_command(demo.seed_demo)
+    app.cli.add_command(seed_demo)
     app.cli.add_command(doctor.doctor)
     app.cli.add_command(billing_cli)
     app.cli.add_command(staff_cli)

@@ -227,6 +227,28 @@ def _insert_returning(
     )
 
 
+def insert_many(
+    model: type[Base], rows: Sequence[Mapping[str, Any]], *, returning_ids: bool = False
+) -> Sequence[int]:
+    """INSERT rows in one executemany; with ``returning_ids``, their new ids in row order.
+
+    For imports of thousands of rows. A Core INSERT rather than the ORM's bulk one, which
+    leaves out None values (so rows that differ in which values are None split into many small
+    statements) and takes about half as long again per row. Every row must have the same keys.
+    The session's listeners see one statement of many rows, not each row.
+    """
+    if not rows:
+        return []
+    table = model.__table__
+    assert isinstance(table, sa.Table)
+    statement = sa.insert(table)
+    if not returning_ids:
+        db.session.execute(statement, rows)
+        return []
+    returning = statement.returning(table.c.id, sort_by_parameter_order=True)
+    return db.session.scalars(returning, rows).all()
+
+
 def render_migration_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     """Write our column types into migrations as plain SQLAlchemy types.
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import sqlalchemy as sa
 from click.testing import Result
@@ -41,6 +45,25 @@ def row_counts() -> dict[str, int]:
         table.name: int(db.session.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
         for table in db.metadata.sorted_tables
     }
+
+
+def test_a_running_site_loads_the_demo_command_and_not_the_seeder(tmp_path: Path) -> None:
+    script = """
+import sys
+from supporters import create_app
+app = create_app({"TESTING": True, "SECRET_KEY": "x" * 40, "DATABASE_URL": "sqlite://"})
+assert "seed-demo" in app.cli.commands
+print(*sorted(name for name in sys.modules if name.split(".")[:2] == ["supporters", "demo"]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "SUPPORTERS_INSTANCE_PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["supporters.demo", "supporters.demo.cli"]
 
 
 def test_seeds_staff_who_can_sign_in(app: Flask) -> None:
@@ -158,11 +181,18 @@ def test_the_closed_polls_winner_was_published(app: Flask) -> None:
         .order_by(sa.func.count(VoteChoice.id).desc())
     ).all()
     assert len(tally) >= 2 and tally[0][1] > tally[1][1]
+    # Its results page shows a turnout among the patrons who could vote when it closed.
+    assert closed.eligible_count is not None
+    assert closed.eligible_count >= closed.ballot_count == sum(votes for _, votes in tally) > 0
     winner = db.session.get(Topic, tally[0][0])
     assert winner is not None and winner.status is TopicStatus.PUBLISHED
     assert winner.article_url and winner.published_on
     statuses = Counter(db.session.scalars(sa.select(Topic.status)))
     assert statuses[TopicStatus.PROPOSED] >= 2 and statuses[TopicStatus.DECLINED] >= 1
+    proposers = db.session.scalars(
+        sa.select(Topic.proposed_by_id).where(Topic.status == TopicStatus.PROPOSED)
+    ).all()
+    assert all(proposers), "patrons' proposals are signed by patrons"
 
 
 def test_a_second_run_refuses_and_writes_nothing(app: Flask) -> None:

@@ -8,5 +8,5 @@ idempotent sync, duplicates), ``payments`` (the ledger), ``disputes``, ``self_se
 prices); what they refuse or ignore in ``errors``. The services talk to a payment provider
 through ``backend``: Stripe (``stripe_gateway``, the only package that imports ``stripe``) or
 the ``demo_checkout``, both answering in ``provider``'s dataclasses. ``webhooks``, ``views``
-and ``cli`` are the boundaries that commit.
+and ``cli`` are the boundaries that commit. ``imports`` writes subscription histories in bulk.
 """

@@ -1,4 +1,5 @@
-"""Casting a ballot: the vote path, tuned for speed (see ``bench/vote_bench.py``).
+"""Casting a ballot: the vote path, tuned for speed (see ``bench/vote_bench.py``); and ballots
+imported in bulk.
 
 A ballot is one row per member and poll (the database's unique constraint decides between
 concurrent submissions) with its choices beside it. Its statements are built once and reused:
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
@@ -20,12 +22,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.util import identity_key
 
 from supporters.billing.models import Subscription
+from supporters.db import insert_many
 from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.voting import clock
 from supporters.voting.eligibility import check_eligibility
 from supporters.voting.errors import InvalidBallot, NotEligible, PollNotFound, PollNotOpen
-from supporters.voting.models import Poll, PollState, Vote, VoteChoice
+from supporters.voting.models import WEIGHT_SCALE, Poll, PollState, Vote, VoteChoice
 
 
 def get_ballot(poll_id: int, member_id: int) -> Vote | None:
@@ -204,14 +207,57 @@ _COUNT_BALLOT = (
 )
 
 
-def recount_ballots() -> None:
-    """Set every poll's ballot count from its ballots (after ballots written in bulk)."""
-    counted = (
-        sa.select(sa.func.count())
-        .select_from(Vote)
-        .where(Vote.poll_id == Poll.id)
-        .scalar_subquery()
+class ImportedBallot(NamedTuple):
+    """A ballot as it was cast: in a history brought in bulk (the demo's), not through a form."""
+
+    poll_id: int
+    member_id: int
+    option_ids: tuple[int, ...]
+    cast_at: dt.datetime
+    weight: int = WEIGHT_SCALE
+
+
+def import_ballots(ballots: Sequence[ImportedBallot]) -> None:
+    """Add ballots and their choices in bulk, and count them into their polls.
+
+    Taken as they were cast: the rules of the vote path (open poll, eligibility, how many
+    choices) are not applied again. The database still refuses a second ballot of a member in
+    a poll, and a choice of another poll's option.
+
+    :raises sqlalchemy.exc.IntegrityError: either of those; roll back.
+    """
+    vote_ids = insert_many(
+        Vote,
+        [
+            {
+                "poll_id": ballot.poll_id,
+                "member_id": ballot.member_id,
+                "weight": ballot.weight,
+                "created_at": ballot.cast_at,
+                "updated_at": ballot.cast_at,
+            }
+            for ballot in ballots
+        ],
+        returning_ids=True,
     )
-    db.session.execute(
-        sa.update(Poll).values(ballot_count=counted).execution_options(synchronize_session=False)
+    insert_many(
+        VoteChoice,
+        [
+            {"vote_id": vote_id, "poll_id": ballot.poll_id, "option_id": option_id}
+            for vote_id, ballot in zip(vote_ids, ballots, strict=True)
+            for option_id in ballot.option_ids
+        ],
     )
+    for poll_id, count in Counter(ballot.poll_id for ballot in ballots).items():
+        db.session.execute(_COUNT_BALLOTS, {"poll_id": poll_id, "count": count})
+        poll = db.session.identity_map.get(identity_key(Poll, poll_id))
+        if poll is not None:
+            db.session.expire(poll, ["ballot_count"])
+
+
+_COUNT_BALLOTS = (
+    sa.update(Poll)
+    .where(Poll.id == sa.bindparam("poll_id"))
+    .values(ballot_count=Poll.ballot_count + sa.bindparam("count"))
+    .execution_options(synchronize_session=False)
+)

@@ -1,20 +1,43 @@
 """The voting clock: what time it is for every decision about a poll, and the state it gives one.
 
 Every voting service reads the time from :func:`now` through this module (``clock.now()``), so
-tests freeze it in one place.
+tests freeze it in one place, and a history (the demo's) is told through the same services at
+the moments it happened (:func:`replaying`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
+from collections.abc import Iterator
 
 from supporters.db import utcnow
 from supporters.voting.models import Poll, PollState
 
+_replayed_at: contextvars.ContextVar[dt.datetime | None] = contextvars.ContextVar(
+    "voting_clock_replayed_at", default=None
+)
+
 
 def now() -> dt.datetime:
     """The voting clock. Every decision about poll state reads it; tests replace it."""
-    return utcnow()
+    return _replayed_at.get() or utcnow()
+
+
+@contextlib.contextmanager
+def replaying(at: dt.datetime) -> Iterator[None]:
+    """Inside, the voting services act as they would have at ``at``, a past moment: the
+    topics, polls and their states they write are dated then, and checked against then.
+
+    For telling a history through the services, in a command (the demo). The audit log still
+    says when each entry was written.
+    """
+    token = _replayed_at.set(at)
+    try:
+        yield
+    finally:
+        _replayed_at.reset(token)
 
 
 def observed_state(poll: Poll, at: dt.datetime) -> PollState:

@@ -138,7 +138,7 @@ class Poll(Model):
     eligible_count: Mapped[int | None]
     # Ballots cast, raised in the transaction that casts a new one (ballots.cast_vote), so a
     # turnout is read rather than counted. Whatever else writes or deletes ballots must keep it
-    # too (seed-demo recounts with ballots.recount_ballots).
+    # too (as ballots.import_ballots does).
     ballot_count: Mapped[int] = mapped_column(default=0, server_default="0")
     created_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("members.id", ondelete="SET NULL")
