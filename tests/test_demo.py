@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from click.testing import Result
@@ -216,6 +217,15 @@ def test_refuses_a_database_with_a_member(app: Flask) -> None:
     assert result.exit_code != 0
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Tier)) == 0
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Member)) == 1
+
+
+def test_refuses_a_site_with_a_stripe_account(make_app: Any) -> None:
+    app = make_app(STRIPE_SECRET_KEY="sk_test_supporters", STRIPE_API_BASE="http://127.0.0.1:9")
+    with app.app_context():
+        result = seed(app)
+
+        assert result.exit_code != 0 and "STRIPE_SECRET_KEY" in result.output
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Tier)) == 0
 
 
 def test_members_option_sets_the_number_of_readers(app: Flask) -> None:
