@@ -1,0 +1,107 @@
+"""Emails: the outbox of messages and the addresses that refuse mail.
+
+Revision ID: 54b1add0aec6
+Revises: e651dc5daf2e
+Create Date: 2026-12-06 12:30:00.000000
+
+Only adds tables. ``outbox_messages.key`` is unique and NULL for messages that may repeat; a
+message points at the job that delivers it (SET NULL when finished jobs are pruned).
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+# revision identifiers, used by Alembic.
+revision = "54b1add0aec6"
+down_revision = "e651dc5daf2e"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "bouncing_addresses",
+        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("reply", sa.String(length=1000), nullable=False),
+        sa.Column("bounces", sa.Integer(), nullable=False),
+        sa.Column("first_bounced_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_bounced_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "email = lower(email)", name=op.f("ck_bouncing_addresses_email_lowercase")
+        ),
+        sa.PrimaryKeyConstraint("email", name=op.f("pk_bouncing_addresses")),
+    )
+    op.create_index(
+        op.f("ix_bouncing_addresses_last_bounced_at"),
+        "bouncing_addresses",
+        ["last_bounced_at"],
+        unique=False,
+    )
+    op.create_table(
+        "outbox_messages",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=True),
+        sa.Column("kind", sa.String(length=64), nullable=False),
+        sa.Column("member_id", sa.Integer(), nullable=True),
+        sa.Column("to_address", sa.String(length=254), nullable=False),
+        sa.Column("subject", sa.String(length=500), nullable=False),
+        sa.Column("text_body", sa.Text(), nullable=False),
+        sa.Column("html_body", sa.Text(), nullable=False),
+        sa.Column("headers", sa.JSON(), nullable=False),
+        sa.Column("locale", sa.String(length=16), nullable=False),
+        sa.Column("is_optional", sa.Boolean(), nullable=False),
+        sa.Column("is_sensitive", sa.Boolean(), nullable=False),
+        sa.Column("message_id", sa.String(length=255), nullable=False),
+        sa.Column(
+            "state",
+            sa.Enum(
+                "queued",
+                "sent",
+                "bounced",
+                "suppressed",
+                "expired",
+                name="message_state",
+                native_enum=False,
+                create_constraint=True,
+            ),
+            nullable=False,
+        ),
+        sa.Column("job_id", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.String(length=1000), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "state <> 'sent' OR sent_at IS NOT NULL", name=op.f("ck_outbox_messages_sent_has_time")
+        ),
+        sa.ForeignKeyConstraint(
+            ["job_id"],
+            ["jobs.id"],
+            name=op.f("fk_outbox_messages_job_id_jobs"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"],
+            ["members.id"],
+            name=op.f("fk_outbox_messages_member_id_members"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_messages")),
+        sa.UniqueConstraint("key", name=op.f("uq_outbox_messages_key")),
+    )
+    op.create_index(
+        op.f("ix_outbox_messages_created_at"), "outbox_messages", ["created_at"], unique=False
+    )
+    op.create_index(op.f("ix_outbox_messages_job_id"), "outbox_messages", ["job_id"], unique=False)
+    op.create_index(
+        op.f("ix_outbox_messages_member_id"), "outbox_messages", ["member_id"], unique=False
+    )
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_outbox_messages_member_id"), table_name="outbox_messages")
+    op.drop_index(op.f("ix_outbox_messages_job_id"), table_name="outbox_messages")
+    op.drop_index(op.f("ix_outbox_messages_created_at"), table_name="outbox_messages")
+    op.drop_table("outbox_messages")
+    op.drop_index(op.f("ix_bouncing_addresses_last_bounced_at"), table_name="bouncing_addresses")
+    op.drop_table("bouncing_addresses")
