@@ -39,7 +39,6 @@ from supporters.billing.forms import CancelForm, ChangeForm, ChoiceForm, Support
 from supporters.billing.models import Tier
 from supporters.extensions import csrf, db, limiter
 from supporters.i18n import money
-from supporters.mail import MailError
 from supporters.members import auth
 from supporters.members import emails as member_emails
 from supporters.members import services as member_services
@@ -219,14 +218,8 @@ def _sign_in_then_continue(
         form.email.errors = [exc.message]
         page, status = _render_support(form, tiers, 429)
         return page, status, {"Retry-After": str(exc.retry_after)}
+    member_emails.queue_sign_in(issued)
     db.session.commit()
-    try:
-        member_emails.send_sign_in(issued)
-    except MailError:
-        form.email.errors = [
-            _("We could not send the email just now. Please try again in a few minutes.")
-        ]
-        return _render_support(form, tiers, 503)
     auth.await_code(issued)
     return redirect(url_for("members.enter_code"))
 

@@ -36,7 +36,6 @@ from supporters.mail.outbox import (
     silenced,
 )
 from supporters.mail.transport import MailError, PermanentRefusal, TemporaryFailure
-from supporters.mail.transport import send_now as send
 
 __all__ = [
     "BouncingAddress",
@@ -56,7 +55,6 @@ __all__ = [
     "is_silenced",
     "queue",
     "recent_messages",
-    "send",
     "silenced",
 ]
 

@@ -15,7 +15,7 @@ import ssl
 import sys
 from collections.abc import Mapping
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.utils import formatdate
 
 from flask import current_app
 
@@ -129,21 +129,3 @@ def _print(message: EmailMessage) -> None:
         file=sys.stdout,
         flush=True,
     )
-
-
-def send_now(to: str, subject: str, text: str) -> None:
-    """Deliver a plain-text message at once, in the request (sign-in, until it goes through
-    the outbox).
-
-    :raises MailError: the message could not be handed over.
-    """
-    domain = parseaddr(current_app.config["MAIL_FROM"])[1].rpartition("@")[2] or "localhost"
-    message = build_message(
-        to=to, subject=subject, text=text, html="", message_id=make_msgid(domain=domain), headers={}
-    )
-    try:
-        send(message)
-    except MailError as exc:
-        log.error("Mail to %s not sent: %s", to, exc)
-        raise
-    log.info("Mail sent to %s: %s", to, subject)

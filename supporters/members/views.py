@@ -21,7 +21,6 @@ from flask_login import current_user, login_required, logout_user
 from werkzeug.wrappers import Response
 
 from supporters.extensions import db, limiter
-from supporters.mail import MailError
 from supporters.members import auth, emails, limits, services
 from supporters.members.forms import (
     ChangeEmailForm,
@@ -47,20 +46,10 @@ def _limit(setting: str) -> str:
     return str(current_app.config[setting])
 
 
-def _send_sign_in(issued: services.IssuedSignIn, *, via_sign_up: bool) -> bool:
-    """Send the message after the request row is committed; False when the mail server failed."""
-    try:
-        emails.send_sign_in(issued, via_sign_up=via_sign_up)
-    except MailError:
-        return False
-    auth.await_code(issued)
-    return True
-
-
 def _start_sign_in(
     form: SignInForm | SignUpForm, *, via_sign_up: bool, template: str
 ) -> ResponseReturnValue:
-    """Issue and send a sign-in message, or show the form again with what stopped it."""
+    """Issue and queue a sign-in message, or show the form again with what stopped it."""
     display_name = (form.display_name.data or "") if isinstance(form, SignUpForm) else ""
     try:
         issued = services.request_sign_in(
@@ -73,12 +62,10 @@ def _start_sign_in(
         db.session.rollback()
         form.email.errors = [exc.message]
         return render_template(template, form=form), 429, {"Retry-After": str(exc.retry_after)}
+    # A worker sends it within seconds; the next page says how that went.
+    emails.queue_sign_in(issued, via_sign_up=via_sign_up)
     db.session.commit()
-    if not _send_sign_in(issued, via_sign_up=via_sign_up):
-        form.email.errors = [
-            _("We could not send the email just now. Please try again in a few minutes.")
-        ]
-        return render_template(template, form=form), 503
+    auth.await_code(issued)
     return redirect(url_for("members.enter_code"))
 
 
@@ -141,10 +128,8 @@ def enter_code() -> Response | tuple[str, int] | str:
         flash(_("Enter your email address first: we will send you a code."), "info")
         return redirect(url_for("members.sign_in"))
     form = CodeForm()
-    email = session.get(auth.PENDING_EMAIL_KEY, "")
     if not form.validate_on_submit():
-        status = 400 if form.is_submitted() else 200
-        return render_template("members/enter_code.html", form=form, email=email), status
+        return _render_code_page(form, int(request_id)), 400 if form.is_submitted() else 200
     try:
         redeemed = services.redeem_code(int(request_id), form.code.data or "")
     except services.SignInError as exc:
@@ -152,9 +137,20 @@ def enter_code() -> Response | tuple[str, int] | str:
         form.code.errors = [exc.message]
         if exc.exhausted:
             session.pop(auth.PENDING_KEY, None)
-            return render_template("members/enter_code.html", form=form, email=email), 410
-        return render_template("members/enter_code.html", form=form, email=email), 400
+            return _render_code_page(form, int(request_id)), 410
+        return _render_code_page(form, int(request_id)), 400
     return _finish(redeemed)
+
+
+def _render_code_page(form: CodeForm, request_id: int) -> str:
+    """The code form, saying where the message stands: a request cannot know whether the mail
+    server took it, so the page asks the outbox each time it is shown."""
+    return render_template(
+        "members/enter_code.html",
+        form=form,
+        email=session.get(auth.PENDING_EMAIL_KEY, ""),
+        delivery=emails.sign_in_delivery(request_id),
+    )
 
 
 @bp.route("/sign-in/confirm/<token>", methods=["GET", "POST"])
@@ -256,12 +252,9 @@ def change_email() -> ResponseReturnValue:
         db.session.rollback()
         form.email.errors = [exc.message]
         return _render_account(email_form=form), 429, {"Retry-After": str(exc.retry_after)}
+    emails.queue_sign_in(issued)
     db.session.commit()
-    if not _send_sign_in(issued, via_sign_up=False):
-        form.email.errors = [
-            _("We could not send the email just now. Please try again in a few minutes.")
-        ]
-        return _render_account(email_form=form), 503
+    auth.await_code(issued)
     flash(
         _(
             "We sent a link and a code to %(email)s. Your address changes when you confirm it.",
