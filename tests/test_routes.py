@@ -45,6 +45,8 @@ ACCESS: dict[str, Access | dict[str, Access]] = {
     "members.account": MEMBER,
     "members.update_profile": MEMBER,
     "members.change_email": MEMBER,
+    "members.update_mail_preferences": MEMBER,
+    "members.unsubscribe": PUBLIC,
     # billing
     "billing.support": PUBLIC,
     "billing.checkout": PUBLIC,

@@ -1,4 +1,4 @@
-"""Emails: the outbox of messages and the addresses that refuse mail.
+"""Emails: the outbox of messages, the addresses that refuse mail, members' choice of mail.
 
 Revision ID: 54b1add0aec6
 Revises: e651dc5daf2e
@@ -6,6 +6,7 @@ Create Date: 2026-12-06 12:30:00.000000
 
 Only adds tables. ``outbox_messages.key`` is unique and NULL for messages that may repeat; a
 message points at the job that delivers it (SET NULL when finished jobs are pruned).
+``mail_preferences`` holds a member's choices only: no row means the topic's default.
 """
 
 import sqlalchemy as sa
@@ -96,9 +97,24 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_outbox_messages_member_id"), "outbox_messages", ["member_id"], unique=False
     )
+    op.create_table(
+        "mail_preferences",
+        sa.Column("member_id", sa.Integer(), nullable=False),
+        sa.Column("topic", sa.String(length=32), nullable=False),
+        sa.Column("is_wanted", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["member_id"],
+            ["members.id"],
+            name=op.f("fk_mail_preferences_member_id_members"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("member_id", "topic", name=op.f("pk_mail_preferences")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("mail_preferences")
     op.drop_index(op.f("ix_outbox_messages_member_id"), table_name="outbox_messages")
     op.drop_index(op.f("ix_outbox_messages_job_id"), table_name="outbox_messages")
     op.drop_index(op.f("ix_outbox_messages_created_at"), table_name="outbox_messages")

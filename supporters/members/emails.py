@@ -1,15 +1,22 @@
-"""Messages about a member's account, rendered from templates/emails/members/: the sign-in link
-and code. They go through the outbox: queued in the request's transaction, sent by a worker
-within seconds."""
+"""Messages to members: the sign-in link and code (templates/emails/members/), and what every
+feature's messages to a member share: their language, their choice of optional mail, and the
+one-click unsubscribe link. Messages go through the outbox: queued in the caller's
+transaction, sent by a worker within seconds."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
 from flask import current_app
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
 from supporters import mail, web
-from supporters.members.models import SignInPurpose
+from supporters.extensions import db
+from supporters.members import preferences
+from supporters.members.models import Member, SignInPurpose
 from supporters.members.services import IssuedSignIn
 
 SIGN_IN = "members.sign_in"
@@ -63,3 +70,64 @@ def queue_sign_in(issued: IssuedSignIn, *, via_sign_up: bool = False) -> None:
 def sign_in_delivery(request_id: int) -> mail.Delivery | None:
     """Where the message of a sign-in request stands, for the page that waits for its code."""
     return mail.delivery_of(_sign_in_key(request_id))
+
+
+def member_locale(member: Member) -> str:
+    """The language a member reads us in: the one they last signed in with, if we still ship it."""
+    config = current_app.config
+    if member.locale and member.locale in config["LANGUAGES"]:
+        return member.locale
+    return str(config["DEFAULT_LOCALE"])
+
+
+def send_to_member(
+    member: Member,
+    template: str,
+    *,
+    subject: Any,
+    kind: str,
+    context: Mapping[str, Any] | None = None,
+    topic: str | None = None,
+    key: str | None = None,
+    checked: bool = False,
+) -> mail.OutboxMessage | None:
+    """Queue a message to a member, in their language; the caller commits.
+
+    ``topic`` makes it optional mail: not queued when the member stopped that topic (unless
+    ``checked`` says the caller has just asked, for many members at once), and carrying the
+    one-click unsubscribe link. Without one it is transactional, always sent. ``subject`` is a
+    lazy string, translated in the member's language. None when nothing was queued (stopped,
+    or ``key`` queued already).
+    """
+    unsubscribe_url = preferences_url = None
+    if topic is not None:
+        if not checked and not preferences.wants(member, topic):
+            return None
+        unsubscribe_url = web.external_url(
+            "members.unsubscribe",
+            unsubscribe_token=preferences.unsubscribe_token(member.id, topic),
+        )
+        preferences_url = web.external_url("members.account") + "#email"
+    return mail.queue(
+        member.email,
+        template,
+        subject=subject,
+        kind=kind,
+        locale=member_locale(member),
+        context={"member": member, **(context or {})},
+        member_id=member.id,
+        key=key,
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
+    )
+
+
+def members_wanting(topic: str, member_ids: Iterable[int]) -> Sequence[Member]:
+    """The members among these who want optional mail of ``topic``, by id (for a message to
+    many: pass ``checked=True`` to :func:`send_to_member` then)."""
+    wanted = sorted(preferences.wanting(topic, member_ids))
+    found: list[Member] = []
+    for start in range(0, len(wanted), preferences.CHUNK):
+        chunk = wanted[start : start + preferences.CHUNK]
+        found.extend(db.session.scalars(sa.select(Member).where(Member.id.in_(chunk))))
+    return sorted(found, key=lambda member: member.id)
