@@ -125,8 +125,10 @@ def _init_extensions(app: Flask) -> None:
 def _register_mail(app: Flask) -> None:
     """The outbox's delivery, and what each feature emails about and when."""
     from supporters import mail
+    from supporters.billing import emails as billing_emails
 
     mail.init_app(app)
+    billing_emails.init_app(app)
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -22,6 +22,7 @@ from werkzeug.routing import Rule
 
 from supporters.audit import record_action
 from supporters.billing.demo_checkout import CUSTOM_PRODUCT, DemoBackend
+from supporters.billing.emails import fix_card_token
 from supporters.billing.models import (
     FundingGoal,
     GoalMeasure,
@@ -125,6 +126,7 @@ URL_ARGUMENTS: dict[str, Callable[[Site, str], Any]] = {
     "session_id": _session_id,
     "token": _token,
     "unsubscribe_token": _unsubscribe_token,
+    "card_token": lambda site, role: fix_card_token(site.people["patron"].id),
     "name": lambda site, role: "patrons",
     "filename": lambda site, role: "favicon.svg",
 }
@@ -278,6 +280,7 @@ def furnish(site: Site, now: dt.datetime) -> dict[str, list[Any]]:
         "name": list(exports.DATASETS),
         "token": [token],
         "unsubscribe_token": [_unsubscribe_token(site, "patron")],
+        "card_token": [fix_card_token(patron.id)],
         "session_id": [checkout_id],
         "filename": ["css/site.css"],
     }

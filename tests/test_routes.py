@@ -58,6 +58,7 @@ ACCESS: dict[str, Access | dict[str, Access]] = {
     "billing.cancel": MEMBER,
     "billing.resume": MEMBER,
     "billing.open_portal": MEMBER,
+    "billing.fix_card": MEMBER,
     "billing.demo_checkout": MEMBER,
     "billing.demo_portal": MEMBER,
     "billing.receive_webhook": SIGNED,

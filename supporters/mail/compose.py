@@ -13,6 +13,7 @@ signed-in member. Links in them are absolute, passed in by the caller (``web.ext
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,5 +58,5 @@ def render(
 
 
 def _tidy(text: str) -> str:
-    """Strip the blank lines templates leave at either end; end with one newline."""
-    return text.strip("\n") + "\n"
+    """One blank line at most between paragraphs (templates leave more), none at either end."""
+    return re.sub(r"\n{3,}", "\n\n", text.strip("\n")) + "\n"
