@@ -1,4 +1,5 @@
-"""Emails: the outbox of messages, the addresses that refuse mail, members' choice of mail.
+"""Emails: the outbox, the addresses that refuse mail, members' choice of mail, and when a
+poll's opening and results were announced.
 
 Revision ID: 54b1add0aec6
 Revises: e651dc5daf2e
@@ -6,7 +7,9 @@ Create Date: 2026-12-06 12:30:00.000000
 
 Only adds tables. ``outbox_messages.key`` is unique and NULL for messages that may repeat; a
 message points at the job that delivers it (SET NULL when finished jobs are pruned).
-``mail_preferences`` holds a member's choices only: no row means the topic's default.
+``mail_preferences`` holds a member's choices only: no row means the topic's default. The two
+columns added to ``polls`` are NULL for polls already published: they are not announced late
+(the worker only announces an opening or a closing of the last day).
 """
 
 import sqlalchemy as sa
@@ -111,9 +114,19 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("member_id", "topic", name=op.f("pk_mail_preferences")),
     )
+    with op.batch_alter_table("polls") as batch_op:
+        batch_op.add_column(
+            sa.Column("opening_announced_at", sa.DateTime(timezone=True), nullable=True)
+        )
+        batch_op.add_column(
+            sa.Column("results_announced_at", sa.DateTime(timezone=True), nullable=True)
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("polls") as batch_op:
+        batch_op.drop_column("results_announced_at")
+        batch_op.drop_column("opening_announced_at")
     op.drop_table("mail_preferences")
     op.drop_index(op.f("ix_outbox_messages_member_id"), table_name="outbox_messages")
     op.drop_index(op.f("ix_outbox_messages_job_id"), table_name="outbox_messages")
