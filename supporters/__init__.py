@@ -126,11 +126,13 @@ def _register_mail(app: Flask) -> None:
     """The outbox's delivery, and what each feature emails about and when."""
     from supporters import mail
     from supporters.billing import emails as billing_emails
+    from supporters.staff import emails as staff_emails
     from supporters.voting import emails as voting_emails
 
     mail.init_app(app)
     billing_emails.init_app(app)
     voting_emails.init_app(app)
+    staff_emails.init_app(app)
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -99,6 +99,8 @@ ACCESS: dict[str, Access | dict[str, Access]] = {
     "staff.show_member": STAFF,
     "staff.failed_payments": STAFF,
     "staff.list_disputes": STAFF,
+    "staff.list_emails": STAFF,
+    "staff.forget_bounce": ADMIN,
     "staff.change_role": ADMIN,
     "staff.list_tiers": ADMIN,
     "staff.create_tier": ADMIN,

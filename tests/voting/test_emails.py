@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-import sqlalchemy as sa
 from flask import Flask
 
 from supporters import audit
@@ -15,7 +14,7 @@ from supporters.billing.models import SubscriptionStatus
 from supporters.extensions import db
 from supporters.jobs.worker import Worker
 from supporters.members import preferences
-from supporters.members.models import Member, Role
+from supporters.members.models import Role
 from supporters.voting import ballots, polls, topics
 from supporters.voting.models import Poll, PollState, TopicStatus
 from tests.billing.test_emails import html, links
