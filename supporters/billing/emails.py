@@ -104,7 +104,7 @@ def payment_recorded(payment: Payment, previous: PaymentStatus | None) -> None:
     """Tell the member what became of an invoice whose status changed (``previous``: None when
     it was just recorded): a receipt when paid (with a welcome after their first payment, or
     as the news that a failed payment went through), the first notice when it failed."""
-    if payment.member is None or payment.status is previous:
+    if payment.member_id is None or payment.status is previous or payment.member is None:
         return
     if payment.status is PaymentStatus.PAID:
         if previous is PaymentStatus.FAILED:
@@ -252,11 +252,10 @@ def subscription_changed(row: Subscription, before: Before, *, has_other_support
     """Tell the member about a change to their subscription: a cancellation scheduled, support
     ended, or a new amount. ``has_other_support``: the member has another subscription that
     counts (this one was a duplicate, cancelled by the system: nothing ended for them)."""
-    member = row.member
     if row.status is SubscriptionStatus.CANCELED:
         if before.status in _SUPPORTING and not has_other_support:
             send_to_member(
-                member,
+                row.member,
                 "emails/billing/support_ended",
                 subject=_l("Your support of %(site)s has ended", site=_site()),
                 kind="billing.support_ended",
@@ -268,7 +267,7 @@ def subscription_changed(row: Subscription, before: Before, *, has_other_support
         return
     if row.cancel_at_period_end and not before.cancel_at_period_end:
         send_to_member(
-            member,
+            row.member,
             "emails/billing/cancellation_scheduled",
             subject=_l("Your support of %(site)s will end", site=_site()),
             kind="billing.cancellation_scheduled",
@@ -279,7 +278,7 @@ def subscription_changed(row: Subscription, before: Before, *, has_other_support
         before.interval,
     ):
         send_to_member(
-            member,
+            row.member,
             "emails/billing/amount_changed",
             subject=_l("Your support of %(site)s has a new amount", site=_site()),
             kind="billing.amount_changed",
