@@ -271,6 +271,13 @@ def problems_with(values: Mapping[str, Any], *, production: bool | None = None) 
         problems.append(f"{ENV_PREFIX}DUNNING_DAYS must be days from 0 to 365.")
     if not 1 <= values["RENEWAL_NOTICE_DAYS"] <= 365:
         problems.append(f"{ENV_PREFIX}RENEWAL_NOTICE_DAYS must be from 1 to 365.")
+    # A notice is known to have been sent while its message is kept: past that, it could go again.
+    longest_notice = max([*values["DUNNING_DAYS"], values["RENEWAL_NOTICE_DAYS"]]) + 1
+    if values["MAIL_KEEP_DAYS"] < longest_notice:
+        problems.append(
+            f"{ENV_PREFIX}MAIL_KEEP_DAYS must be at least {longest_notice}: sent notices are "
+            "remembered by their messages, for longer than the dunning and renewal notice days."
+        )
     for key in (
         "MAIL_KEEP_DAYS",
         "JOBS_MAX_ATTEMPTS",

@@ -70,6 +70,7 @@ def _fix_card_serializer() -> URLSafeTimedSerializer:
 
 
 def fix_card_token(member_id: int) -> str:
+    """The signed token of a payment notice's link, naming the member it was sent to."""
     return str(_fix_card_serializer().dumps(member_id))
 
 
@@ -245,6 +246,7 @@ class Before:
 
     @classmethod
     def of(cls, row: Subscription) -> Before:
+        """What the row says now, before the sync writes to it."""
         return cls(row.status, row.cancel_at_period_end, row.amount, row.interval)
 
 

@@ -48,6 +48,7 @@ def silenced() -> Iterator[None]:
 
 
 def is_silenced() -> bool:
+    """Whether this code runs inside :func:`silenced`."""
     return _silenced.get()
 
 
@@ -190,6 +191,7 @@ def _close(message: OutboxMessage, state: MessageState, error: str) -> None:
 
 
 def is_bouncing(address: str) -> bool:
+    """Whether the mail server refused ``address`` for good (and took nothing for it since)."""
     found = db.session.scalar(
         sa.select(BouncingAddress.email).where(BouncingAddress.email == address.lower())
     )

@@ -56,10 +56,12 @@ def register_topic(app: Flask, topic: MailTopic) -> None:
 
 
 def all_topics() -> list[MailTopic]:
+    """Every kind of optional mail this app sends, in the order features registered them."""
     return list(current_app.extensions.get(_EXTENSION, {}).values())
 
 
 def find_topic(key: str) -> MailTopic | None:
+    """The topic registered under ``key``, if any."""
     found: MailTopic | None = current_app.extensions.get(_EXTENSION, {}).get(key)
     return found
 
@@ -112,6 +114,7 @@ def wanting(key: str, member_ids: Iterable[int]) -> set[int]:
 
 
 def wants(member: Member, key: str) -> bool:
+    """Whether the member wants optional mail of the topic ``key``."""
     return member.id in wanting(key, [member.id])
 
 

@@ -132,6 +132,9 @@ def test_the_dunning_days_are_a_setting() -> None:
         config.from_environ({"SUPPORTERS_DUNNING_DAYS": "0,three"})
     values = config.load("/nonexistent", {"DUNNING_DAYS": [3, 400]})
     assert "SUPPORTERS_DUNNING_DAYS must be days from 0 to 365." in config.problems_with(values)
+    # A reminder sent on day 30 is forgotten when its message is pruned: it must outlive day 30.
+    values = config.load("/nonexistent", {"DUNNING_DAYS": [0, 30], "MAIL_KEEP_DAYS": 20})
+    assert any("MAIL_KEEP_DAYS must be at least 31" in p for p in config.problems_with(values))
 
 
 def test_a_payment_notices_link_leads_its_member_to_their_card(
