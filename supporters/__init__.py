@@ -67,6 +67,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(billing_cli)
     app.cli.add_command(staff_cli)
 
+    _register_mail(app)
+
     from supporters import jobs
 
     jobs.init_app(app)  # last: every feature has registered its jobs
@@ -111,6 +113,7 @@ def _init_extensions(app: Flask) -> None:
     import supporters.audit
     import supporters.billing.models
     import supporters.jobs.models
+    import supporters.mail.models
     import supporters.members.models
     import supporters.voting.models  # noqa: F401
     from supporters.staff import listeners as report_listeners
@@ -118,6 +121,19 @@ def _init_extensions(app: Flask) -> None:
     # Every payment and subscription write also updates the staff report tables, in the same
     # transaction: the listeners go on the session here, not as a side effect of an import.
     report_listeners.install(db)
+
+
+def _register_mail(app: Flask) -> None:
+    """The outbox's delivery, and what each feature emails about and when."""
+    from supporters import mail
+    from supporters.billing import emails as billing_emails
+    from supporters.staff import emails as staff_emails
+    from supporters.voting import emails as voting_emails
+
+    mail.init_app(app)
+    billing_emails.init_app(app)
+    voting_emails.init_app(app)
+    staff_emails.init_app(app)
 
 
 def _register_blueprints(app: Flask) -> None:

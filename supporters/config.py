@@ -36,6 +36,13 @@ def _list(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _days(value: str) -> list[int]:
+    try:
+        return sorted({int(part) for part in _list(value)})
+    except ValueError as exc:
+        raise ValueError(f"expected whole numbers of days, comma-separated, got {value!r}") from exc
+
+
 @dataclass(frozen=True)
 class Setting:
     """One configurable value: its Flask config key, parser, default and meaning."""
@@ -76,6 +83,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_PASSWORD", str, "", "SMTP password."),
     Setting("SMTP_SECURITY", str, "starttls", "`starttls`, `ssl` or `none`."),
     Setting("SMTP_TIMEOUT", int, 10, "Seconds to wait for the SMTP server."),
+    Setting(
+        "MAIL_KEEP_DAYS",
+        float,
+        90.0,
+        "Days a sent (or refused) message is kept, for the staff's list of recent emails.",
+    ),
+    Setting(
+        "DUNNING_DAYS",
+        _days,
+        [0, 3, 7],
+        "Days of the grace period on which a patron whose renewal failed is emailed a link to "
+        "fix their card (0: the day it fails).",
+    ),
+    Setting(
+        "RENEWAL_NOTICE_DAYS",
+        int,
+        14,
+        "Days before a yearly renewal that the patron is told its date and amount.",
+    ),
     Setting("STRIPE_SECRET_KEY", str, "", "Stripe secret key (sk_test_… or sk_live_…)."),
     Setting("STRIPE_PUBLISHABLE_KEY", str, "", "Stripe publishable key."),
     Setting(
@@ -241,7 +267,19 @@ def problems_with(values: Mapping[str, Any], *, production: bool | None = None) 
         problems.append(f"{ENV_PREFIX}CURRENCY must be a three-letter ISO 4217 code.")
     if values["SMTP_SECURITY"] not in {"starttls", "ssl", "none"}:
         problems.append(f"{ENV_PREFIX}SMTP_SECURITY must be starttls, ssl or none.")
+    if any(not 0 <= day <= 365 for day in values["DUNNING_DAYS"]):
+        problems.append(f"{ENV_PREFIX}DUNNING_DAYS must be days from 0 to 365.")
+    if not 1 <= values["RENEWAL_NOTICE_DAYS"] <= 365:
+        problems.append(f"{ENV_PREFIX}RENEWAL_NOTICE_DAYS must be from 1 to 365.")
+    # A notice is known to have been sent while its message is kept: past that, it could go again.
+    longest_notice = max([*values["DUNNING_DAYS"], values["RENEWAL_NOTICE_DAYS"]]) + 1
+    if values["MAIL_KEEP_DAYS"] < longest_notice:
+        problems.append(
+            f"{ENV_PREFIX}MAIL_KEEP_DAYS must be at least {longest_notice}: sent notices are "
+            "remembered by their messages, for longer than the dunning and renewal notice days."
+        )
     for key in (
+        "MAIL_KEEP_DAYS",
         "JOBS_MAX_ATTEMPTS",
         "JOBS_RETRY_BASE_SECONDS",
         "JOBS_RETRY_CAP_SECONDS",

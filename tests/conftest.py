@@ -130,12 +130,20 @@ def make_app(tmp_path: Path, mail_server: MailServer, _postgres_schema: None) ->
             with app.app_context():
                 db.create_all()
         built.append(app)
+        mail_server.deliveries.append(lambda: run_jobs(app))
         return app
 
     mail_server.clear()
     yield factory
     for app in built:
         _reset_database(app)
+
+
+def run_jobs(app: Flask) -> None:
+    """Run the app's due jobs (its queued messages among them) as a worker does, then return."""
+    from supporters.jobs.worker import Worker
+
+    Worker(app).run(once=True)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from werkzeug.routing import Rule
 
 from supporters.audit import record_action
 from supporters.billing.demo_checkout import CUSTOM_PRODUCT, DemoBackend
+from supporters.billing.emails import fix_card_token
 from supporters.billing.models import (
     FundingGoal,
     GoalMeasure,
@@ -32,6 +33,7 @@ from supporters.billing.models import (
 )
 from supporters.billing.provider import CheckoutRequest, NewPrice
 from supporters.extensions import db
+from supporters.members import preferences
 from supporters.members import services as member_services
 from supporters.members.models import Member, Role
 from supporters.staff import exports
@@ -107,6 +109,12 @@ def _token(site: Site, role: str) -> str:
     return member_services.request_sign_in(make_member().email).token
 
 
+def _unsubscribe_token(site: Site, role: str) -> str:
+    """A link stopping the first kind of optional mail the app offers, for the patron."""
+    topic = next((topic.key for topic in preferences.all_topics()), "polls")
+    return preferences.unsubscribe_token(site.people["patron"].id, topic)
+
+
 #: How to make the row behind each URL argument: a route with a new argument needs a line here.
 URL_ARGUMENTS: dict[str, Callable[[Site, str], Any]] = {
     "poll_id": _poll_id,
@@ -117,6 +125,8 @@ URL_ARGUMENTS: dict[str, Callable[[Site, str], Any]] = {
     "goal_id": _goal_id,
     "session_id": _session_id,
     "token": _token,
+    "unsubscribe_token": _unsubscribe_token,
+    "card_token": lambda site, role: fix_card_token(site.people["patron"].id),
     "name": lambda site, role: "patrons",
     "filename": lambda site, role: "favicon.svg",
 }
@@ -269,6 +279,8 @@ def furnish(site: Site, now: dt.datetime) -> dict[str, list[Any]]:
         "goal_id": [goal.id],
         "name": list(exports.DATASETS),
         "token": [token],
+        "unsubscribe_token": [_unsubscribe_token(site, "patron")],
+        "card_token": [fix_card_token(patron.id)],
         "session_id": [checkout_id],
         "filename": ["css/site.css"],
     }

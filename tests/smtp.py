@@ -1,4 +1,10 @@
-"""A real SMTP server for tests (aiosmtpd on 127.0.0.1) that keeps every message it gets."""
+"""A real SMTP server for tests (aiosmtpd on 127.0.0.1) that keeps every message it gets.
+
+The app queues its messages in its outbox and a worker delivers them. Reading the mailbox
+(``messages``, ``to``, ``last_to``) first runs the delivery of every app the test built, as
+the worker running beside the app would have by the time a reader opens their mail; the
+browser tests' server runs a worker thread of its own, and ``wait_for`` waits for it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import email.policy
 import re
 import socket
 import threading
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
@@ -24,6 +31,18 @@ class _Keeper:
         self.messages: list[EmailMessage] = []
         self.lock = threading.Lock()
         self.arrived = threading.Condition(self.lock)
+        # Recipient -> the reply refusing it ("550 5.1.1 ..." for good, "451 ..." for now).
+        self.refusals: dict[str, str] = {}
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            refusal = self.refusals.get(address.lower())
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -40,6 +59,8 @@ class MailServer:
         self.port = _free_port()
         self._keeper = _Keeper()
         self._controller = Controller(self._keeper, hostname="127.0.0.1", port=self.port)
+        #: Run before the mailbox is read: each delivers what an app's outbox holds.
+        self.deliveries: list[Callable[[], None]] = []
 
     def start(self) -> None:
         self._controller.start()
@@ -48,13 +69,36 @@ class MailServer:
         self._controller.stop()
 
     def clear(self) -> None:
+        """Forget the messages, the refusals and the apps of the previous test."""
         with self._keeper.lock:
             self._keeper.messages.clear()
+            self._keeper.refusals.clear()
+        self.deliveries.clear()
+
+    def refuse(self, address: str, reply: str = "550 5.1.1 No such mailbox here") -> None:
+        """Answer RCPT TO for ``address`` with ``reply`` (a 4xx one defers it for now)."""
+        with self._keeper.lock:
+            self._keeper.refusals[address.lower()] = reply
+
+    def accept(self, address: str) -> None:
+        with self._keeper.lock:
+            self._keeper.refusals.pop(address.lower(), None)
+
+    def deliver(self) -> None:
+        """Let each app built by the test deliver its queued messages, as its worker would."""
+        for delivery in self.deliveries:
+            delivery()
+
+    @property
+    def received(self) -> list[EmailMessage]:
+        """What the server holds now, delivering nothing first."""
+        with self._keeper.lock:
+            return list(self._keeper.messages)
 
     @property
     def messages(self) -> list[EmailMessage]:
-        with self._keeper.lock:
-            return list(self._keeper.messages)
+        self.deliver()
+        return self.received
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if address.lower() in str(m["To"]).lower()]

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
+from supporters.billing import emails
 from supporters.billing.customers import customer_member, member_for_customer
 from supporters.billing.errors import Ignored, UnknownCharge
 from supporters.billing.models import Payment, PaymentKind, PaymentStatus, Subscription
@@ -120,6 +121,7 @@ def record_invoice(info: InvoiceInfo) -> Payment | None:
         Payment, values, conflict_on=["stripe_invoice_id"], computed=_invoice_computed_columns
     )
     if inserted is not None:
+        emails.payment_recorded(inserted, previous=None)
         return inserted
     # Recorded before: lock the row and bring it up to date.
     found = db.session.execute(_invoice_lock(), {**lookups, "invoice_ref": info.id}).one()
@@ -143,8 +145,10 @@ def record_invoice(info: InvoiceInfo) -> Payment | None:
     elif status is PaymentStatus.FAILED and payment.failed_at is None:
         changes["failed_at"] = now
         changes["failure_message"] = _("The card was declined.")
+    previous = payment.status
     assign_changed(payment, changes)
     db.session.flush()
+    emails.payment_recorded(payment, previous=previous)
     return payment
 
 
@@ -166,7 +170,7 @@ def record_gift(checkout: CheckoutInfo) -> Payment | None:
     if checkout.customer_id:
         member_id = member_for_customer(checkout.customer_id)
     now = utcnow()
-    insert_ignoring_conflicts(
+    is_new = insert_ignoring_conflicts(
         Payment,
         {
             "stripe_payment_intent_id": checkout.payment_intent_id,
@@ -186,6 +190,8 @@ def record_gift(checkout: CheckoutInfo) -> Payment | None:
     gift = db.session.scalars(
         sa.select(Payment).where(Payment.stripe_payment_intent_id == checkout.payment_intent_id)
     ).one()
+    if is_new:
+        emails.gift_recorded(gift)
     # A gift recorded before receipts were kept gets its own the next time its checkout is read.
     if checkout.receipt_url and not gift.receipt_url:
         gift.receipt_url = checkout.receipt_url

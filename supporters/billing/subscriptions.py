@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from supporters.audit import AuditEntry, record_action
+from supporters.billing import emails
 from supporters.billing.backend import backend
 from supporters.billing.choices import CUSTOM
 from supporters.billing.customers import lock_member_of
@@ -225,8 +226,10 @@ def _write_subscription(info: SubscriptionInfo, found: _Found) -> Subscription:
     if info.cancel_reason:
         values["cancel_reason"] = info.cancel_reason[:500]
     values["started_at"] = info.started_at or row.started_at
+    before = emails.Before.of(row)
     assign_changed(row, values)
     db.session.flush()
+    emails.subscription_changed(row, before, has_other_support=found.others_counted > 0)
     return row
 
 

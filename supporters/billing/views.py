@@ -32,6 +32,7 @@ from supporters.billing import (
     webhooks,
 )
 from supporters.billing import demo_checkout as demo
+from supporters.billing import emails as billing_emails
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing.backend import backend
 from supporters.billing.checkout import complete_checkout, pay_demo_checkout, start_checkout
@@ -39,7 +40,6 @@ from supporters.billing.forms import CancelForm, ChangeForm, ChoiceForm, Support
 from supporters.billing.models import Tier
 from supporters.extensions import csrf, db, limiter
 from supporters.i18n import money
-from supporters.mail import MailError
 from supporters.members import auth
 from supporters.members import emails as member_emails
 from supporters.members import services as member_services
@@ -219,14 +219,8 @@ def _sign_in_then_continue(
         form.email.errors = [exc.message]
         page, status = _render_support(form, tiers, 429)
         return page, status, {"Retry-After": str(exc.retry_after)}
+    member_emails.queue_sign_in(issued)
     db.session.commit()
-    try:
-        member_emails.send_sign_in(issued)
-    except MailError:
-        form.email.errors = [
-            _("We could not send the email just now. Please try again in a few minutes.")
-        ]
-        return _render_support(form, tiers, 503)
     auth.await_code(issued)
     return redirect(url_for("members.enter_code"))
 
@@ -411,6 +405,24 @@ def resume() -> Response:
     db.session.commit()
     flash(_("Welcome back: your support continues."), "success")
     return redirect(url_for("billing.manage"))
+
+
+@bp.get("/account/support/card/<card_token>")
+@login_required
+def fix_card(card_token: str) -> Response:
+    """A payment notice's link: the member's support page, where the card is updated."""
+    member_id = billing_emails.read_fix_card_token(card_token)
+    if member_id is None:
+        flash(_("That link is too old or not one of ours. Update your card here."), "info")
+    elif member_id != auth.current_member().id:
+        flash(
+            _(
+                "That link was sent to another account. To update its card, sign out and "
+                "sign in with the address it was sent to."
+            ),
+            "warning",
+        )
+    return redirect(url_for("billing.manage") + "#card")
 
 
 @bp.post("/account/support/portal")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, StringField
+from wtforms import HiddenField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, Regexp, ValidationError
 
 from supporters.members.models import DISPLAY_NAME_MAX_LENGTH, EMAIL_MAX_LENGTH
@@ -90,3 +90,9 @@ class ChangeEmailForm(FlaskForm):
 
 class EmptyForm(FlaskForm):
     """A button that changes state (sign out, confirm a link): only the CSRF token is checked."""
+
+
+class MailPreferencesForm(FlaskForm):
+    """The optional mail a member wants: a box per topic (its choices are set per member)."""
+
+    topics = SelectMultipleField(_l("Emails you want"), choices=[], validate_choice=True)

@@ -138,3 +138,20 @@ class SignInRequest(Model):
     used_at: Mapped[dt.datetime | None]
 
     member: Mapped[Member | None] = relationship()
+
+
+class MailPreference(Model):
+    """A member's choice about one kind of optional mail (a topic: "polls", "results", ...).
+
+    No row: the topic's default (see ``members.preferences``). Transactional mail (sign-in,
+    receipts, payment notices) is not optional and has no preference.
+    """
+
+    __tablename__ = "mail_preferences"
+
+    member_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    is_wanted: Mapped[bool]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

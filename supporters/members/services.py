@@ -262,10 +262,11 @@ def redeem_code(request_id: int, code: str) -> SignInRequest:
     return request
 
 
-def complete_sign_in(request: SignInRequest) -> Member:
+def complete_sign_in(request: SignInRequest, *, locale: str | None = None) -> Member:
     """Apply a redeemed request: sign in, make the new member, or change the address.
 
-    Proving the address by email also marks it verified.
+    Proving the address by email also marks it verified. ``locale``, the language the member
+    reads the site in, is the one their messages are written in from now on.
 
     :raises EmailTaken: an email change to an address another account already uses.
     """
@@ -289,6 +290,8 @@ def complete_sign_in(request: SignInRequest) -> Member:
     assert member is not None  # inserted above or already there
     if member.email_verified_at is None:
         member.email_verified_at = now
+    if locale and member.locale != locale:
+        member.locale = locale
     return member
 
 

@@ -6,6 +6,7 @@ import logging
 
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     g,
@@ -16,22 +17,24 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, logout_user
 from werkzeug.wrappers import Response
 
-from supporters.extensions import db, limiter
-from supporters.mail import MailError
-from supporters.members import auth, emails, limits, services
+from supporters import mail
+from supporters.extensions import csrf, db, limiter
+from supporters.members import auth, emails, limits, preferences, services
 from supporters.members.forms import (
     ChangeEmailForm,
     CodeForm,
     EmptyForm,
+    MailPreferencesForm,
     ProfileForm,
     SignInForm,
     SignUpForm,
 )
-from supporters.members.models import SignInPurpose, SignInRequest
+from supporters.members.models import Member, SignInPurpose, SignInRequest
 from supporters.members.redirects import safe_next
 
 log = logging.getLogger(__name__)
@@ -47,20 +50,10 @@ def _limit(setting: str) -> str:
     return str(current_app.config[setting])
 
 
-def _send_sign_in(issued: services.IssuedSignIn, *, via_sign_up: bool) -> bool:
-    """Send the message after the request row is committed; False when the mail server failed."""
-    try:
-        emails.send_sign_in(issued, via_sign_up=via_sign_up)
-    except MailError:
-        return False
-    auth.await_code(issued)
-    return True
-
-
 def _start_sign_in(
     form: SignInForm | SignUpForm, *, via_sign_up: bool, template: str
 ) -> ResponseReturnValue:
-    """Issue and send a sign-in message, or show the form again with what stopped it."""
+    """Issue and queue a sign-in message, or show the form again with what stopped it."""
     display_name = (form.display_name.data or "") if isinstance(form, SignUpForm) else ""
     try:
         issued = services.request_sign_in(
@@ -73,12 +66,10 @@ def _start_sign_in(
         db.session.rollback()
         form.email.errors = [exc.message]
         return render_template(template, form=form), 429, {"Retry-After": str(exc.retry_after)}
+    # A worker sends it within seconds; the next page says how that went.
+    emails.queue_sign_in(issued, via_sign_up=via_sign_up)
     db.session.commit()
-    if not _send_sign_in(issued, via_sign_up=via_sign_up):
-        form.email.errors = [
-            _("We could not send the email just now. Please try again in a few minutes.")
-        ]
-        return render_template(template, form=form), 503
+    auth.await_code(issued)
     return redirect(url_for("members.enter_code"))
 
 
@@ -111,7 +102,8 @@ def sign_up() -> ResponseReturnValue:
 def _finish(sign_in_request: SignInRequest) -> Response | tuple[str, int]:
     """Apply a redeemed request, sign this browser in, commit, and move on."""
     try:
-        member = services.complete_sign_in(sign_in_request)
+        # Messages go out in the language the member reads the site in.
+        member = services.complete_sign_in(sign_in_request, locale=str(get_locale()))
     except services.EmailTaken as exc:
         db.session.rollback()
         return render_template("members/sign_in_failed.html", message=exc.message), 409
@@ -141,10 +133,8 @@ def enter_code() -> Response | tuple[str, int] | str:
         flash(_("Enter your email address first: we will send you a code."), "info")
         return redirect(url_for("members.sign_in"))
     form = CodeForm()
-    email = session.get(auth.PENDING_EMAIL_KEY, "")
     if not form.validate_on_submit():
-        status = 400 if form.is_submitted() else 200
-        return render_template("members/enter_code.html", form=form, email=email), status
+        return _render_code_page(form, int(request_id)), 400 if form.is_submitted() else 200
     try:
         redeemed = services.redeem_code(int(request_id), form.code.data or "")
     except services.SignInError as exc:
@@ -152,9 +142,20 @@ def enter_code() -> Response | tuple[str, int] | str:
         form.code.errors = [exc.message]
         if exc.exhausted:
             session.pop(auth.PENDING_KEY, None)
-            return render_template("members/enter_code.html", form=form, email=email), 410
-        return render_template("members/enter_code.html", form=form, email=email), 400
+            return _render_code_page(form, int(request_id)), 410
+        return _render_code_page(form, int(request_id)), 400
     return _finish(redeemed)
+
+
+def _render_code_page(form: CodeForm, request_id: int) -> str:
+    """The code form, saying where the message stands: a request cannot know whether the mail
+    server took it, so the page asks the outbox each time it is shown."""
+    return render_template(
+        "members/enter_code.html",
+        form=form,
+        email=session.get(auth.PENDING_EMAIL_KEY, ""),
+        delivery=emails.sign_in_delivery(request_id),
+    )
 
 
 @bp.route("/sign-in/confirm/<token>", methods=["GET", "POST"])
@@ -204,8 +205,19 @@ def sign_out_everywhere() -> Response:
     return redirect(url_for("members.sign_in"))
 
 
+def _mail_form(member: Member, form: MailPreferencesForm | None = None) -> MailPreferencesForm:
+    """The member's choice of optional mail, with a box per topic they may choose."""
+    choices = preferences.choices_of(member)
+    if form is None:
+        form = MailPreferencesForm(topics=[key for key, wanted in choices.items() if wanted])
+    form.topics.choices = [(topic.key, topic.label) for topic in preferences.topics_for(member)]
+    return form
+
+
 def _render_account(
-    profile_form: ProfileForm | None = None, email_form: ChangeEmailForm | None = None
+    profile_form: ProfileForm | None = None,
+    email_form: ChangeEmailForm | None = None,
+    mail_form: MailPreferencesForm | None = None,
 ) -> str:
     member = auth.current_member()
     return render_template(
@@ -213,6 +225,9 @@ def _render_account(
         member=member,
         profile_form=profile_form or ProfileForm(display_name=member.display_name),
         email_form=email_form or ChangeEmailForm(),
+        mail_form=_mail_form(member, mail_form),
+        topics=preferences.topics_for(member),
+        is_bouncing=mail.is_bouncing(member.email),
         action_form=EmptyForm(),
     )
 
@@ -220,8 +235,47 @@ def _render_account(
 @bp.get("/account")
 @login_required
 def account() -> str:
-    """The member's own page: name, email address and sessions."""
+    """The member's own page: name, email address, the mail they want, and sessions."""
     return _render_account()
+
+
+@bp.post("/account/email-preferences")
+@login_required
+def update_mail_preferences() -> Response | tuple[str, int]:
+    """Choose which optional mail to get (what a member must know is always sent)."""
+    member = auth.current_member()
+    form = _mail_form(member, MailPreferencesForm())
+    if not form.validate_on_submit():
+        return _render_account(mail_form=form), 400
+    preferences.set_choices(member, form.topics.data or [])
+    db.session.commit()
+    flash(_("Your choice of emails is saved."), "success")
+    return redirect(url_for("members.account") + "#email")
+
+
+def _unsubscribing(token: str) -> tuple[Member, preferences.MailTopic]:
+    try:
+        return preferences.read_unsubscribe_token(token)
+    except preferences.InvalidToken:
+        abort(
+            404, _("This unsubscribe link is not valid. Choose your emails on your account page.")
+        )
+
+
+# The one-click POST (RFC 8058) comes from the reader's mail program, with no session and no
+# form token: the signed token in the address is what allows it.
+@bp.route("/unsubscribe/<unsubscribe_token>", methods=["GET", "POST"])
+@csrf.exempt
+def unsubscribe(unsubscribe_token: str) -> str:
+    """Stop one kind of optional mail from a link in it, without signing in; a GET only asks."""
+    member, topic = _unsubscribing(unsubscribe_token)
+    done = request.method == "POST"
+    if done:
+        preferences.unsubscribe(member.id, topic.key)
+        db.session.commit()
+    return render_template(
+        "members/unsubscribe.html", member=member, topic=topic, token=unsubscribe_token, done=done
+    )
 
 
 @bp.post("/account/profile")
@@ -256,12 +310,9 @@ def change_email() -> ResponseReturnValue:
         db.session.rollback()
         form.email.errors = [exc.message]
         return _render_account(email_form=form), 429, {"Retry-After": str(exc.retry_after)}
+    emails.queue_sign_in(issued)
     db.session.commit()
-    if not _send_sign_in(issued, via_sign_up=False):
-        form.email.errors = [
-            _("We could not send the email just now. Please try again in a few minutes.")
-        ]
-        return _render_account(email_form=form), 503
+    auth.await_code(issued)
     flash(
         _(
             "We sent a link and a code to %(email)s. Your address changes when you confirm it.",

@@ -7,7 +7,15 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    HiddenField,
+    IntegerField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
@@ -232,3 +240,10 @@ class GoalForm(FlaskForm):
 
 class AuditFilterForm(_GetForm):
     action = StringField(_l("Action"), validators=[Optional(), Length(max=64)])
+
+
+class ForgetBounceForm(FlaskForm):
+    """Forget that one address bounces: its button sits beside it, the address in a hidden
+    field."""
+
+    email = HiddenField(validators=[DataRequired(), Length(max=EMAIL_MAX_LENGTH)])

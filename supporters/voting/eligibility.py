@@ -13,8 +13,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from supporters.billing.membership import MembershipStatus, current_subscription, status_of
-from supporters.billing.models import Subscription, Tier
+from supporters.billing.membership import (
+    MembershipStatus,
+    current_subscription,
+    current_subscription_id,
+    status_of,
+)
+from supporters.billing.models import Subscription, SubscriptionStatus, Tier
 from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.voting.models import Poll, PollTierRule, Weighting
@@ -117,4 +122,32 @@ def allowed_tiers(poll: Poll) -> list[Tier]:
         db.session.scalars(
             sa.select(Tier).where(Tier.id.in_(allowed_tier_ids(poll))).order_by(Tier.position)
         )
+    )
+
+
+def entitled_member_ids(poll: Poll, at: dt.datetime) -> list[int]:
+    """Every member who may vote in the poll at ``at``, as :func:`check_eligibility` decides
+    for one: their current subscription entitles them, and a poll restricted to tiers allows
+    its tier. For telling them all at once (a poll opened, its results)."""
+    query = (
+        sa.select(Subscription)
+        .join(Member, Subscription.id == current_subscription_id(Member.id))
+        .where(
+            Subscription.status.in_(
+                (
+                    SubscriptionStatus.ACTIVE,
+                    SubscriptionStatus.TRIALING,
+                    SubscriptionStatus.PAST_DUE,
+                )
+            )
+        )
+    )
+    if poll.is_restricted_to_tiers:
+        query = query.where(Subscription.tier_id.in_(allowed_tier_ids(poll)))
+    return sorted(
+        {
+            subscription.member_id
+            for subscription in db.session.scalars(query)
+            if status_of(subscription, at).is_entitled
+        }
     )

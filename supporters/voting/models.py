@@ -140,6 +140,10 @@ class Poll(Model):
     # turnout is read rather than counted. Whatever else writes or deletes ballots must keep it
     # too (as ballots.import_ballots does).
     ballot_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    # When the worker told patrons that the poll opened, and sent its results (voting.emails):
+    # the clock opens and closes polls without a write, so these say what was announced.
+    opening_announced_at: Mapped[dt.datetime | None]
+    results_announced_at: Mapped[dt.datetime | None]
     created_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("members.id", ondelete="SET NULL")
     )

@@ -18,7 +18,7 @@ from supporters.audit import Actor
 from supporters.billing.membership import current_subscription, status_of
 from supporters.extensions import db
 from supporters.members.models import Member
-from supporters.voting import clock, results
+from supporters.voting import clock, emails, results
 from supporters.voting.errors import InvalidPoll, NotEligible, TransitionRefused
 from supporters.voting.models import Poll, PollOption, PollState, Topic, TopicStatus
 
@@ -225,14 +225,22 @@ def _transition(topic: Topic, action: str, actor: Actor, **changes: Any) -> tupl
     return topic, True
 
 
+def _decided(moved: tuple[Topic, bool]) -> bool:
+    """Tell the proposer what became of their proposal, when it moved."""
+    topic, changed = moved
+    if changed:
+        emails.proposal_decided(topic)
+    return changed
+
+
 def approve_topic(topic: Topic, actor: Actor) -> bool:
-    """Shortlist a proposal: it may now be put to a vote."""
-    return _transition(topic, "approve", actor)[1]
+    """Shortlist a proposal: it may now be put to a vote. Its proposer is told."""
+    return _decided(_transition(topic, "approve", actor))
 
 
 def reject_topic(topic: Topic, reason: str, actor: Actor) -> bool:
-    """Turn a proposal down; the reason is shown to the patron who proposed it."""
-    return _transition(topic, "reject", actor, status_reason=reason.strip())[1]
+    """Turn a proposal down; the reason is shown, and emailed, to the patron who proposed it."""
+    return _decided(_transition(topic, "reject", actor, status_reason=reason.strip()))
 
 
 def merge_topic(topic: Topic, into: Topic, actor: Actor) -> bool:
@@ -244,7 +252,7 @@ def merge_topic(topic: Topic, into: Topic, actor: Actor) -> bool:
         raise InvalidPoll(_("A topic cannot be merged into itself."))
     if into.status in (TopicStatus.MERGED, TopicStatus.REJECTED):
         raise InvalidPoll(_("Merge into a topic that is still open, not a rejected or merged one."))
-    return _transition(topic, "merge", actor, merged_into_id=into.id)[1]
+    return _decided(_transition(topic, "merge", actor, merged_into_id=into.id))
 
 
 def commission_topic(topic: Topic, actor: Actor) -> bool:
@@ -253,15 +261,20 @@ def commission_topic(topic: Topic, actor: Actor) -> bool:
 
 
 def publish_topic(topic: Topic, article_url: str, published_on: dt.date, actor: Actor) -> bool:
-    """The story is out: record where and when (again, to correct either)."""
-    return _transition(
+    """The story is out: record where and when (again, to correct either). The first time,
+    those who voted for the topic are told."""
+    was_published = topic.status is TopicStatus.PUBLISHED
+    topic, changed = _transition(
         topic,
         "publish",
         actor,
         article_url=article_url.strip(),
         published_on=published_on,
         status_reason="",
-    )[1]
+    )
+    if changed and not was_published:
+        emails.topic_published(topic)
+    return changed
 
 
 def decline_topic(topic: Topic, reason: str, actor: Actor) -> bool:
@@ -273,6 +286,7 @@ def decline_topic(topic: Topic, reason: str, actor: Actor) -> bool:
     topic, changed = _transition(topic, "decline", actor, status_reason=reason.strip())
     if not changed:
         return False
+    emails.proposal_decided(topic)
     at = clock.now()
     won = db.session.scalars(
         sa.select(Poll)

@@ -15,6 +15,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from supporters.jobs.worker import Worker
 from tests.billing.conftest import WEBHOOK_SECRET
 from tests.billing.fake_stripe import FakeStripe
 from tests.smtp import MailServer, sign_in_code
@@ -52,26 +53,36 @@ def browser() -> Iterator[Any]:
 
 
 class LiveServer:
-    """The app served by Werkzeug's threaded server on a free port of 127.0.0.1."""
+    """The app served by Werkzeug's threaded server on a free port of 127.0.0.1, with a worker
+    beside it (as in production) that sends its email."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._worker = Worker(app)
+        self._worker_thread = threading.Thread(target=self._worker.run, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+        self._worker_thread.start()
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        self._worker.stop()
+        self._worker_thread.join(timeout=5)
+
+
+#: The worker beside the browser tests' server looks for messages to send this often (seconds).
+POLL_SECONDS = 0.05
 
 
 @pytest.fixture
 def live_server(make_app: Any) -> Iterator[LiveServer]:
-    app = make_app()
+    app = make_app(JOBS_POLL_SECONDS=POLL_SECONDS)
     server = LiveServer(app)
     app.config["BASE_URL"] = server.url
     server.start()
@@ -88,6 +99,7 @@ def stripe_server(make_app: Any) -> Iterator[tuple[LiveServer, FakeStripe]]:
             STRIPE_PUBLISHABLE_KEY="pk_test_supporters",
             STRIPE_WEBHOOK_SECRET=[WEBHOOK_SECRET],
             STRIPE_API_BASE=fake.api_base,
+            JOBS_POLL_SECONDS=POLL_SECONDS,
         )
         server = LiveServer(app)
         app.config["BASE_URL"] = server.url

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from supporters.extensions import db
+from supporters.mail.models import OutboxMessage
 from supporters.members.models import Member, MemberSession, SignInRequest
 from supporters.members.redirects import safe_next
 from supporters.params import is_safe_text
@@ -212,6 +213,48 @@ def test_only_hashes_are_stored(client: FlaskClient, mail_server: MailServer) ->
     row = db.session.scalars(sa.select(SignInRequest)).one()
     stored = " ".join(str(v) for v in (row.token_hash, row.code_hash))
     assert token not in stored and code not in stored
+    # The message went through the outbox: once sent, its copy there is erased.
+    [sent] = db.session.scalars(sa.select(OutboxMessage))
+    kept = " ".join(str(v) for v in (sent.subject, sent.text_body, sent.html_body, sent.headers))
+    assert token not in kept and code not in kept
+
+
+def test_the_message_has_a_text_and_an_html_part_with_the_link_and_the_code(
+    client: FlaskClient, mail_server: MailServer
+) -> None:
+    _ask_code(client, "ines@example.org", page="/join")
+    message = mail_server.last_to("ines@example.org")
+    link, code = sign_in_link(message), sign_in_code(message)
+    html = message.get_body(preferencelist=("html",))
+    assert html is not None
+    assert f'href="{link}"' in html.get_content() and code in html.get_content()
+    assert "Finish joining" in html.get_content()
+
+
+def test_the_code_page_says_where_the_message_stands(
+    app: Flask, client: FlaskClient, mail_server: MailServer
+) -> None:
+    """A request cannot know whether the mail server takes the message: the page asks again."""
+    _ask_code(client, "jo@example.org")
+    assert "We are sending a message to jo@example.org" in text(client.get("/sign-in/code"))
+    mail_server.deliver()
+    assert "We sent a message to jo@example.org" in text(client.get("/sign-in/code"))
+
+    mail_server.refuse("gone@example.org")
+    refused = app.test_client()
+    _ask_code(refused, "gone@example.org")
+    mail_server.deliver()
+    page = text(refused.get("/sign-in/code"))
+    assert "The mail server for gone@example.org refused our message" in page
+
+    port = app.config["SMTP_PORT"]
+    app.config["SMTP_PORT"] = 9  # nothing listens there: the server is away
+    waiting = app.test_client()
+    _ask_code(waiting, "kai@example.org")
+    mail_server.deliver()
+    app.config["SMTP_PORT"] = port
+    page = text(waiting.get("/sign-in/code"))
+    assert "We have not been able to send the message to kai@example.org yet" in page
 
 
 def test_sign_out_makes_a_copied_cookie_useless(app: Flask, mail_server: MailServer) -> None:

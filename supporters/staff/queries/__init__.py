@@ -6,6 +6,7 @@
 * :mod:`.at_risk`: failed payments (recovered or not) and patrons who may leave;
 * :mod:`.disputes`: disputes to answer and decided;
 * :mod:`.member_page`: one member's subscriptions, history, votes and proposals;
+* :mod:`.digest`: the day's figures of the staff's daily email;
 * :mod:`.admin_pages`: what the admin pages list (tiers, goals, staff accounts, the audit log).
 
 The members list, with its search and keyset pages, is :mod:`supporters.staff.member_list`.
