@@ -115,6 +115,7 @@ def _init_extensions(app: Flask) -> None:
     import supporters.jobs.models
     import supporters.mail.models
     import supporters.members.models
+    import supporters.site_settings
     import supporters.voting.models  # noqa: F401
     from supporters.staff import listeners as report_listeners
 

@@ -36,7 +36,14 @@ def _list(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _days(value: str) -> list[int]:
+#: The longest notice, in days, of any time-based message (dunning, renewal notices).
+MAX_NOTICE_DAYS = 365
+#: How many dunning days a schedule may have.
+MAX_DUNNING_DAYS = 10
+
+
+def parse_days(value: str) -> list[int]:
+    """Whole numbers of days, comma-separated, in any order and repeated: sorted, once each."""
     try:
         return sorted({int(part) for part in _list(value)})
     except ValueError as exc:
@@ -91,7 +98,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "DUNNING_DAYS",
-        _days,
+        parse_days,
         [0, 3, 7],
         "Days of the grace period on which a patron whose renewal failed is emailed a link to "
         "fix their card (0: the day it fails).",
@@ -267,10 +274,12 @@ def problems_with(values: Mapping[str, Any], *, production: bool | None = None) 
         problems.append(f"{ENV_PREFIX}CURRENCY must be a three-letter ISO 4217 code.")
     if values["SMTP_SECURITY"] not in {"starttls", "ssl", "none"}:
         problems.append(f"{ENV_PREFIX}SMTP_SECURITY must be starttls, ssl or none.")
-    if any(not 0 <= day <= 365 for day in values["DUNNING_DAYS"]):
-        problems.append(f"{ENV_PREFIX}DUNNING_DAYS must be days from 0 to 365.")
-    if not 1 <= values["RENEWAL_NOTICE_DAYS"] <= 365:
-        problems.append(f"{ENV_PREFIX}RENEWAL_NOTICE_DAYS must be from 1 to 365.")
+    if any(not 0 <= day <= MAX_NOTICE_DAYS for day in values["DUNNING_DAYS"]):
+        problems.append(f"{ENV_PREFIX}DUNNING_DAYS must be days from 0 to {MAX_NOTICE_DAYS}.")
+    if len(values["DUNNING_DAYS"]) > MAX_DUNNING_DAYS:
+        problems.append(f"{ENV_PREFIX}DUNNING_DAYS may name at most {MAX_DUNNING_DAYS} days.")
+    if not 1 <= values["RENEWAL_NOTICE_DAYS"] <= MAX_NOTICE_DAYS:
+        problems.append(f"{ENV_PREFIX}RENEWAL_NOTICE_DAYS must be from 1 to {MAX_NOTICE_DAYS}.")
     # A notice is known to have been sent while its message is kept: past that, it could go again.
     longest_notice = max([*values["DUNNING_DAYS"], values["RENEWAL_NOTICE_DAYS"]]) + 1
     if values["MAIL_KEEP_DAYS"] < longest_notice:

@@ -33,6 +33,7 @@ LAYERS = {
             "downloads",
             "web",
             "jobs",
+            "site_settings",
         ),
         CORE,
     ),

@@ -101,6 +101,7 @@ ACCESS: dict[str, Access | dict[str, Access]] = {
     "staff.list_disputes": STAFF,
     "staff.list_emails": STAFF,
     "staff.forget_bounce": ADMIN,
+    "staff.email_schedule": ADMIN,
     "staff.change_role": ADMIN,
     "staff.list_tiers": ADMIN,
     "staff.create_tier": ADMIN,

@@ -10,7 +10,8 @@ sent whatever their choice of optional mail. Two kinds of moment send them:
   or done, a new amount. They compare the row before and after, under its lock, so a replayed
   event changes nothing and sends nothing; the notices that must be once only have keys too.
 * a date: the hourly ``billing.notices`` job finds the yearly renewals coming up and the failed
-  payments due a reminder on the dunning days (``DUNNING_DAYS``); each such notice has a key
+  payments due a reminder on the dunning days (``DUNNING_DAYS``, which admins may change on
+  the email schedule page); each such notice has a key
   naming its subscription and period, or its invoice and day, so however often and by however
   many workers the job runs, it is sent once.
 """
@@ -28,7 +29,7 @@ from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import joinedload
 
-from supporters import jobs, web
+from supporters import jobs, site_settings, web
 from supporters.billing.membership import COUNTED_STATUSES, grace_period, renewal_due_at
 from supporters.billing.models import (
     Interval,
@@ -114,7 +115,13 @@ def payment_recorded(payment: Payment, previous: PaymentStatus | None) -> None:
             _welcome_if_first(payment, payment.member)
             _receipt(payment, payment.member)
     elif payment.status is PaymentStatus.FAILED and payment.subscription is not None:
-        _payment_failed(payment, payment.subscription, payment.member, utcnow())
+        _payment_failed(
+            payment,
+            payment.subscription,
+            payment.member,
+            utcnow(),
+            site_settings.value("DUNNING_DAYS"),
+        )
 
 
 def gift_recorded(gift: Payment) -> None:
@@ -193,7 +200,11 @@ def _recovered(payment: Payment, member: Member) -> None:
 
 
 def _payment_failed(
-    payment: Payment, subscription: Subscription, member: Member, now: dt.datetime
+    payment: Payment,
+    subscription: Subscription,
+    member: Member,
+    now: dt.datetime,
+    dunning_days: list[int],
 ) -> None:
     """The notice of the latest dunning day that has come for a failed renewal, unless sent.
 
@@ -203,9 +214,7 @@ def _payment_failed(
     if subscription.status not in (SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID):
         return
     due = renewal_due_at(subscription)
-    days = [
-        day for day in current_app.config["DUNNING_DAYS"] if due + dt.timedelta(days=day) <= now
-    ]
+    days = [day for day in dunning_days if due + dt.timedelta(days=day) <= now]
     if not days:
         return
     day = max(days)
@@ -215,7 +224,7 @@ def _payment_failed(
         "emails/billing/payment_failed",
         subject=(
             _l("Your payment to %(site)s did not go through", site=_site())
-            if day == min(current_app.config["DUNNING_DAYS"])
+            if day == min(dunning_days)
             else _l("Reminder: your payment to %(site)s did not go through", site=_site())
         ),
         kind="billing.payment_failed",
@@ -302,7 +311,7 @@ def queue_due_notices(payload: dict[str, Any]) -> None:
 def _renewal_notices(now: dt.datetime) -> int:
     """Tell patrons of yearly plans, ``RENEWAL_NOTICE_DAYS`` ahead, when and for how much their
     support renews (automatic-renewal laws ask for it), once per renewal."""
-    ahead = dt.timedelta(days=int(current_app.config["RENEWAL_NOTICE_DAYS"]))
+    ahead = dt.timedelta(days=int(site_settings.value("RENEWAL_NOTICE_DAYS")))
     coming = db.session.scalars(
         sa.select(Subscription)
         .options(joinedload(Subscription.member), joinedload(Subscription.tier))
@@ -333,7 +342,7 @@ def _renewal_notices(now: dt.datetime) -> int:
 
 def _payment_reminders(now: dt.datetime) -> int:
     """Send the dunning day's notice of each renewal still unpaid (its latest failed invoice)."""
-    days = current_app.config["DUNNING_DAYS"]
+    days = site_settings.value("DUNNING_DAYS")
     if not days:
         return 0
     # Past the last dunning day (and a day to spare), there is nothing left to send.
@@ -357,5 +366,5 @@ def _payment_reminders(now: dt.datetime) -> int:
         seen.add(subscription.id)
         if now > renewal_due_at(subscription) + window:
             continue
-        _payment_failed(payment, subscription, payment.member, now)
+        _payment_failed(payment, subscription, payment.member, now, days)
     return len(seen)

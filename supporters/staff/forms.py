@@ -20,6 +20,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
 from supporters.billing.models import GoalMeasure, SubscriptionStatus
+from supporters.config import MAX_DUNNING_DAYS, MAX_NOTICE_DAYS, parse_days
 from supporters.members.forms import EmailAddress
 from supporters.members.models import EMAIL_MAX_LENGTH, Role
 from supporters.money import AmountError, parse_amount
@@ -247,3 +248,55 @@ class ForgetBounceForm(FlaskForm):
     field."""
 
     email = HiddenField(validators=[DataRequired(), Length(max=EMAIL_MAX_LENGTH)])
+
+
+class EmailScheduleForm(FlaskForm):
+    """When time-based messages go out: the dunning days and the yearly renewal notice."""
+
+    dunning_days = StringField(
+        _l("Payment failed: days of the grace period to write on"),
+        description=_l(
+            "Whole numbers separated by commas; 0 is the day the payment fails. "
+            "Leave empty to send no reminders."
+        ),
+        validators=[Length(max=200)],
+    )
+    renewal_notice_days = IntegerField(
+        _l("Yearly renewal: days of notice"),
+        validators=[
+            DataRequired(message=_l("Give a number of days.")),
+            NumberRange(min=1, max=MAX_NOTICE_DAYS),
+        ],
+    )
+
+    def __init__(self, *args: Any, keep_days: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keep_days = keep_days
+        self.days: list[int] = []
+
+    def validate_dunning_days(self, field: StringField) -> None:
+        try:
+            days = parse_days(field.data or "")
+        except ValueError as exc:
+            raise ValidationError(_l("Write whole numbers of days, like 0, 3, 7.")) from exc
+        if any(not 0 <= day <= MAX_NOTICE_DAYS for day in days):
+            raise ValidationError(_l("Each day is from 0 to %(most)s.", most=MAX_NOTICE_DAYS))
+        if len(days) > MAX_DUNNING_DAYS:
+            raise ValidationError(_l("At most %(most)s days.", most=MAX_DUNNING_DAYS))
+        self.days = days
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        if not super().validate(extra_validators):
+            return False
+        # A notice is known to be sent while its message is kept; past that it could go again.
+        longest = max([*self.days, self.renewal_notice_days.data or 0]) + 1
+        if longest > self.keep_days:
+            self.dunning_days.errors.append(
+                _l(
+                    "Sent messages are kept %(keep)s days: keep every day below that, "
+                    "or messages could be sent twice.",
+                    keep=f"{self.keep_days:g}",
+                )
+            )
+            return False
+        return True

@@ -10,14 +10,17 @@ import sqlalchemy as sa
 from flask import Flask
 
 from supporters import config, jobs
+from supporters.audit import AuditEntry
 from supporters.billing.emails import NOTICES
 from supporters.billing.models import Interval, Payment, PaymentStatus, SubscriptionStatus
 from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.jobs.worker import Worker
-from supporters.members.models import Member
+from supporters.members.models import Member, Role
+from supporters.site_settings import SiteSetting
 from tests.billing.test_emails import html, links
 from tests.factories import make_member, signed_in_client
+from tests.helpers import submit
 from tests.jobs.conftest import FakeClock
 from tests.jobs.test_schedule import run_side_by_side
 from tests.smtp import MailServer, body
@@ -135,6 +138,41 @@ def test_the_dunning_days_are_a_setting() -> None:
     # A reminder sent on day 30 is forgotten when its message is pruned: it must outlive day 30.
     values = config.load("/nonexistent", {"DUNNING_DAYS": [0, 30], "MAIL_KEEP_DAYS": 20})
     assert any("MAIL_KEEP_DAYS must be at least 31" in p for p in config.problems_with(values))
+
+
+def test_admins_set_the_dunning_days_and_the_workers_follow(
+    app: Flask, mail_server: MailServer
+) -> None:
+    now = utcnow()
+    _failed_renewal("two@example.org", now - 2 * DAY - dt.timedelta(hours=1))
+    admin = make_member("admin@example.org", role=Role.ADMIN)
+    db.session.commit()
+    client = signed_in_client(app, admin)
+
+    page = client.get("/staff/emails/schedule").get_data(as_text=True)
+    assert 'value="0, 3, 7"' in page
+    schedule = "/staff/emails/schedule"
+    refused = submit(client, schedule, dunning_days="0, two", renewal_notice_days="14")
+    assert refused.status_code == 400
+    assert "Write whole numbers of days" in refused.get_data(as_text=True)
+    too_long = submit(client, schedule, dunning_days="0, 120", renewal_notice_days="14")
+    assert too_long.status_code == 400
+    assert "Sent messages are kept 90 days" in too_long.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(SiteSetting)) == 0
+
+    saved = submit(client, schedule, dunning_days="2, 0", renewal_notice_days="30")
+    assert saved.status_code == 302
+    assert 'value="0, 2"' in client.get("/staff/emails/schedule").get_data(as_text=True)
+    [entry] = db.session.scalars(
+        sa.select(AuditEntry).where(AuditEntry.target_id == "DUNNING_DAYS")
+    ).all()
+    assert (entry.actor_id, entry.details) == (admin.id, {"from": [0, 3, 7], "to": [0, 2]})
+
+    # Under the old schedule the day-0 notice would go; under the new one, day 2's reminder.
+    _run_twice_on_two_workers(app)
+    [reminder] = mail_server.messages
+    assert reminder["To"] == "two@example.org"
+    assert reminder["Subject"] == "Reminder: your payment to The Test Gazette did not go through"
 
 
 def test_a_payment_notices_link_leads_its_member_to_their_card(

@@ -3,15 +3,15 @@ refuse mail (admins may forget one, so that optional mail goes there again)."""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-from supporters import mail, params
+from supporters import mail, params, site_settings
 from supporters.extensions import db
 from supporters.members.auth import admin_required, current_actor, staff_required
-from supporters.staff.forms import ForgetBounceForm
+from supporters.staff.forms import EmailScheduleForm, ForgetBounceForm
 from supporters.staff.views.blueprint import bp
 
 PAGE = 100
@@ -66,3 +66,27 @@ def forget_bounce() -> Response:
     else:
         flash(_("%(email)s was not on the list.", email=email), "info")
     return redirect(url_for("staff.list_emails") + "#bouncing")
+
+
+@bp.route("/emails/schedule", methods=["GET", "POST"])
+@admin_required
+def email_schedule() -> str | Response | tuple[str, int]:
+    """When failed payments are reminded and yearly renewals announced; saving is audited."""
+    keep_days = float(current_app.config["MAIL_KEEP_DAYS"])
+    form = EmailScheduleForm(keep_days=keep_days)
+    if request.method == "GET":
+        form.dunning_days.data = ", ".join(map(str, site_settings.value("DUNNING_DAYS")))
+        form.renewal_notice_days.data = site_settings.value("RENEWAL_NOTICE_DAYS")
+    elif form.validate_on_submit():
+        changed = site_settings.store(
+            {"DUNNING_DAYS": form.days, "RENEWAL_NOTICE_DAYS": form.renewal_notice_days.data},
+            current_actor(),
+        )
+        db.session.commit()
+        if changed:
+            flash(_("The email schedule is saved."), "success")
+        else:
+            flash(_("Nothing changed."), "info")
+        return redirect(url_for("staff.email_schedule"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("staff/email_schedule.html", form=form, keep_days=keep_days), status
