@@ -138,6 +138,7 @@ def _register_mail(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from supporters.billing import offer_views  # noqa: F401  (adds the offer pages to billing's)
     from supporters.billing.views import bp as billing_bp
     from supporters.members.views import bp as members_bp
     from supporters.staff.views import bp as staff_bp

@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
 from supporters.audit import record_action
+from supporters.billing import offers
 from supporters.billing.demo_checkout import CUSTOM_PRODUCT, DemoBackend
 from supporters.billing.emails import fix_card_token
 from supporters.billing.models import (
@@ -49,7 +50,12 @@ from tests.voting.factories import (
 
 ROLES = ("anonymous", "member", "patron", "staff", "admin")
 #: Routes after which the browser is no longer signed in as it was.
-ENDS_THE_SESSION = {"members.sign_out", "members.sign_out_everywhere", "members.confirm_sign_in"}
+ENDS_THE_SESSION = {
+    "members.sign_out",
+    "members.sign_out_everywhere",
+    "members.confirm_sign_in",
+    "billing.open_offer",  # signs in as the offer's member
+}
 
 
 def _poll_id(site: Site, role: str) -> int:
@@ -109,6 +115,17 @@ def _token(site: Site, role: str) -> str:
     return member_services.request_sign_in(make_member().email).token
 
 
+def _offer_id(site: Site, role: str) -> int:
+    """An offer of the member asking (the member's, for a visitor)."""
+    member = site.people.get(role, site.people["member"])
+    return offers.create_offer(member, amount=700)[0].id
+
+
+def _offer_token(site: Site, role: str) -> str:
+    """The token of a new member's offer link."""
+    return offers.create_offer(make_member(), amount=700)[1].rsplit("/", 1)[1]
+
+
 def _unsubscribe_token(site: Site, role: str) -> str:
     """A link stopping the first kind of optional mail the app offers, for the patron."""
     topic = next((topic.key for topic in preferences.all_topics()), "polls")
@@ -127,6 +144,8 @@ URL_ARGUMENTS: dict[str, Callable[[Site, str], Any]] = {
     "token": _token,
     "unsubscribe_token": _unsubscribe_token,
     "card_token": lambda site, role: fix_card_token(site.people["patron"].id),
+    "offer_id": _offer_id,
+    "offer_token": _offer_token,
     "name": lambda site, role: "patrons",
     "filename": lambda site, role: "favicon.svg",
 }
@@ -269,6 +288,7 @@ def furnish(site: Site, now: dt.datetime) -> dict[str, list[Any]]:
     token = member_services.request_sign_in(site.people["member"].email).token
     with site.app.test_request_context():
         checkout_id = _demo_checkout(patron, "walk")
+        offer, offer_link = offers.create_offer(site.people["member"], amount=700, note="Hello")
     db.session.commit()
     return {
         "poll_id": [poll.id for poll in polls],
@@ -282,6 +302,8 @@ def furnish(site: Site, now: dt.datetime) -> dict[str, list[Any]]:
         "unsubscribe_token": [_unsubscribe_token(site, "patron")],
         "card_token": [fix_card_token(patron.id)],
         "session_id": [checkout_id],
+        "offer_id": [offer.id],
+        "offer_token": [offer_link.rsplit("/", 1)[1]],
         "filename": ["css/site.css"],
     }
 

@@ -62,6 +62,8 @@ ACCESS: dict[str, Access | dict[str, Access]] = {
     "billing.demo_checkout": MEMBER,
     "billing.demo_portal": MEMBER,
     "billing.receive_webhook": SIGNED,
+    "billing.open_offer": PUBLIC,
+    "billing.show_offer": MEMBER,
     # voting
     "voting.list_polls": PUBLIC,
     "voting.show_poll": PUBLIC,

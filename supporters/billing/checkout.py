@@ -6,6 +6,7 @@ the caller commits.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Sequence
 
@@ -27,6 +28,25 @@ from supporters.members.models import Member
 
 log = logging.getLogger(__name__)
 
+#: Checkout defers a first charge (a trial) only to a moment at least 48 hours after the
+#: session is made; the margin covers the way to Stripe and a clock a little behind.
+MINIMUM_DEFERRAL = dt.timedelta(hours=48, minutes=10)
+#: And by 730 days at most.
+MAXIMUM_DEFERRAL = dt.timedelta(days=729)
+
+
+def first_charge_date(
+    requested: dt.datetime | None, now: dt.datetime | None = None
+) -> dt.datetime | None:
+    """When a subscription whose first charge is asked for at ``requested`` is first charged
+    if its checkout opens ``now``: None (at checkout) for no date or one that has passed; else
+    that date, or 48 hours from now if it is sooner (Checkout's shortest deferral), so that no
+    one is charged before the date they were promised."""
+    now = now or utcnow()
+    if requested is None or requested <= now:
+        return None
+    return max(requested, now + MINIMUM_DEFERRAL)
+
 
 def _already_supporting() -> AlreadySupporting:
     """The refusal of a second subscription, in the member's language."""
@@ -36,10 +56,19 @@ def _already_supporting() -> AlreadySupporting:
 
 
 def start_checkout(
-    member: Member, choice: Choice, *, success_url: str, cancel_url: str, attempt: str
+    member: Member,
+    choice: Choice,
+    *,
+    success_url: str,
+    cancel_url: str,
+    attempt: str,
+    first_charge_at: dt.datetime | None = None,
+    offer_id: int | None = None,
 ) -> CheckoutInfo:
     """Open a checkout for the member's choice, closing their other open one of its kind;
-    ``attempt`` (the support form's) makes a double submit reuse it.
+    ``attempt`` (the support form's) makes a double submit reuse it. A recurring choice is
+    first charged at ``first_charge_at`` (see :func:`first_charge_date`); a completed checkout
+    marks the offer ``offer_id`` used.
 
     :raises AlreadySupporting: a recurring choice while a subscription is live, found out too
         when the member's other open checkout turns out to have been completed.
@@ -71,6 +100,9 @@ def start_checkout(
         "tier": choice.tier_key,
         "interval": choice.interval.value if choice.interval else "once",
     }
+    if offer_id is not None:
+        metadata["offer"] = str(offer_id)
+    deferred_to = first_charge_date(first_charge_at) if choice.is_recurring else None
     checkout = provider.create_checkout_session(
         CheckoutRequest(
             customer_id=customer_id,
@@ -82,6 +114,7 @@ def start_checkout(
             success_url=success_url,
             cancel_url=cancel_url,
             idempotency_key=f"checkout-{member.id}-{attempt}-{closed_before}",
+            first_charge_at=deferred_to,
         )
     )
     insert_ignoring_conflicts(
@@ -179,8 +212,9 @@ def pay_demo_checkout(session_id: str) -> CheckoutInfo:
         record_gift(paid.gift)
         return paid.gift
     assert paid.subscription is not None and paid.invoice is not None
-    # In Stripe's order: the subscription, its first invoice paid, then the subscription active.
+    # In Stripe's order: the subscription, its first invoice paid, then the subscription active
+    # (or still trialing, its first charge deferred: that invoice was for nothing).
     sync_subscription(paid.subscription)
     record_invoice(paid.invoice)
-    sync_subscription(dataclasses.replace(paid.subscription, status="active"))
+    sync_subscription(dataclasses.replace(paid.subscription, status=paid.status_after))
     return demo.DemoBackend().retrieve_checkout_session(session_id)

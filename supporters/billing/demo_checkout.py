@@ -11,6 +11,7 @@ Our own rows are the demo provider's state: asking it about a subscription reads
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from typing import Any, cast
@@ -57,6 +58,12 @@ def read_session(session_id: str) -> dict[str, Any]:
         raise DemoCheckoutError(session_id) from exc
 
 
+def first_charge_at(data: Mapping[str, Any]) -> dt.datetime | None:
+    """When a demo checkout's subscription is first charged, if that is deferred (a trial)."""
+    moment = data.get("first_charge_at")
+    return None if moment is None else dt.datetime.fromtimestamp(int(moment), dt.UTC)
+
+
 def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()[:24]
 
@@ -101,6 +108,9 @@ class DemoBackend:
                 "ref": request.client_reference_id,
                 "success_url": request.success_url,
                 "cancel_url": request.cancel_url,
+                "first_charge_at": int(request.first_charge_at.timestamp())
+                if request.first_charge_at is not None and request.mode == "subscription"
+                else None,
             }
         )
         return self._info(session_id, read_session(session_id))
@@ -121,16 +131,20 @@ class DemoBackend:
                 sa.select(Payment.id).where(Payment.stripe_payment_intent_id == payment_intent_id)
             )
         status = "complete" if done else "expired" if is_expired(session_id) else "open"
+        deferred = first_charge_at(data) is not None
+        payment_status = "unpaid"
+        if done:
+            payment_status = "no_payment_required" if deferred else "paid"
         return CheckoutInfo(
             id=session_id,
             url=url_for("billing.demo_checkout", session_id=session_id),
             mode=str(data["mode"]),
             status=status,
-            payment_status="paid" if done else "unpaid",
+            payment_status=payment_status,
             customer_id=str(data["customer"]),
             subscription_id=subscription_id if done else None,
             payment_intent_id=payment_intent_id,
-            amount_total=int(data["amount"]),
+            amount_total=0 if deferred else int(data["amount"]),
             currency=str(data["currency"]),
             client_reference_id=str(data["ref"]),
             metadata=dict(data["metadata"]),
@@ -296,6 +310,9 @@ class DemoPayment:
     gift: CheckoutInfo | None = None
     subscription: SubscriptionInfo | None = None
     invoice: InvoiceInfo | None = None
+    #: The subscription's status once its first invoice is paid: ``trialing`` until a deferred
+    #: first charge.
+    status_after: str = "active"
 
 
 def pay(session_id: str) -> DemoPayment:
@@ -313,11 +330,14 @@ def pay(session_id: str) -> DemoPayment:
     now = utcnow()
     customer_id = str(data["customer"])
     subscription_id = subscription_id_for(session_id)
-    period_end = Interval(str(data["interval"])).after(now)
+    deferred_to = first_charge_at(data)
+    # A deferred first charge: a trial until then, as Stripe makes it, and nothing paid today.
+    period_end = deferred_to or Interval(str(data["interval"])).after(now)
+    due = 0 if deferred_to else int(data["amount"])
     subscription = SubscriptionInfo(
         id=subscription_id,
         customer_id=customer_id,
-        status="incomplete",
+        status="trialing" if deferred_to else "incomplete",
         item_id="si_demo",
         price_id=None,
         product_id=CUSTOM_PRODUCT,
@@ -339,15 +359,19 @@ def pay(session_id: str) -> DemoPayment:
         customer_id=customer_id,
         subscription_id=subscription_id,
         status="paid",
-        amount_due=int(data["amount"]),
-        amount_paid=int(data["amount"]),
+        amount_due=due,
+        amount_paid=due,
         currency=str(data["currency"]),
         created_at=now,
         paid_at=now,
         receipt_url="",
-        payment_intent_id=f"pi_demo_{_digest(session_id)}",
+        payment_intent_id=None if deferred_to else f"pi_demo_{_digest(session_id)}",
         charge_id=None,
         attempt_count=1,
         billing_reason="subscription_create",
     )
-    return DemoPayment(subscription=subscription, invoice=invoice)
+    return DemoPayment(
+        subscription=subscription,
+        invoice=invoice,
+        status_after="trialing" if deferred_to else "active",
+    )

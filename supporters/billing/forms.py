@@ -86,3 +86,9 @@ class CancelForm(FlaskForm):
         validators=[Length(max=500, message=_l("At most %(max)d characters, please."))],
         render_kw={"rows": 3, "maxlength": 500},
     )
+
+
+class OfferForm(ChangeForm):
+    """An offer's page: its tier (or amount) and interval, which the member may change."""
+
+    attempt = HiddenField()

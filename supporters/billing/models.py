@@ -388,3 +388,56 @@ class FundingGoal(Model):
     position: Mapped[int] = mapped_column(default=0)
     reached_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Offer(Model):
+    """A personal offer to one member: what to support and when the first charge falls, reached
+    by a signed single-use link (see ``billing.offers``).
+
+    Either a tier or a custom amount, with the interval. Only a keyed hash of the link's secret
+    is stored. ``opened_at``: the link was followed (it signs in once); ``used_at``: a checkout
+    through it was completed, with the subscription it made.
+    """
+
+    __tablename__ = "offers"
+    __table_args__ = (
+        sa.CheckConstraint("(tier_id IS NULL) <> (amount IS NULL)", name="tier_or_amount"),
+        sa.CheckConstraint("(amount IS NULL) = (currency IS NULL)", name="amount_has_currency"),
+        sa.CheckConstraint("amount IS NULL OR amount > 0", name="amount_positive"),
+        sa.CheckConstraint(
+            "currency IS NULL OR (length(currency) = 3 AND currency = upper(currency))",
+            name="currency_iso",
+        ),
+        sa.CheckConstraint("expires_at > created_at", name="expires_after_creation"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("members.id", ondelete="CASCADE"), index=True
+    )
+    tier_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tiers.id", ondelete="RESTRICT"))
+    amount: Mapped[int | None]  # a custom amount (with its currency) instead of a tier
+    currency: Mapped[str | None] = mapped_column(sa.String(3))
+    interval: Mapped[Interval] = mapped_column(enum_column(Interval, "billing_interval"))
+    first_charge_at: Mapped[dt.datetime | None]  # NULL: charged when they join
+    note: Mapped[str] = mapped_column(sa.Text, default="")
+    token_hash: Mapped[str] = mapped_column(sa.String(64))
+    expires_at: Mapped[dt.datetime]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    opened_at: Mapped[dt.datetime | None]  # the first time a link was followed
+    link_used_at: Mapped[dt.datetime | None]  # the current link was followed: it is spent
+    used_at: Mapped[dt.datetime | None]
+    subscription_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("subscriptions.id", ondelete="SET NULL")
+    )
+
+    member: Mapped[Member] = relationship()
+    tier: Mapped[Tier | None] = relationship()
+
+    @property
+    def is_opened(self) -> bool:
+        return self.opened_at is not None
+
+    @property
+    def is_used(self) -> bool:
+        return self.used_at is not None

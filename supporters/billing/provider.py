@@ -168,6 +168,9 @@ class CheckoutRequest:
     cancel_url: str
     #: The same key gives back the same session (a double submit).
     idempotency_key: str
+    #: A subscription's first charge, deferred to this moment (a trial until then); None: now.
+    #: Checkout wants it at least 48 hours ahead (see ``checkout.first_charge_date``).
+    first_charge_at: dt.datetime | None = None
 
 
 class Backend(Protocol):

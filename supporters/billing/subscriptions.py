@@ -24,7 +24,7 @@ from supporters.billing.choices import CUSTOM
 from supporters.billing.customers import lock_member_of
 from supporters.billing.errors import ForeignProduct, UnknownCustomer
 from supporters.billing.membership import COUNTED_STATUSES, LIVE_STATUSES
-from supporters.billing.models import Interval, Subscription, SubscriptionStatus, Tier
+from supporters.billing.models import Interval, Offer, Subscription, SubscriptionStatus, Tier
 from supporters.billing.payments import record_charge, record_invoice
 from supporters.billing.provider import SubscriptionInfo
 from supporters.db import assign_changed, insert_returning, utcnow
@@ -177,7 +177,26 @@ def sync_subscription(info: SubscriptionInfo) -> Subscription:
     row = _write_subscription(info, found)
     if found.others_counted and row.status in COUNTED_STATUSES:
         _cancel_duplicates(found.member_id)
+    _mark_offer_used(info, row)
     return row
+
+
+def _mark_offer_used(info: SubscriptionInfo, row: Subscription) -> None:
+    """A subscription started from an offer (its checkout's metadata names it) that counts:
+    the offer is used, once."""
+    offer_ref = info.metadata.get("offer", "")
+    if not offer_ref.isdigit() or len(offer_ref) > 18 or row.status not in COUNTED_STATUSES:
+        return
+    db.session.execute(
+        sa.update(Offer)
+        .where(
+            Offer.id == int(offer_ref),
+            Offer.member_id == row.member_id,
+            Offer.used_at.is_(None),
+        )
+        .values(used_at=utcnow(), subscription_id=row.id)
+        .execution_options(synchronize_session="fetch")
+    )
 
 
 def _write_subscription(info: SubscriptionInfo, found: _Found) -> Subscription:

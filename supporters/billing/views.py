@@ -282,8 +282,11 @@ def checkout_success() -> str | Response:
         db.session.rollback()
         abort(404)
     db.session.commit()
-    status = membership.membership_of(auth.current_member().id)
-    return render_template("billing/welcome.html", checkout=checkout, status=status)
+    subscription = membership.current_subscription(auth.current_member().id)
+    status = membership.status_of(subscription)
+    return render_template(
+        "billing/welcome.html", checkout=checkout, status=status, subscription=subscription
+    )
 
 
 @bp.get("/support/cancelled")
@@ -475,7 +478,13 @@ def demo_checkout(session_id: str) -> Response | tuple[str, int]:
             return redirect(data["cancel_url"], code=303)
         error = _("Your card was declined (demo). Nothing was charged: try again or leave.")
     return (
-        render_template("billing/demo_checkout.html", data=data, form=form, error=error),
+        render_template(
+            "billing/demo_checkout.html",
+            data=data,
+            form=form,
+            error=error,
+            first_charge_at=demo.first_charge_at(data),
+        ),
         402 if error else 200,
     )
 

@@ -104,6 +104,16 @@ def sign_in(member: Member, *, user_agent: str) -> None:
     login_user(SessionUser(member, row.id, loaded))
 
 
+def sign_in_by_link(member: Member, *, user_agent: str, locale: str | None = None) -> None:
+    """Sign the member in from a single-use link another feature verified (an offer's): a
+    fresh session, bound like any other to "sign out everywhere" (the caller commits).
+
+    :raises services.SignInError: see :func:`services.accept_link_sign_in`.
+    """
+    services.accept_link_sign_in(member, locale=locale)
+    sign_in(member, user_agent=user_agent)
+
+
 def await_code(issued: services.IssuedSignIn) -> None:
     """Remember in this browser which sign-in request its code will be typed for."""
     session[PENDING_KEY] = issued.request.id

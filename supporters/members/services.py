@@ -295,6 +295,25 @@ def complete_sign_in(request: SignInRequest, *, locale: str | None = None) -> Me
     return member
 
 
+def accept_link_sign_in(member: Member, *, locale: str | None = None) -> None:
+    """Accept a sign-in by a single-use link that another feature made, sent to the member's
+    address and has just verified (billing's offers): like a sign-in link, it proves the
+    address. Staff sign in only by the short-lived sign-in message, never by such a link,
+    which lives for days.
+
+    :raises SignInError: a staff account.
+    """
+    if member.is_staff:
+        raise SignInError(
+            _("Staff accounts sign in with the emailed code. Sign in, then open this page again.")
+        )
+    if member.email_verified_at is None:
+        member.email_verified_at = utcnow()
+    if locale and member.locale != locale:
+        member.locale = locale
+    db.session.flush()
+
+
 def _apply_email_change(request: SignInRequest, now: dt.datetime) -> Member:
     member = request.member
     assert member is not None  # the CHECK constraint guarantees it

@@ -30,9 +30,17 @@ signed with :func:`sign_payload` (or :meth:`FakeStripe.webhook_request`).
 Parameters the fake does not model are refused with Stripe's "Received unknown parameter" error,
 so an unsupported or misspelt parameter fails loudly instead of being ignored.
 
+Trials: a subscription-mode Checkout Session takes ``subscription_data[trial_end]`` (at
+least 48 hours ahead, at most 730 days, as Checkout requires). Its subscription starts
+``trialing``, with ``trial_start``/``trial_end``, its billing cycle anchored at ``trial_end`` and a
+first ``subscription_create`` invoice for 0 (paid at once; the session's ``payment_status`` is
+``no_payment_required``). :meth:`FakeStripe.renew` ends the trial: the clock moves to
+``trial_end`` and the first real charge is a ``subscription_cycle`` invoice.
+
 Limitations: no prorations (``proration_behavior`` is validated, but changing price within the
 same interval invoices nothing; switching interval restarts the period and invoices the full new
-price); no trials, coupons, taxes, schedules, payment methods or setup mode; one test card (Visa
+price); no ``trial_period_days``, ``customer.subscription.trial_will_end`` or trials outside
+Checkout; no coupons, taxes, schedules, payment methods or setup mode; one test card (Visa
 4242) that pays unless a control method says otherwise; search is a small subset (customers
 only); Checkout in payment mode creates no invoice; a one-off invoice is charged only by
 ``/pay``, with its ``default_payment_method`` (one the customer has paid with):
@@ -81,6 +89,8 @@ _T = TypeVar("_T")
 _ALPHANUMERIC = string.ascii_letters + string.digits
 _DAY = 24 * 60 * 60
 _CHECKOUT_LIFETIME = _DAY
+_MIN_CHECKOUT_TRIAL = 2 * _DAY  # Checkout's shortest trial (``subscription_data[trial_end]``)
+_MAX_TRIAL = 730 * _DAY
 _RETRY_DELAY = 3 * _DAY  # when Stripe's retry schedule next tries a failed invoice
 _MAX_EXPAND_DEPTH = 4
 _MAX_LOOKUP_KEYS = 10  # per price list request
@@ -934,6 +944,8 @@ class FakeStripe:
         self, subscription_id: str, *, outcome: Literal["paid", "failed"] = "paid"
     ) -> list[JSON]:
         """The current period ends: the clock moves to its end and the next one is invoiced.
+
+        A trialing subscription's period is its trial: at its end comes the first real charge.
 
         The items' periods advance and a ``subscription_cycle`` invoice is created, finalized
         and charged. ``failed`` leaves it ``open``, makes the subscription ``past_due`` and the
@@ -1901,6 +1913,9 @@ class FakeStripe:
         }
         session_id = self._create_session(lines, fields)
         self._session_options[session_id] = options
+        if options["trial_end"] is not None:
+            # What is due today: nothing until the trial ends.
+            self._objects[session_id].update(amount_subtotal=0, amount_total=0)
         return self._respond(session_id, p)
 
     def _line_spec(self, line: _Params) -> _LineSpec:
@@ -1930,6 +1945,7 @@ class FakeStripe:
         """What a session keeps for completion: ``subscription_data``/``payment_intent_data``."""
         options: JSON = {
             "subscription_metadata": {},
+            "trial_end": None,
             "subscription_description": None,
             "intent_metadata": {},
             "intent_description": None,
@@ -1942,8 +1958,9 @@ class FakeStripe:
                     "You can only specify `subscription_data` in `subscription` mode.",
                     "subscription_data",
                 )
-            subscription_data.only("metadata", "description")
+            subscription_data.only("metadata", "description", "trial_end")
             options["subscription_metadata"] = subscription_data.metadata()
+            options["trial_end"] = self._checkout_trial_end(subscription_data)
             options["subscription_description"] = subscription_data.text("description")
         intent_data = p.nested("payment_intent_data")
         if intent_data is not None:
@@ -1959,6 +1976,25 @@ class FakeStripe:
                 "setup_future_usage", choices=("off_session", "on_session")
             )
         return options
+
+    def _checkout_trial_end(self, subscription_data: _Params) -> int | None:
+        """``subscription_data[trial_end]``, refused as Checkout refuses it: sooner than 48 hours
+        from now, or more than 730 days ahead."""
+        trial_end = subscription_data.integer("trial_end")
+        if trial_end is None:
+            return None
+        now = self.now()
+        if trial_end < now + _MIN_CHECKOUT_TRIAL:
+            raise StripeError.invalid(
+                "The `trial_end` date has to be at least 2 days in the future.",
+                subscription_data.name("trial_end"),
+            )
+        if trial_end > now + _MAX_TRIAL:
+            raise StripeError.invalid(
+                "The maximum number of trial period days is 730 (2 years).",
+                subscription_data.name("trial_end"),
+            )
+        return trial_end
 
     def _create_session(self, lines: list[_LineSpec], fields: JSON) -> str:
         session_id = "cs_test_a1" + self._random_string(56)
@@ -2094,10 +2130,14 @@ class FakeStripe:
     def _complete_subscription_checkout(
         self, session: JSON, paid: bool, email: str | None, name: str | None
     ) -> None:
+        options = self._session_options[session["id"]]
+        trial_end = options["trial_end"]
+        if trial_end is not None and not paid:
+            # The page saves the card for later and refuses a declined one: nothing is made.
+            return
         customer_id = session["customer"] or self._create_customer(
             email=session["customer_email"] or email or self._placeholder_email(), name=name
         )
-        options = self._session_options[session["id"]]
         subscription = self._create_subscription(
             customer_id,
             currency=session["currency"],
@@ -2106,15 +2146,20 @@ class FakeStripe:
             ],
             metadata=dict(options["subscription_metadata"]),
             description=options["subscription_description"],
+            trial_end=trial_end,
         )
         invoice_id = self._start_billing(subscription)
         succeeded = self._attempt_invoice(invoice_id, succeed=paid)
-        if succeeded:
+        if succeeded and trial_end is None:
             self._set_subscription_status(subscription["id"], "active")
+        if trial_end is not None:
+            payment_status = "no_payment_required"
+        else:
+            payment_status = "paid" if succeeded else "unpaid"
         self._finish_session(
             session,
             customer_id,
-            "paid" if succeeded else "unpaid",
+            payment_status,
             subscription=subscription["id"],
             invoice=invoice_id,
         )
@@ -2127,8 +2172,10 @@ class FakeStripe:
         lines: list[tuple[str, int, dict[str, str]]],
         metadata: dict[str, str],
         description: str | None,
+        trial_end: int | None = None,
     ) -> JSON:
-        """An ``incomplete`` subscription with one item per ``(price, quantity, metadata)``."""
+        """An ``incomplete`` subscription with one item per ``(price, quantity, metadata)``;
+        with ``trial_end``, a ``trialing`` one whose first period (the trial) ends then."""
         customer = self._fetch("customer", customer_id, param="customer")
         if customer["currency"] is None:
             customer["currency"] = currency
@@ -2164,7 +2211,7 @@ class FakeStripe:
                 "save_default_payment_method": "off",
             },
             "start_date": now,
-            "status": "incomplete",
+            "status": "incomplete" if trial_end is None else "trialing",
             "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
             **_nulls(
                 "application application_fee_percent billing_cycle_anchor_config "
@@ -2176,6 +2223,10 @@ class FakeStripe:
                 "trial_end trial_start"
             ),
         }
+        if trial_end is not None:
+            subscription.update(
+                billing_cycle_anchor=trial_end, trial_start=now, trial_end=trial_end
+            )
         self._store(subscription)
         for price_id, quantity, item_metadata in lines:
             self._add_item(subscription, price_id, quantity, item_metadata)
@@ -2538,12 +2589,14 @@ class FakeStripe:
         """Add an item billed on the subscription's current period (or a first one from now)."""
         items = self._items_of(subscription["id"])
         anchor = subscription["billing_cycle_anchor"]
-        start = items[0]["current_period_start"] if items else anchor
-        end = (
-            items[0]["current_period_end"]
-            if items
-            else _next_period_end(anchor, self._objects[price_id]["recurring"], anchor)
-        )
+        trial_end = subscription["trial_end"]
+        if items:
+            start, end = items[0]["current_period_start"], items[0]["current_period_end"]
+        elif trial_end is not None and trial_end > subscription["created"]:
+            start, end = subscription["created"], trial_end  # the trial is the first period
+        else:
+            start = anchor
+            end = _next_period_end(anchor, self._objects[price_id]["recurring"], anchor)
         item_id = self._new_id("si_", 14)
         self._store(
             {
@@ -2900,8 +2953,10 @@ class FakeStripe:
         ``invoice.created`` once the subscription points at it.
         """
         invoice_id = self._new_id("in_")
+        # A trial's first invoice charges nothing: its lines are the trial, for 0.
+        trial = billing_reason == "subscription_create" and subscription["trial_end"] is not None
         lines = [
-            self._invoice_line(invoice_id, subscription, item)
+            self._invoice_line(invoice_id, subscription, item, trial=trial)
             for item in self._items_of(subscription["id"])
         ]
         parent = {
@@ -3015,19 +3070,24 @@ class FakeStripe:
         )
         self._invoice_payments[invoice_id] = []
 
-    def _invoice_line(self, invoice_id: str, subscription: JSON, item: JSON) -> JSON:
+    def _invoice_line(
+        self, invoice_id: str, subscription: JSON, item: JSON, *, trial: bool = False
+    ) -> JSON:
         price = self._objects[item["price"]]
         product = self._objects[price["product"]]
-        amount = price["unit_amount"] * item["quantity"]
+        amount = 0 if trial else price["unit_amount"] * item["quantity"]
         count, interval = price["recurring"]["interval_count"], price["recurring"]["interval"]
         every = interval if count == 1 else f"every {count} {interval}s"
         unit = _format_amount(price["unit_amount"], price["currency"])
+        description = f"{item['quantity']} × {product['name']} (at {unit} / {every})"
+        if trial:
+            description = f"Trial period for {product['name']}"
         return {
             "id": self._new_id("il_"),
             "object": "line_item",
             "amount": amount,
             "currency": price["currency"],
-            "description": f"{item['quantity']} × {product['name']} (at {unit} / {every})",
+            "description": description,
             "discount_amounts": [],
             "discountable": True,
             "discounts": [],
@@ -3050,7 +3110,7 @@ class FakeStripe:
             "pricing": {
                 "price_details": {"price": price["id"], "product": product["id"]},
                 "type": "price_details",
-                "unit_amount_decimal": str(price["unit_amount"]),
+                "unit_amount_decimal": "0" if trial else str(price["unit_amount"]),
             },
             "quantity": item["quantity"],
             "quantity_decimal": str(item["quantity"]),

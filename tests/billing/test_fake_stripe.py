@@ -27,6 +27,7 @@ SECRET_KEY = "sk_test_fake_stripe_tests"
 WEBHOOK_SECRET = "whsec_fake_stripe_tests"
 SUCCESS_URL = "https://news.example/support/thanks?session_id={CHECKOUT_SESSION_ID}"
 CANCEL_URL = "https://news.example/support"
+DAY = 24 * 60 * 60
 
 
 @pytest.fixture(scope="module")
@@ -546,6 +547,99 @@ def test_full_flow_from_checkout_to_refund(client: stripe.StripeClient, fake: Fa
     assert event.request is not None and event.request.idempotency_key  # came from our POST
     with pytest.raises(stripe.InvalidRequestError, match="already been refunded"):
         client.v1.refunds.create(params={"charge": charge.id})
+
+
+@pytest.mark.parametrize(
+    ("ahead", "message"),
+    [
+        (2 * DAY - 60, "has to be at least 2 days in the future"),
+        (731 * DAY, "maximum number of trial period days is 730"),
+    ],
+)
+def test_checkout_refuses_a_trial_too_soon_or_too_far(
+    client: stripe.StripeClient, fake: FakeStripe, ahead: int, message: str
+) -> None:
+    price = make_price(client)
+    with pytest.raises(stripe.InvalidRequestError, match=message) as refused:
+        open_session(client, price.id, subscription_data={"trial_end": fake.now() + ahead})
+    assert refused.value.param == "subscription_data[trial_end]"
+    assert client.v1.checkout.sessions.list().data == []
+
+
+def test_a_trial_defers_the_first_charge_to_its_end(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    price = make_price(client)
+    trial_end = fake.now() + 10 * DAY
+    session = open_session(
+        client,
+        price.id,
+        customer_email="pat@example.org",
+        subscription_data={"trial_end": trial_end},
+    )
+    assert (session.amount_total, session.payment_status) == (0, "unpaid")
+
+    completed = fake.complete_checkout(session.id)
+
+    assert types_of(completed) == [
+        "customer.created",
+        "customer.subscription.created",
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "checkout.session.completed",
+    ]
+    assert completed[1]["data"]["object"]["status"] == "trialing"
+    done = client.v1.checkout.sessions.retrieve(
+        session.id, params={"expand": ["subscription.latest_invoice"]}
+    )
+    assert (done.status, done.payment_status) == ("complete", "no_payment_required")
+    subscription = done.subscription
+    assert isinstance(subscription, stripe.Subscription)
+    assert subscription.status == "trialing"
+    assert (subscription.trial_start, subscription.trial_end) == (
+        subscription.start_date,
+        trial_end,
+    )
+    assert subscription.billing_cycle_anchor == trial_end
+    item = subscription["items"]["data"][0]
+    assert (item.current_period_start, item.current_period_end) == (
+        subscription.start_date,
+        trial_end,
+    )
+    first = subscription.latest_invoice
+    assert isinstance(first, stripe.Invoice)
+    assert (first.status, first.amount_due, first.billing_reason) == (
+        "paid",
+        0,
+        "subscription_create",
+    )
+    assert first.lines.data[0].description == "Trial period for Supporter"
+    assert client.v1.charges.list().data == []
+
+    renewal = fake.renew(subscription.id)
+
+    assert fake.now() == trial_end
+    assert "invoice.paid" in types_of(renewal)
+    assert renewal[-1]["data"]["previous_attributes"] == {"status": "trialing"}
+    active = client.v1.subscriptions.retrieve(
+        subscription.id, params={"expand": ["latest_invoice"]}
+    )
+    assert active.status == "active" and active.trial_end == trial_end
+    paid = active.latest_invoice
+    assert isinstance(paid, stripe.Invoice)
+    assert (paid.status, paid.amount_paid, paid.billing_reason) == (
+        "paid",
+        500,
+        "subscription_cycle",
+    )
+    assert paid.status_transitions.paid_at == trial_end
+    item = active["items"]["data"][0]
+    assert item.current_period_start == trial_end
+    assert item.current_period_end > trial_end + 27 * DAY
+    (charge,) = client.v1.charges.list().data
+    assert (charge.amount, charge.status) == (500, "succeeded")
 
 
 def test_a_declined_first_payment_leaves_the_subscription_incomplete(

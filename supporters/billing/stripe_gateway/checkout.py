@@ -65,6 +65,9 @@ def create_checkout_session(request: CheckoutRequest) -> CheckoutInfo:
     }
     if request.mode == "subscription":
         params["subscription_data"] = {"metadata": dict(metadata)}
+        if request.first_charge_at is not None:
+            # A trial until then: the card is saved now and first charged at its end.
+            params["subscription_data"]["trial_end"] = int(request.first_charge_at.timestamp())
     else:
         params["payment_intent_data"] = {"metadata": dict(metadata)}
     session = client().v1.checkout.sessions.create(
