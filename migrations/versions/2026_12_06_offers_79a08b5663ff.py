@@ -1,7 +1,7 @@
 """Offers: a personal offer to one member, reached by a signed single-use link.
 
 Revision ID: 79a08b5663ff
-Revises: 54b1add0aec6
+Revises: 62a5ce3ee502
 Create Date: 2026-12-06 04:45:16.022600
 
 Only adds a table. An offer is for a tier or for a custom amount (with its currency), never both;
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "79a08b5663ff"
-down_revision = "54b1add0aec6"
+down_revision = "62a5ce3ee502"
 branch_labels = None
 depends_on = None
 
