@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
@@ -49,7 +50,7 @@ def import_patreon(file: Path, dry_run: bool, yes: bool) -> None:
     mapping = services.proposed_mapping(export)
     confirmed = set(
         db.session.scalars(
-            db.select(TierMapping.patreon_tier).where(TierMapping.patreon_tier.in_(list(mapping)))
+            sa.select(TierMapping.patreon_tier).where(TierMapping.patreon_tier.in_(list(mapping)))
         )
     )
     tiers = {t.id: t.name for t in services.local_tiers()}

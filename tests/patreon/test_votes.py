@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
 from supporters import audit
@@ -25,7 +26,7 @@ UTC = dt.UTC
 
 
 def _member(email: str) -> Member:
-    member = db.session.scalar(db.select(Member).where(Member.email == email))
+    member = db.session.scalar(sa.select(Member).where(Member.email == email))
     assert member is not None
     return member
 
