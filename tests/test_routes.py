@@ -102,6 +102,8 @@ ACCESS: dict[str, Access | dict[str, Access]] = {
     "staff.list_emails": STAFF,
     "staff.forget_bounce": ADMIN,
     "staff.change_role": ADMIN,
+    "staff.grant_membership": ADMIN,
+    "staff.end_grant": ADMIN,
     "staff.list_tiers": ADMIN,
     "staff.create_tier": ADMIN,
     "staff.edit_tier": ADMIN,

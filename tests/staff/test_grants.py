@@ -47,7 +47,7 @@ def test_an_admin_grants_a_complimentary_membership_then_ends_it(app: Flask) -> 
     shown = text(client.get(page))
     assert "complimentary" in shown and "Community reporter" in shown
 
-    response = submit(client, page, f"{page}/grants/{grant.id}/end")
+    response = submit(client, page, f"/staff/grants/{grant.id}/end")
     assert response.status_code == 302
     db.session.expire_all()
     assert membership_of(reader.id) is MembershipStatus.NONE

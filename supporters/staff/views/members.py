@@ -188,13 +188,14 @@ def grant_membership(member_id: int) -> Response | tuple[str, int]:
     return redirect(url_for("staff.show_member", member_id=member.id))
 
 
-@bp.post("/members/<int:member_id>/grants/<int:grant_id>/end")
+@bp.post("/grants/<int:grant_id>/end")
 @admin_required
-def end_grant(member_id: int, grant_id: int) -> Response:
+def end_grant(grant_id: int) -> Response:
     """End a member's grant now (admins; audited)."""
     grant = db.session.get(Grant, grant_id)
-    if grant is None or grant.member_id != member_id:
+    if grant is None:
         abort(404)
+    member_id = grant.member_id
     if not EmptyForm().validate_on_submit():
         abort(400)
     if grants.end_grant(grant, current_actor()):
