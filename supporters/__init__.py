@@ -150,3 +150,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(billing_bp)
     app.register_blueprint(voting_bp)
     app.register_blueprint(staff_bp)
+
+    from supporters.patreon import views as patreon_views
+
+    patreon_views.init_app(app)
