@@ -15,10 +15,14 @@ from flask_babel import gettext as _
 
 from supporters import audit
 from supporters.billing.grant_models import GRANT_REASON_MAX_LENGTH, Grant, GrantSource
-from supporters.billing.models import Tier
+from supporters.billing.models import Subscription, SubscriptionStatus, Tier
 from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.models import Member
+
+# Subscription statuses that count as a paying patron (as ``membership.COUNTED_STATUSES``, which
+# imports this module).
+_COUNTED = (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE)
 
 
 class GrantError(Exception):
@@ -153,3 +157,59 @@ def carry_grant(
     if grant.ends_at != ends_at:
         grant.ends_at = max(ends_at, grant.starts_at)
     return grant
+
+
+def granted_patrons(at: dt.datetime) -> dict[GrantSource, int]:
+    """Members entitled at ``at`` by a grant and by no subscription live then, by source.
+
+    What the staff's patron counts add to the subscriptions' ledger: decided from the clock at
+    read time, so an expired grant leaves the count without a job. Grants carry no money and
+    add nothing to recurring revenue. A member holding grants of both sources counts once, as
+    their longest-lasting grant's source.
+    """
+    subscription_live_then = (
+        sa.select(Subscription.id)
+        .where(
+            Subscription.member_id == Grant.member_id,
+            sa.func.coalesce(Subscription.started_at, Subscription.created_at) <= at,
+            sa.or_(
+                Subscription.ended_at > at,
+                sa.and_(Subscription.ended_at.is_(None), Subscription.status.in_(_COUNTED)),
+            ),
+        )
+        .exists()
+    )
+    ranked = (
+        sa.select(
+            Grant.source,
+            sa.func.row_number()
+            .over(
+                partition_by=Grant.member_id,
+                order_by=(Grant.ends_at.is_(None).desc(), Grant.ends_at.desc(), Grant.id.desc()),
+            )
+            .label("rank"),
+        )
+        .where(entitling(at), ~subscription_live_then)
+        .subquery()
+    )
+    rows = db.session.execute(
+        sa.select(ranked.c.source, sa.func.count())
+        .where(ranked.c.rank == 1)
+        .group_by(ranked.c.source)
+    )
+    return {GrantSource(source): int(count) for source, count in rows}
+
+
+def entitling_grants(member_ids: list[int], at: dt.datetime | None = None) -> dict[int, Grant]:
+    """For a page of members: the grant entitling each at ``at`` (now), by member id."""
+    if not member_ids:
+        return {}
+    found: dict[int, Grant] = {}
+    query = (
+        sa.select(Grant)
+        .where(Grant.member_id.in_(member_ids), entitling(at or utcnow()))
+        .order_by(Grant.ends_at.is_(None), Grant.ends_at, Grant.id)
+    )
+    for grant in db.session.scalars(query):
+        found[grant.member_id] = grant  # the longest-lasting comes last, and stays
+    return found

@@ -7,17 +7,19 @@ import datetime as dt
 import sqlalchemy as sa
 from flask import Flask
 
-from supporters.audit import AuditEntry
-from supporters.billing.grant_models import Grant
+from supporters.audit import SYSTEM, AuditEntry
+from supporters.billing import grants
+from supporters.billing.grant_models import Grant, GrantSource
 from supporters.billing.membership import MembershipStatus, membership_of
 from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.models import Role
+from supporters.staff.queries import headline
 from supporters.voting.eligibility import check_eligibility
 from supporters.voting.models import Weighting
 from tests.factories import make_member, signed_in_client
 from tests.helpers import submit, text
-from tests.voting.factories import make_poll, make_tier
+from tests.voting.factories import make_poll, make_subscription, make_tier
 
 
 def test_an_admin_grants_a_complimentary_membership_then_ends_it(app: Flask) -> None:
@@ -46,6 +48,7 @@ def test_an_admin_grants_a_complimentary_membership_then_ends_it(app: Flask) -> 
     assert check_eligibility(poll, reader, utcnow()).weight == 3 * 1_000_000
     shown = text(client.get(page))
     assert "complimentary" in shown and "Community reporter" in shown
+    assert "complimentary" in text(client.get("/staff/members"))
 
     response = submit(client, page, f"/staff/grants/{grant.id}/end")
     assert response.status_code == 302
@@ -78,3 +81,32 @@ def test_staff_who_are_not_admins_cannot_grant(app: Flask) -> None:
     page = f"/staff/members/{reader.id}"
     response = submit(client, page, f"{page}/grants", tier="friend", reason="Because")
     assert response.status_code == 403
+
+
+def test_a_granted_member_counts_as_a_patron_without_revenue_until_the_grant_ends(
+    app: Flask,
+) -> None:
+    tier = make_tier("Friend", slug="friend")
+    paying = make_member()
+    make_subscription(paying, tier)
+    granted, both = make_member(), make_member()
+    make_subscription(both, tier)
+    now = utcnow()
+    for member in (granted, both):
+        grants.grant_membership(
+            member,
+            tier,
+            ends_at=now + dt.timedelta(days=10),
+            reason="Patreon",
+            actor=SYSTEM,
+            source=GrantSource.PATREON,
+            starts_at=now - dt.timedelta(days=40),
+        )
+    db.session.commit()
+
+    figures = headline.now_figures(now)
+    assert figures.patrons == 3  # the member with a subscription and a grant counts once
+    assert figures.granted == {GrantSource.PATREON: 1}
+    assert figures.mrr == {"EUR": 1000}  # the two subscriptions only
+    later = headline.now_figures(now + dt.timedelta(days=11))
+    assert (later.patrons, later.granted) == (2, {})

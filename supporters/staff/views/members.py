@@ -66,6 +66,7 @@ def list_members() -> tuple[str, int]:
         form=form,
         page=result,
         statuses={m.id: result.current.get(m.id) for m in result.members},
+        granted=grants.entitling_grants([m.id for m in result.members]),
         filter_args=_filter_args(),
         is_first=not (request.args.get("after") or request.args.get("before")),
     ), (200 if is_valid else 400)
@@ -82,6 +83,7 @@ def export_members() -> Response | tuple[str, int]:
             form=form,
             page=member_list.Page([], {}, None, None),
             statuses={},
+            granted={},
             filter_args=_filter_args(),
             is_first=True,
         ), 400
