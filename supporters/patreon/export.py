@@ -17,6 +17,7 @@ from typing import IO
 
 from flask_babel import gettext as _
 
+from supporters.billing.models import add_months
 from supporters.members.services import InvalidEmail, normalize_email
 from supporters.money import AmountError, parse_amount
 from supporters.patreon.models import PATREON_TIER_MAX_LENGTH, ChargeFrequency, PatronStatus
@@ -89,9 +90,15 @@ class PatreonRow:
 
     @property
     def paid_through(self) -> dt.datetime | None:
-        """When the period paid for ends: Patreon's next charge, or the access expiration."""
+        """When the period paid for ends: Patreon's next charge, or the access expiration;
+        failing both, a month (a year, for an annual pledge) after the last charge."""
         ends = [d for d in (self.next_charge_at, self.access_expires_at) if d is not None]
-        return max(ends) if ends else None
+        if ends:
+            return max(ends)
+        if self.last_charge_at is None:
+            return None
+        months = 12 if self.charge_frequency is ChargeFrequency.ANNUAL else 1
+        return add_months(self.last_charge_at, months)
 
     @property
     def monthly_pledge(self) -> int:
