@@ -107,7 +107,7 @@ def progress(now: dt.datetime | None = None) -> Progress:
     }
     monthly = sa.case(
         (Subscription.interval == Interval.MONTH, Subscription.amount),
-        else_=Subscription.amount / 12,
+        else_=Subscription.amount // 12,
     )
     moved_by_tier = [
         MovedTier(name or "", currency, int(patrons), int(mrr or 0))
