@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
@@ -16,7 +18,7 @@ from flask_babel import gettext as _
 from supporters import audit
 from supporters.billing.grant_models import GRANT_REASON_MAX_LENGTH, Grant, GrantSource
 from supporters.billing.models import Subscription, SubscriptionStatus, Tier
-from supporters.db import utcnow
+from supporters.db import insert_many, utcnow
 from supporters.extensions import db
 from supporters.members.models import Member
 
@@ -124,6 +126,43 @@ def end_grant(grant: Grant, actor: audit.Actor | None, at: dt.datetime | None = 
     if actor is not None:
         audit.record("grant.ended", actor, grant, member_id=grant.member_id)
     return True
+
+
+class CarriedGrant(NamedTuple):
+    """A period paid elsewhere, to carry over as a grant (see :func:`carry_grants`)."""
+
+    member_id: int
+    tier_id: int
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    source: GrantSource
+    reason: str
+
+
+def carry_grants(carried: Sequence[CarriedGrant]) -> Sequence[int]:
+    """Make grants in bulk (an import's new patrons); their ids, in the order given.
+
+    Not audited one by one: the import that calls it is audited as a whole.
+    """
+    now = utcnow()
+    return insert_many(
+        Grant,
+        [
+            {
+                "member_id": c.member_id,
+                "tier_id": c.tier_id,
+                "source": c.source,
+                "starts_at": min(c.starts_at, c.ends_at),
+                "ends_at": c.ends_at,
+                "reason": c.reason[:GRANT_REASON_MAX_LENGTH],
+                "created_by_id": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for c in carried
+        ],
+        returning_ids=True,
+    )
 
 
 def carry_grant(

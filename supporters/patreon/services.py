@@ -21,7 +21,7 @@ from supporters import audit
 from supporters.billing import grants
 from supporters.billing.grant_models import GrantSource
 from supporters.billing.models import Tier
-from supporters.db import utcnow
+from supporters.db import insert_many, utcnow
 from supporters.extensions import db
 from supporters.members.imports import ImportedMember, import_members
 from supporters.members.models import Member
@@ -232,25 +232,46 @@ def import_export(
             )
         )
 
+    # New records (every one, on a first import) go in bulk; known ones are compared and updated.
+    new_patrons: list[dict[str, Any]] = []
+    new_grants: list[grants.CarriedGrant] = []
+    grant_of_new: list[int | None] = []  # per new record, its grant's index in new_grants
     for row in export.rows:
         member_id = member_ids[row.email]
         tier_id = mapping.get(row.tier)
         values = _patron_values(row, tier_id)
         patron = patrons.get(member_id)
         if patron is None:
-            patron = ImportedPatron(member_id=member_id, imported_at=now, updated_at=now, **values)
-            db.session.add(patron)
-            counts.patrons_created += 1
+            carried = _carried(row, member_id, tier_id, now)
+            grant_of_new.append(len(new_grants) if carried is not None else None)
+            if carried is not None:
+                new_grants.append(carried)
+            new_patrons.append(
+                {
+                    "member_id": member_id,
+                    **values,
+                    "invited_at": None,
+                    "opened_at": None,
+                    "imported_at": now,
+                    "updated_at": now,
+                }
+            )
+            continue
+        changed = {k: v for k, v in values.items() if getattr(patron, k) != v}
+        if changed:
+            for key, value in changed.items():
+                setattr(patron, key, value)
+            patron.updated_at = now
+            counts.patrons_updated += 1
         else:
-            changed = {k: v for k, v in values.items() if getattr(patron, k) != v}
-            if changed:
-                for key, value in changed.items():
-                    setattr(patron, key, value)
-                patron.updated_at = now
-                counts.patrons_updated += 1
-            else:
-                counts.patrons_unchanged += 1
-        _carry_entitlement(patron, row, tier_id, now, counts)
+            counts.patrons_unchanged += 1
+        _carry_entitlement(patron, _carried(row, member_id, tier_id, now), now, counts)
+    grant_ids = grants.carry_grants(new_grants)
+    for values, index in zip(new_patrons, grant_of_new, strict=True):
+        values["grant_id"] = grant_ids[index] if index is not None else None
+    insert_many(ImportedPatron, new_patrons)
+    counts.patrons_created = len(new_patrons)
+    counts.grants_created += len(new_grants)
     db.session.flush()
     audit.record_action(
         "patreon.imported",
@@ -262,26 +283,41 @@ def import_export(
     return counts
 
 
+def _carried(
+    row: PatreonRow, member_id: int, tier_id: int | None, now: dt.datetime
+) -> grants.CarriedGrant | None:
+    """The grant a row gives: a paid-up patron's, until their paid period ends (None: none)."""
+    paid_through = row.paid_through
+    if not row.is_paid_up or tier_id is None or paid_through is None or paid_through <= now:
+        return None
+    return grants.CarriedGrant(
+        member_id=member_id,
+        tier_id=tier_id,
+        starts_at=row.last_charge_at or now,
+        ends_at=paid_through,
+        source=GrantSource.PATREON,
+        reason=_("Paid on Patreon"),
+    )
+
+
 def _carry_entitlement(
     patron: ImportedPatron,
-    row: PatreonRow,
-    tier_id: int | None,
+    carried: grants.CarriedGrant | None,
     now: dt.datetime,
     counts: ImportCounts,
 ) -> None:
-    """Give a paid-up patron a grant until their paid period ends; end it when no longer so."""
+    """Make, update or end a known patron's grant as the export now says."""
     grant = patron.grant
-    paid_through = row.paid_through
-    if row.is_paid_up and tier_id is not None and paid_through is not None and paid_through > now:
+    if carried is not None:
         before = (grant.tier_id, grant.ends_at) if grant is not None else None
         grant = grants.carry_grant(
             grant,
-            member_id=patron.member_id,
-            tier_id=tier_id,
-            starts_at=row.last_charge_at or now,
-            ends_at=paid_through,
-            source=GrantSource.PATREON,
-            reason=_("Paid on Patreon"),
+            member_id=carried.member_id,
+            tier_id=carried.tier_id,
+            starts_at=carried.starts_at,
+            ends_at=carried.ends_at,
+            source=carried.source,
+            reason=carried.reason,
         )
         if before is None:
             patron.grant = grant
