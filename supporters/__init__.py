@@ -58,6 +58,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from supporters.billing.cli import billing_cli
     from supporters.demo.cli import seed_demo
     from supporters.members import cli as members_cli
+    from supporters.patreon.cli import import_cli
     from supporters.staff.cli import staff_cli
 
     app.cli.add_command(members_cli.create_staff)
@@ -66,6 +67,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(doctor.doctor)
     app.cli.add_command(billing_cli)
     app.cli.add_command(staff_cli)
+    app.cli.add_command(import_cli)
 
     _register_mail(app)
 
@@ -111,10 +113,12 @@ def _init_extensions(app: Flask) -> None:
     )
     # Import every feature's models so the metadata (migrations, create_all in tests) is whole.
     import supporters.audit
+    import supporters.billing.grant_models
     import supporters.billing.models
     import supporters.jobs.models
     import supporters.mail.models
     import supporters.members.models
+    import supporters.patreon.models
     import supporters.site_settings
     import supporters.voting.models  # noqa: F401
     from supporters.staff import listeners as report_listeners
@@ -148,3 +152,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(billing_bp)
     app.register_blueprint(voting_bp)
     app.register_blueprint(staff_bp)
+
+    from supporters.patreon import views as patreon_views
+
+    patreon_views.init_app(app)

@@ -264,6 +264,24 @@ def _bench_signed_in() -> str:
     return "signed in"
 
 
+_LARGE_BODIES = "supporters.large_bodies"
+
+
+def allow_large_body(app: Flask, endpoint: str, max_bytes: int) -> None:
+    """Let one route read a body larger than ``MAX_CONTENT_LENGTH`` (a file upload).
+
+    The limit must be raised before anything reads the body (the text check and the CSRF check
+    do, before any view): a feature registers its route here from ``create_app``.
+    """
+    app.extensions.setdefault(_LARGE_BODIES, {})[endpoint] = max_bytes
+
+
+def _raise_body_limit() -> None:
+    limit = current_app.extensions.get(_LARGE_BODIES, {}).get(request.endpoint)
+    if limit is not None:
+        request.max_content_length = limit
+
+
 def init_app(app: Flask) -> None:
     """Install headers, error handlers and template helpers on the app."""
     app.register_blueprint(bp)
@@ -278,6 +296,8 @@ def init_app(app: Flask) -> None:
     # First of all: nothing else (the CSRF check, the rate limits' keys, a view) may read a
     # value before it is known to be text the database can keep.
     app.before_request_funcs.setdefault(None, []).insert(0, _refuse_unsafe_text)
+    # Before even that: a route allowed a large body must not be refused while it is read.
+    app.before_request_funcs[None].insert(0, _raise_body_limit)
     if app.config["BASE_URL_IS_SET"]:
         app.before_request(_notice_other_host)
     app.after_request(_secure_headers)

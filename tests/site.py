@@ -20,10 +20,11 @@ from flask import Flask, url_for
 from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
-from supporters.audit import record_action
+from supporters.audit import SYSTEM, record_action
 from supporters.billing import offers
 from supporters.billing.demo_checkout import CUSTOM_PRODUCT, DemoBackend
 from supporters.billing.emails import fix_card_token
+from supporters.billing.grants import grant_membership
 from supporters.billing.models import (
     FundingGoal,
     GoalMeasure,
@@ -31,6 +32,7 @@ from supporters.billing.models import (
     PaymentStatus,
     Subscription,
     SubscriptionStatus,
+    Tier,
 )
 from supporters.billing.provider import CheckoutRequest, NewPrice
 from supporters.extensions import db
@@ -132,6 +134,11 @@ def _unsubscribe_token(site: Site, role: str) -> str:
     return preferences.unsubscribe_token(site.people["patron"].id, topic)
 
 
+def _grant_id(site: Site, role: str) -> int:
+    tier = db.session.scalars(sa.select(Tier).limit(1)).one()
+    return grant_membership(make_member(), tier, ends_at=None, reason="", actor=SYSTEM).id
+
+
 #: How to make the row behind each URL argument: a route with a new argument needs a line here.
 URL_ARGUMENTS: dict[str, Callable[[Site, str], Any]] = {
     "poll_id": _poll_id,
@@ -140,6 +147,7 @@ URL_ARGUMENTS: dict[str, Callable[[Site, str], Any]] = {
     "member_id": _member_id,
     "tier_id": _tier_id,
     "goal_id": _goal_id,
+    "grant_id": _grant_id,
     "session_id": _session_id,
     "token": _token,
     "unsubscribe_token": _unsubscribe_token,
@@ -297,6 +305,7 @@ def furnish(site: Site, now: dt.datetime) -> dict[str, list[Any]]:
         "member_id": [patron.id],
         "tier_id": [subscription.tier_id],
         "goal_id": [goal.id],
+        "grant_id": [_grant_id(site, "admin")],
         "name": list(exports.DATASETS),
         "token": [token],
         "unsubscribe_token": [_unsubscribe_token(site, "patron")],

@@ -1,4 +1,5 @@
-"""Membership status: the one place that turns Stripe's subscription status into benefits."""
+"""Membership status: the one place that turns Stripe's subscription status, and grants made
+without a subscription (:mod:`supporters.billing.grants`), into benefits."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from flask_babel import gettext as _
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.util import AliasedClass
 
+from supporters.billing import grants
+from supporters.billing.grant_models import Grant
 from supporters.billing.models import Subscription, SubscriptionStatus
 from supporters.db import utcnow
 from supporters.extensions import db
@@ -49,6 +52,9 @@ class MembershipStatus(enum.StrEnum):
     # benefits are paused until a payment goes through. Not ended, so not "lapsed".
     ON_HOLD = "on_hold"
     LAPSED = "lapsed"  # was a patron, is not any more: no live subscription
+    # Entitled by a grant (complimentary, or a paid-up patron imported from Patreon) and by no
+    # subscription: benefits without money. A subscription that entitles comes first.
+    GRANTED = "granted"
 
     @property
     def label(self) -> str:
@@ -60,12 +66,13 @@ class MembershipStatus(enum.StrEnum):
             MembershipStatus.GRACE: _("Patron, renewal failed (grace period)"),
             MembershipStatus.ON_HOLD: _("On hold: renewal failed, Stripe still retrying"),
             MembershipStatus.LAPSED: _("Lapsed"),
+            MembershipStatus.GRANTED: _("Patron by a grant"),
         }
         return labels[self]
 
     @property
     def is_entitled(self) -> bool:
-        return self in (MembershipStatus.ACTIVE, MembershipStatus.GRACE)
+        return self in (MembershipStatus.ACTIVE, MembershipStatus.GRACE, MembershipStatus.GRANTED)
 
 
 def grace_period() -> dt.timedelta:
@@ -211,8 +218,30 @@ SUBSCRIPTION_WITH_SESSION = LoadedWithSession(
 )
 
 
+def with_grant(
+    status: MembershipStatus, member_id: int, at: dt.datetime | None = None
+) -> tuple[MembershipStatus, Grant | None]:
+    """A subscription's status, completed by the member's grants: the one rule that weighs them.
+
+    A subscription that entitles comes first (it is money, and says the tier paid for); else a
+    grant entitling at ``at`` makes the member GRANTED; else the subscription's status stands.
+    """
+    if status.is_entitled:
+        return status, None
+    grant = grants.entitling_grant(member_id, at)
+    return (MembershipStatus.GRANTED, grant) if grant is not None else (status, None)
+
+
+def standing_of(
+    member_id: int, now: dt.datetime | None = None
+) -> tuple[MembershipStatus, Grant | None]:
+    """The member's status and, when a grant is what entitles them, that grant."""
+    now = now or utcnow()
+    return with_grant(status_of(current_subscription(member_id), now), member_id, now)
+
+
 def membership_of(member_id: int, now: dt.datetime | None = None) -> MembershipStatus:
-    return status_of(current_subscription(member_id), now)
+    return standing_of(member_id, now)[0]
 
 
 def is_entitled(member_id: int, now: dt.datetime | None = None) -> bool:

@@ -300,3 +300,23 @@ class EmailScheduleForm(FlaskForm):
             )
             return False
         return True
+
+
+class GrantForm(FlaskForm):
+    """A complimentary membership: a tier, an end date or none, and why."""
+
+    tier = SelectField(_l("Tier"), validate_choice=True)
+    ends_on = DateField(
+        _l("Last day"),
+        description=_l("Leave empty for a membership that lasts until you end it."),
+        validators=[Optional()],
+    )
+    reason = StringField(
+        _l("Reason"),
+        description=_l("For the audit log and the other staff: why this member gets it."),
+        validators=[DataRequired(_l("Say why.")), Length(max=500)],
+        render_kw={"maxlength": 500},
+    )
+
+    def set_tiers(self, tiers: list[tuple[str, str]]) -> None:
+        self.tier.choices = [SelectChoice(slug, name) for slug, name in tiers]

@@ -1,7 +1,10 @@
 """Who may vote in a poll, why not, and what their ballot would weigh.
 
-Patrons whose membership entitles them may vote (billing's ``status_of`` decides that, in one
-place); a poll restricted to tiers also wants their tier to be allowed.
+Patrons whose membership entitles them may vote (billing's ``status_of`` and ``with_grant``
+decide that, in one place); a poll restricted to tiers also wants their tier to be allowed. A
+member entitled by a grant votes as a patron of the grant's tier: its weight, and in polls
+weighted by amount that tier's monthly amount (in the site's currency, so a pledge made
+elsewhere in another currency needs no exchange rate).
 """
 
 from __future__ import annotations
@@ -13,17 +16,33 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
+from supporters.billing.grant_models import Grant
+from supporters.billing.grants import entitling
 from supporters.billing.membership import (
     MembershipStatus,
     current_subscription,
     current_subscription_id,
     status_of,
+    with_grant,
 )
 from supporters.billing.models import Subscription, SubscriptionStatus, Tier
 from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.voting.models import Poll, PollTierRule, Weighting
-from supporters.voting.weights import ballot_weight
+from supporters.voting.weights import Support, ballot_weight
+
+
+@dataclass(frozen=True)
+class GrantedSupport:
+    """A grant's tier, seen as the support a ballot's weight reads."""
+
+    tier_id: int | None
+    monthly_amount: int
+    currency: str
+
+    @classmethod
+    def of(cls, grant: Grant) -> GrantedSupport:
+        return cls(grant.tier_id, grant.tier.monthly_amount, grant.tier.currency)
 
 
 class Refusal(enum.StrEnum):
@@ -96,17 +115,22 @@ def check_eligibility(
         return Eligibility(Refusal.SIGNED_OUT, MembershipStatus.NONE)
     if subscription is None:
         subscription = current_subscription(member.id)
-    membership = status_of(subscription, at)
+    membership, grant = with_grant(status_of(subscription, at), member.id, at)
     if not membership.is_entitled:
         return Eligibility(_MEMBERSHIP_REFUSALS[membership], membership)
-    assert subscription is not None  # entitled means there is one
+    support: Support
+    if grant is not None:
+        support = GrantedSupport.of(grant)
+    else:
+        assert subscription is not None  # entitled by no grant means by a subscription
+        support = subscription
     needs_rules = poll.is_restricted_to_tiers or poll.weighting is Weighting.TIER
     rules = tier_rules(poll) if needs_rules else {}
     if poll.is_restricted_to_tiers:
-        rule = rules.get(subscription.tier_id) if subscription.tier_id is not None else None
+        rule = rules.get(support.tier_id) if support.tier_id is not None else None
         if rule is None or not rule.may_vote:
             return Eligibility(Refusal.TIER, membership)
-    return Eligibility(None, membership, ballot_weight(poll, subscription, rules))
+    return Eligibility(None, membership, ballot_weight(poll, support, rules))
 
 
 def allowed_tier_ids(poll: Poll) -> list[int]:
@@ -125,29 +149,42 @@ def allowed_tiers(poll: Poll) -> list[Tier]:
     )
 
 
+_ENTITLING_STATUSES = (
+    SubscriptionStatus.ACTIVE,
+    SubscriptionStatus.TRIALING,
+    SubscriptionStatus.PAST_DUE,
+)
+
+
 def entitled_member_ids(poll: Poll, at: dt.datetime) -> list[int]:
     """Every member who may vote in the poll at ``at``, as :func:`check_eligibility` decides
-    for one: their current subscription entitles them, and a poll restricted to tiers allows
-    its tier. For telling them all at once (a poll opened, its results)."""
+    for one: their current subscription entitles them (else a grant does), and a poll restricted
+    to tiers allows its tier. For telling them all at once (a poll opened, its results)."""
     query = (
         sa.select(Subscription)
         .join(Member, Subscription.id == current_subscription_id(Member.id))
-        .where(
-            Subscription.status.in_(
-                (
-                    SubscriptionStatus.ACTIVE,
-                    SubscriptionStatus.TRIALING,
-                    SubscriptionStatus.PAST_DUE,
-                )
-            )
-        )
+        .where(Subscription.status.in_(_ENTITLING_STATUSES))
     )
+    granted = sa.select(Grant.member_id).where(entitling(at))
     if poll.is_restricted_to_tiers:
-        query = query.where(Subscription.tier_id.in_(allowed_tier_ids(poll)))
-    return sorted(
-        {
-            subscription.member_id
-            for subscription in db.session.scalars(query)
-            if status_of(subscription, at).is_entitled
-        }
-    )
+        allowed = allowed_tier_ids(poll)
+        query = query.where(Subscription.tier_id.in_(allowed))
+        granted = granted.where(Grant.tier_id.in_(allowed))
+    by_subscription = {
+        subscription.member_id
+        for subscription in db.session.scalars(query)
+        if status_of(subscription, at).is_entitled
+    }
+    # A member whose current subscription does not entitle them may vote by a grant (of an
+    # allowed tier); one whose subscription entitles them votes as its tier says, not the grant's.
+    entitled_by_subscription = {
+        s.member_id
+        for s in db.session.scalars(
+            sa.select(Subscription)
+            .join(Member, Subscription.id == current_subscription_id(Member.id))
+            .where(Member.id.in_(granted), Subscription.status.in_(_ENTITLING_STATUSES))
+        )
+        if status_of(s, at).is_entitled
+    }
+    by_grant = set(db.session.scalars(granted)) - entitled_by_subscription
+    return sorted(by_subscription | by_grant)

@@ -18,6 +18,8 @@ from fractions import Fraction
 import sqlalchemy as sa
 
 from supporters import numbers
+from supporters.billing.grant_models import Grant
+from supporters.billing.grants import entitling
 from supporters.billing.membership import LIVE_STATUSES, status_at
 from supporters.billing.models import Subscription, SubscriptionStatus
 from supporters.extensions import db
@@ -159,7 +161,29 @@ def count_eligible(poll: Poll, at: dt.datetime) -> int:
         )
     )
     in_grace = sum(1 for subscription in unpaid if status_at(subscription, at).is_entitled)
-    return int(entitled or 0) + in_grace
+    return int(entitled or 0) + in_grace + _count_granted(poll, at, live_then)
+
+
+def _count_granted(poll: Poll, at: dt.datetime, live_then: sa.ColumnElement[bool]) -> int:
+    """Members entitled at ``at`` by a grant (of an allowed tier) and by no live subscription.
+
+    A member with a live subscription then is counted (or not) by it above, as
+    ``membership.with_grant`` lets a subscription come first.
+    """
+    live = sa.select(Subscription.id).where(
+        Subscription.member_id == Grant.member_id,
+        sa.func.coalesce(Subscription.started_at, Subscription.created_at) <= at,
+        live_then,
+    )
+    query = sa.select(sa.func.count(sa.distinct(Grant.member_id))).where(
+        entitling(at), ~live.exists()
+    )
+    if poll.is_restricted_to_tiers:
+        allowed = sa.select(PollTierRule.tier_id).where(
+            PollTierRule.poll_id == poll.id, PollTierRule.may_vote.is_(True)
+        )
+        query = query.where(Grant.tier_id.in_(allowed))
+    return int(db.session.scalar(query) or 0)
 
 
 def eligible_at_closing(poll: Poll, now: dt.datetime) -> int:

@@ -15,7 +15,7 @@ from flask_babel import gettext as _
 
 from supporters import audit
 from supporters.audit import Actor
-from supporters.billing.membership import current_subscription, status_of
+from supporters.billing.membership import is_entitled
 from supporters.extensions import db
 from supporters.members.models import Member
 from supporters.voting import clock, emails, results
@@ -104,9 +104,7 @@ def merge_targets(*, excluding: int | None = None) -> list[Topic]:
 
 def may_propose(member: Member | None) -> bool:
     """Patrons (the same ones who may vote) may propose topics."""
-    return (
-        member is not None and status_of(current_subscription(member.id), clock.now()).is_entitled
-    )
+    return member is not None and is_entitled(member.id, clock.now())
 
 
 def propose_topic(member: Member, *, title: str, pitch: str, link_url: str | None) -> Topic:

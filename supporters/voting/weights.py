@@ -33,8 +33,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
+from typing import Protocol
 
-from supporters.billing.models import Subscription
 from supporters.money import exponent
 from supporters.voting.models import WEIGHT_SCALE, Poll, PollTierRule, Weighting
 
@@ -54,7 +54,21 @@ def sqrt_weight(monthly_minor: int, currency: str) -> int:
     return math.isqrt(monthly_minor * 10 ** (_MAX_EXPONENT - digits))
 
 
-def ballot_weight(poll: Poll, subscription: Subscription, rules: Mapping[int, PollTierRule]) -> int:
+class Support(Protocol):
+    """What a ballot's weight reads of a patron's support: a subscription, or a grant's tier
+    (:class:`supporters.voting.eligibility.GrantedSupport`)."""
+
+    @property
+    def tier_id(self) -> int | None: ...
+
+    @property
+    def monthly_amount(self) -> int: ...
+
+    @property
+    def currency(self) -> str: ...
+
+
+def ballot_weight(poll: Poll, subscription: Support, rules: Mapping[int, PollTierRule]) -> int:
     """The weight, in millionths of a vote, that this patron's ballot carries in this poll."""
     if poll.weighting is Weighting.TIER:
         rule = rules.get(subscription.tier_id) if subscription.tier_id is not None else None

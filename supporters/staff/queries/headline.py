@@ -8,6 +8,8 @@ from fractions import Fraction
 
 import sqlalchemy as sa
 
+from supporters.billing.grant_models import GrantSource
+from supporters.billing.grants import granted_patrons
 from supporters.billing.models import FundingGoal, GoalMeasure, Tier
 from supporters.db import utcnow
 from supporters.extensions import db
@@ -35,6 +37,8 @@ class Now:
     mrr_30_days_ago: dict[str, int]
     subscriptions: dict[str, int]  # counted subscriptions per currency
     by_tier: list[TierCount]
+    # Patrons by a grant and no subscription (in ``patrons``, never in MRR), by source.
+    granted: dict[GrantSource, int] = dataclasses.field(default_factory=dict)
 
     def average_revenue(self, currency: str) -> Fraction | None:
         """MRR ÷ paying subscriptions in the currency (a member has at most one live one)."""
@@ -43,7 +47,11 @@ class Now:
 
 
 def now_figures(now: dt.datetime | None = None) -> Now:
-    """Patrons and MRR now (sums of the whole ledger) and 30 days before."""
+    """Patrons and MRR now (sums of the whole ledger) and 30 days before.
+
+    Patrons also count members entitled by a grant alone (complimentary, or via Patreon),
+    read from the grants against the clock; grants add nothing to MRR.
+    """
     now = now or utcnow()
     t = SubscriptionMonth.__table__.c
     d = DayTotal.__table__.c
@@ -80,13 +88,16 @@ def now_figures(now: dt.datetime | None = None) -> Now:
             .order_by(t.currency, sa.func.sum(t.subscriptions).desc(), t.tier_key)
         )
     ]
+    granted = granted_patrons(now)
+    granted_before = sum(granted_patrons(now - dt.timedelta(days=30)).values())
     return Now(
-        patrons=patrons,
-        patrons_30_days_ago=patrons - sum(p for _, p in recent.values()),
+        patrons=patrons + sum(granted.values()),
+        patrons_30_days_ago=patrons - sum(p for _, p in recent.values()) + granted_before,
         mrr=mrr,
         mrr_30_days_ago={c: m - recent.get(c, (0, 0))[0] for c, m in mrr.items()},
         subscriptions={c: int(s) for c, m, s, p in totals if c in mrr},
         by_tier=by_tier,
+        granted=granted,
     )
 
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from supporters import downloads
-from supporters.billing import membership
+from supporters.billing import grants, membership
 from supporters.billing import payments as billing_payments
 from supporters.billing import subscriptions as billing_subscriptions
+from supporters.billing.grant_models import Grant
+from supporters.billing.models import Tier
 from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.auth import admin_required, current_actor, current_member, staff_required
+from supporters.members.forms import EmptyForm
 from supporters.members.models import Member, Role
 from supporters.staff import exports, member_list, services
-from supporters.staff.forms import MemberFilterForm, RoleForm
+from supporters.staff.forms import GrantForm, MemberFilterForm, RoleForm
 from supporters.staff.queries import disputes, member_page
 from supporters.staff.views.blueprint import bp
 
@@ -60,6 +66,7 @@ def list_members() -> tuple[str, int]:
         form=form,
         page=result,
         statuses={m.id: result.current.get(m.id) for m in result.members},
+        granted=grants.entitling_grants([m.id for m in result.members]),
         filter_args=_filter_args(),
         is_first=not (request.args.get("after") or request.args.get("before")),
     ), (200 if is_valid else 400)
@@ -76,6 +83,7 @@ def export_members() -> Response | tuple[str, int]:
             form=form,
             page=member_list.Page([], {}, None, None),
             statuses={},
+            granted={},
             filter_args=_filter_args(),
             is_first=True,
         ), 400
@@ -95,12 +103,25 @@ def show_member(member_id: int) -> tuple[str, int]:
     return _render_member(member, RoleForm(formdata=None, role=member.role.value))
 
 
-def _render_member(member: Member, role_form: RoleForm, status: int = 200) -> tuple[str, int]:
+def _grant_form(formdata: object = None) -> GrantForm:
+    form = GrantForm(formdata=formdata) if formdata is not None else GrantForm()
+    tiers = db.session.scalars(sa.select(Tier).where(Tier.is_active).order_by(Tier.position))
+    form.set_tiers([(t.slug, t.name) for t in tiers])
+    return form
+
+
+def _render_member(
+    member: Member, role_form: RoleForm, status: int = 200, grant_form: GrantForm | None = None
+) -> tuple[str, int]:
     payments = billing_payments.payments_of(member.id, limit=200)
+    standing, grant = membership.standing_of(member.id)
     return render_template(
         "staff/show_member.html",
         member=member,
-        membership=membership.membership_of(member.id),
+        membership=standing,
+        entitling_grant=grant,
+        grants=grants.grants_of(member.id),
+        grant_form=grant_form or _grant_form(),
         subscriptions=member_page.subscriptions_of(member.id),
         movements=member_page.movements_of(member.id),
         tiers=member_page.tier_names(),
@@ -135,3 +156,51 @@ def change_role(member_id: int) -> Response | tuple[str, int]:
     if changed:
         flash(_("%(name)s is now %(role)s.", name=member.name, role=member.role.value), "success")
     return redirect(url_for("staff.show_member", member_id=member.id))
+
+
+@bp.post("/members/<int:member_id>/grants")
+@admin_required
+def grant_membership(member_id: int) -> Response | tuple[str, int]:
+    """Give a member a complimentary membership of a tier (admins; audited)."""
+    member = db.session.get(Member, member_id)
+    if member is None:
+        abort(404)
+    form = _grant_form(request.form)
+    role_form = RoleForm(formdata=None, role=member.role.value)
+    if not form.validate_on_submit():
+        return _render_member(member, role_form, 400, form)
+    tier = db.session.scalar(sa.select(Tier).where(Tier.slug == form.tier.data))
+    assert tier is not None  # the form only offers existing tiers
+    ends_at = None
+    if form.ends_on.data is not None:
+        # Through the whole of its last day (UTC).
+        ends_at = dt.datetime.combine(form.ends_on.data + dt.timedelta(days=1), dt.time(), dt.UTC)
+    try:
+        grants.grant_membership(
+            member, tier, ends_at=ends_at, reason=form.reason.data or "", actor=current_actor()
+        )
+    except grants.GrantError as exc:
+        form.ends_on.errors = [exc.message]
+        return _render_member(member, role_form, 400, form)
+    db.session.commit()
+    flash(
+        _("%(name)s is a patron of %(tier)s, complimentary.", name=member.name, tier=tier.name),
+        "success",
+    )
+    return redirect(url_for("staff.show_member", member_id=member.id))
+
+
+@bp.post("/grants/<int:grant_id>/end")
+@admin_required
+def end_grant(grant_id: int) -> Response:
+    """End a member's grant now (admins; audited)."""
+    grant = db.session.get(Grant, grant_id)
+    if grant is None:
+        abort(404)
+    member_id = grant.member_id
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    if grants.end_grant(grant, current_actor()):
+        db.session.commit()
+        flash(_("The grant has ended."), "success")
+    return redirect(url_for("staff.show_member", member_id=member_id))
