@@ -68,6 +68,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(staff_cli)
 
     _register_mail(app)
+    from supporters.billing import background as billing_background
+
+    billing_background.init_app(app)
 
     from supporters import jobs
 
