@@ -6,6 +6,10 @@ job (``billing.reconcile``, every ``RECONCILE_MINUTES``) queues a job per custom
 the webhook events that arrive meanwhile are not kept waiting behind a long queue. Each
 customer's job is idempotent (it upserts what Stripe says now) and keyed by its hour, so a
 second run of the hourly job queues nothing twice.
+
+A failed event's job retries it with backoff (``JOBS_*``), for an hour or two; should Stripe be
+unreachable for longer, the job dies, and the hourly ``billing.revive_events`` queues it again
+for three days from its arrival, as Stripe would have retried it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from supporters import jobs
+from supporters import audit, jobs
 from supporters.billing import reconcile, webhooks
 from supporters.billing.models import Customer
 from supporters.db import utcnow
@@ -28,6 +32,10 @@ log = logging.getLogger(__name__)
 
 RECONCILE = "billing.reconcile"
 RECONCILE_CUSTOMER = "billing.reconcile_customer"
+REVIVE_EVENTS = "billing.revive_events"
+#: Stripe retries a webhook it got no 2xx for over three days; an event whose job died (Stripe
+#: was down for longer than the job's backoff) is tried again for as long, once an hour.
+_REVIVE_WITHIN = dt.timedelta(days=3)
 
 
 def init_app(app: Flask) -> None:
@@ -36,6 +44,8 @@ def init_app(app: Flask) -> None:
         app, webhooks.EVENT_JOB, webhooks.run_event_job, on_failure=webhooks.store_job_failure
     )
     jobs.register_handler(app, RECONCILE_CUSTOMER, reconcile_customer)
+    jobs.register_handler(app, REVIVE_EVENTS, revive_events)
+    jobs.register_periodic(app, REVIVE_EVENTS, every=dt.timedelta(hours=1), kind=REVIVE_EVENTS)
     jobs.register_handler(app, RECONCILE, queue_reconciliation)
     minutes = app.config["RECONCILE_MINUTES"]
     if app.config["STRIPE_SECRET_KEY"] and minutes:
@@ -62,6 +72,15 @@ def queue_reconciliation(payload: dict[str, Any]) -> None:
         )
         queued += job is not None
     log.info("queued the reconciliation of %d customer(s)", queued)
+
+
+def revive_events(payload: dict[str, Any]) -> None:
+    """Queue again the events of the last three days whose jobs died (their attempts reset)."""
+    queued = webhooks.queue_unprocessed(
+        audit.SYSTEM, dead_only=True, received_since=utcnow() - _REVIVE_WITHIN
+    )
+    if queued:
+        log.warning("queued %d failed Stripe event(s) again", queued)
 
 
 def reconcile_customer(payload: dict[str, Any]) -> None:

@@ -108,6 +108,7 @@ def replay_events(limit: int, enqueue: bool) -> None:
     _require_stripe()
     if enqueue:
         queued = webhooks.queue_unprocessed(audit.SYSTEM, limit)
+        db.session.commit()
         click.echo(f"Queued {queued} event(s) for the workers." if queued else "No failed events.")
         return
     counts = webhooks.replay_failed(limit)

@@ -24,6 +24,7 @@ unprocessed in its own process, or queues it for the workers.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import functools
 import logging
@@ -40,7 +41,7 @@ from supporters.billing.models import StripeEvent
 from supporters.billing.provider import InvoiceInfo
 from supporters.db import insert_ignoring_conflicts, utcnow
 from supporters.extensions import db
-from supporters.jobs.models import Job
+from supporters.jobs.models import Job, JobState
 
 log = logging.getLogger(__name__)
 
@@ -352,24 +353,38 @@ def replay_failed(limit: int = 1000) -> dict[Outcome, int]:
     return counts
 
 
-def queue_unprocessed(actor: audit.Actor, limit: int = 1000) -> int:
-    """Queue every unprocessed event for the workers: its failed or dead job is retried, and an
-    event with no job (recorded before jobs existed) gets one; how many jobs were queued."""
+def queue_unprocessed(
+    actor: audit.Actor,
+    limit: int = 1000,
+    *,
+    dead_only: bool = False,
+    received_since: dt.datetime | None = None,
+) -> int:
+    """Queue unprocessed events for the workers: a failed or dead job is retried (only a dead
+    one with ``dead_only``), and an event with no job (recorded before jobs did this) gets
+    one. Flushes (the caller commits); how many jobs were queued."""
+    states = (JobState.DEAD,) if dead_only else (JobState.FAILED, JobState.DEAD)
+    query = (
+        sa.select(StripeEvent.stripe_event_id, Job.id)
+        .outerjoin(Job, Job.key == sa.literal(event_job_key("")) + StripeEvent.stripe_event_id)
+        .where(StripeEvent.processed_at.is_(None), sa.or_(Job.id.is_(None), Job.state.in_(states)))
+        .order_by(StripeEvent.received_at, StripeEvent.id)
+        .limit(limit)
+    )
+    if received_since is not None:
+        query = query.where(StripeEvent.received_at >= received_since)
+    found = db.session.execute(query).all()
     queued = 0
-    for event_id in _unprocessed(limit):
-        job_id = db.session.scalar(sa.select(Job.id).where(Job.key == event_job_key(event_id)))
+    for event_id, job_id in found:
         if job_id is None:
-            queued += (
-                jobs.enqueue(EVENT_JOB, {"event": event_id}, key=event_job_key(event_id))
-                is not None
-            )
+            job = jobs.enqueue(EVENT_JOB, {"event": event_id}, key=event_job_key(event_id))
+            queued += job is not None
         else:
             try:
                 jobs.retry(job_id, actor)
                 queued += 1
             except jobs.NotRetryable:
-                pass  # queued or running already: a worker has it in hand
-        db.session.commit()
+                pass  # taken by a worker meanwhile
     return queued
 
 
