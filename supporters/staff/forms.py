@@ -247,3 +247,7 @@ class ForgetBounceForm(FlaskForm):
     field."""
 
     email = HiddenField(validators=[DataRequired(), Length(max=EMAIL_MAX_LENGTH)])
+
+
+class RetryJobForm(FlaskForm):
+    """A retry button: the job is in the address, the form carries the CSRF token alone."""
