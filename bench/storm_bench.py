@@ -206,14 +206,16 @@ def seed(root: Path, app_env: dict[str, str], fake: FakeStripeProcess, scratch: 
 
 @contextlib.contextmanager
 def workers(root: Path, app_env: dict[str, str], count: int, log: Path) -> Iterator[None]:
-    """``count`` worker processes, as the README runs them, started (their imports done) before
+    """``count`` worker processes, as the README runs them (niced), started (their imports done) before
     the storm begins; stopped with SIGTERM after. Their log goes to ``log``."""
     processes = []
     with log.open("ab") as output:
         for _ in range(count):
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "flask", "--app", "supporters", "worker"],
+                    # Niced, as the README's unit runs them: readers before background work.
+                    ["nice", "-n", "10", sys.executable, "-m", "flask", "--app", "supporters"]
+                    + ["worker"],
                     env={**os.environ, **app_env},
                     cwd=root,
                     stdout=subprocess.DEVNULL,  # the development mail "transport" prints
