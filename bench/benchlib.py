@@ -42,8 +42,11 @@ def psql(sql: str) -> None:
 
 
 @contextlib.contextmanager
-def throwaway_database(prefix: str) -> Iterator[dict[str, str]]:
-    """A new PostgreSQL database, migrated; yields the app's environment; dropped afterwards."""
+def throwaway_database(prefix: str, root: Path = ROOT) -> Iterator[dict[str, str]]:
+    """A new PostgreSQL database, migrated; yields the app's environment; dropped afterwards.
+
+    ``root`` is the checkout whose code migrates it (another commit's, for a comparison).
+    """
     database = f"{prefix}_{os.getpid()}"
     psql(f"CREATE DATABASE {database}")
     app_env = {
@@ -58,6 +61,7 @@ def throwaway_database(prefix: str) -> Iterator[dict[str, str]]:
         subprocess.run(
             [*flask, "db", "upgrade"],
             env={**os.environ, **app_env},
+            cwd=root,
             check=True,
             capture_output=True,
         )
@@ -132,14 +136,16 @@ def percentile(values: list[float], fraction: float) -> float:
 
 @contextlib.contextmanager
 def gunicorn(
-    app_env: dict[str, str], workers: int = 2, timeout: int = 30
+    app_env: dict[str, str], workers: int = 2, timeout: int = 30, root: Path = ROOT
 ) -> Iterator[tuple[int, int]]:
-    """The app served as in production; yields (port, server pid) once it answers."""
+    """The app (``root``'s code) served as in production; yields (port, server pid) once it
+    answers."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "sync", "-b", f"{HOST}:{port}"]
         + ["--timeout", str(timeout), "--log-level", "warning", "supporters:create_app()"],
         env={**os.environ, **app_env},
+        cwd=root,
     )
     try:
         probe = Client(port, 1)

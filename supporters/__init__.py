@@ -70,6 +70,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(import_cli)
 
     _register_mail(app)
+    _register_jobs(app)
 
     from supporters import jobs
 
@@ -139,6 +140,15 @@ def _register_mail(app: Flask) -> None:
     billing_emails.init_app(app)
     voting_emails.init_app(app)
     staff_emails.init_app(app)
+
+
+def _register_jobs(app: Flask) -> None:
+    """Each feature's background jobs and their schedule (mail's are in ``_register_mail``)."""
+    from supporters.billing import background as billing_background
+    from supporters.members import background as members_background
+
+    members_background.init_app(app)
+    billing_background.init_app(app)
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -155,6 +155,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("JOBS_POLL_SECONDS", float, 1.0, "How often an idle worker looks for due jobs."),
     Setting("JOBS_KEEP_DONE_DAYS", float, 7.0, "Days a finished job is kept before it is pruned."),
     Setting(
+        "RECONCILE_MINUTES",
+        int,
+        60,
+        "Workers compare every customer with Stripe this often (minutes; 0: never).",
+    ),
+    Setting(
         "DEVELOPMENT_WORKER",
         _bool,
         True,
@@ -298,6 +304,8 @@ def problems_with(values: Mapping[str, Any], *, production: bool | None = None) 
     ):
         if not values[key] > 0:
             problems.append(f"{ENV_PREFIX}{key} must be more than 0.")
+    if values["RECONCILE_MINUTES"] < 0:
+        problems.append(f"{ENV_PREFIX}RECONCILE_MINUTES must be 0 (never) or more.")
     if production:
         secret = values.get("SECRET_KEY") or ""
         if len(secret) < 32:

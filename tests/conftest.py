@@ -85,6 +85,8 @@ def app_config(tmp_path: Path, mail_server: MailServer, **overrides: Any) -> dic
         "SMTP_PORT": mail_server.port,
         "SMTP_SECURITY": "none",
         "RATELIMIT_STORAGE_URL": "memory://",
+        # Tests that drain the jobs expect no hourly reconciliation calling Stripe meanwhile.
+        "RECONCILE_MINUTES": 0,
     }
     config.update(overrides)
     return config
@@ -139,11 +141,12 @@ def make_app(tmp_path: Path, mail_server: MailServer, _postgres_schema: None) ->
         _reset_database(app)
 
 
-def run_jobs(app: Flask) -> None:
-    """Run the app's due jobs (its queued messages among them) as a worker does, then return."""
+def run_jobs(app: Flask, *, concurrency: int = 1) -> None:
+    """Run the app's due jobs (its queued messages and webhook events among them) as a worker
+    does, ``concurrency`` at a time, then return."""
     from supporters.jobs.worker import Worker
 
-    Worker(app).run(once=True)
+    Worker(app, concurrency=concurrency).run(once=True)
 
 
 @pytest.fixture

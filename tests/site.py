@@ -20,6 +20,7 @@ from flask import Flask, url_for
 from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
+from supporters import jobs
 from supporters.audit import SYSTEM, record_action
 from supporters.billing import offers
 from supporters.billing.demo_checkout import CUSTOM_PRODUCT, DemoBackend
@@ -36,6 +37,7 @@ from supporters.billing.models import (
 )
 from supporters.billing.provider import CheckoutRequest, NewPrice
 from supporters.extensions import db
+from supporters.jobs.models import JobState
 from supporters.members import preferences
 from supporters.members import services as member_services
 from supporters.members.models import Member, Role
@@ -85,6 +87,14 @@ def _goal_id(site: Site, role: str) -> int:
     db.session.add(goal)
     db.session.flush()
     return goal.id
+
+
+def _job_id(site: Site, role: str) -> int:
+    job = jobs.enqueue("test.dead")
+    assert job is not None
+    job.state, job.last_error, job.finished_at = JobState.DEAD, "Gone", job.run_at
+    db.session.flush()
+    return job.id
 
 
 def _demo_checkout(member: Member, key: str) -> str:
@@ -148,6 +158,7 @@ URL_ARGUMENTS: dict[str, Callable[[Site, str], Any]] = {
     "tier_id": _tier_id,
     "goal_id": _goal_id,
     "grant_id": _grant_id,
+    "job_id": _job_id,
     "session_id": _session_id,
     "token": _token,
     "unsubscribe_token": _unsubscribe_token,

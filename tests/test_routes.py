@@ -120,6 +120,8 @@ ACCESS: dict[str, Access | dict[str, Access]] = {
     "staff.edit_goal": ADMIN,
     "staff.manage_staff": ADMIN,
     "staff.list_audit": ADMIN,
+    "staff.list_background": ADMIN,
+    "staff.retry_job": ADMIN,
 }
 #: Routes that exist only where the benchmarks run (SUPPORTERS_BENCH_ROUTES).
 BENCH_ONLY = {"bench_hello", "bench_signed_in"}

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
+from supporters import audit
 from supporters.billing import errors, repricing, stripe_sync, webhooks
 from supporters.billing import reconcile as reconcile_module
 from supporters.billing import stripe_gateway as gateway
@@ -93,13 +94,28 @@ def move_to_current_prices(tier_slug: str | None, dry_run: bool) -> None:
 
 @billing_cli.command("replay-events")
 @click.option("--limit", default=1000, show_default=True, help="Most events to replay in one run.")
-def replay_events(limit: int) -> None:
-    """Process again the recorded Stripe events that failed or were never processed."""
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="Queue them for the workers (retrying their jobs) instead of processing them here.",
+)
+def replay_events(limit: int, enqueue: bool) -> None:
+    """Process again the recorded Stripe events that failed or were never processed.
+
+    By default here and now, in this process (each event committed on its own); with
+    --enqueue, by the workers.
+    """
     _require_stripe()
+    if enqueue:
+        queued = webhooks.queue_unprocessed(audit.SYSTEM, limit)
+        db.session.commit()
+        click.echo(f"Queued {queued} event(s) for the workers." if queued else "No failed events.")
+        return
     counts = webhooks.replay_failed(limit)
     if not counts:
         click.echo("No failed events.")
         return
+    click.echo("Processed in this process:")
     for outcome, count in sorted(counts.items()):
         click.echo(f"{outcome.value}: {count}")
     if counts.get(webhooks.Outcome.FAILED):
@@ -184,11 +200,12 @@ def check() -> None:
     failed = db.session.scalar(
         sa.select(sa.func.count())
         .select_from(StripeEvent)
-        .where(StripeEvent.processed_at.is_(None))
+        .where(StripeEvent.processed_at.is_(None), StripeEvent.error != "")
     )
     if failed:
         problems.append(
-            f"{failed} webhook event(s) not processed. Run `flask --app supporters billing replay-events`."
+            f"{failed} webhook event(s) failed (their jobs try again; see /staff/background)."
+            " Run `flask --app supporters billing replay-events` to process them now."
         )
     ignored = db.session.scalar(
         sa.select(sa.func.count()).select_from(StripeEvent).where(StripeEvent.ignored_reason != "")

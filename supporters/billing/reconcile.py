@@ -69,7 +69,7 @@ def reconcile() -> DriftReport:
     for member_id, customer_id, email in customers:
         report.customers_checked += 1
         try:
-            _reconcile_customer(member_id, customer_id, email, report, seen)
+            reconcile_one(member_id, customer_id, email, report, seen)
             db.session.commit()
         except gateway.StripeError as exc:
             db.session.rollback()
@@ -100,9 +100,14 @@ def reconcile() -> DriftReport:
     return report
 
 
-def _reconcile_customer(
-    member_id: int, customer_id: str, email: str, report: DriftReport, seen: set[str]
+def reconcile_one(
+    member_id: int, customer_id: str, email: str, report: DriftReport, seen: set[str] | None = None
 ) -> None:
+    """Compare one member's customer with Stripe and repair it; flushes (the caller commits).
+
+    :raises gateway.StripeError: Stripe could not be read.
+    """
+    seen = set() if seen is None else seen
     others = [c for c in gateway.find_customers(email) if c != customer_id]
     if others:
         report.duplicates.append(

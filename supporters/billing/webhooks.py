@@ -1,23 +1,30 @@
-"""Stripe webhooks: verify, record once, process by re-fetching, and replay what failed.
+"""Stripe webhooks: verify, record once, answer at once; a worker processes by re-fetching.
 
-An event is recorded by its unique Stripe id in the transaction that acts on it: a new event is
-inserted already marked processed, and that insert commits with the handler's work or rolls
-back with it (the failure is then stored on the row, unprocessed, for a retry or a replay). A
-delivery of an event already processed is answered 200 and does nothing, even when two
-deliveries race: the second waits on the unique index (or on the row's lock, for an event that
-failed before) until the first has committed. Handlers never trust the payload's snapshot: they
-fetch the subscription, invoice, charge or dispute from Stripe and upsert what it says now, so
-the order in which events arrive does not matter: an invoice brings its subscription first, and
-a refund or a dispute whose payment is not recorded yet brings that payment first.
+``POST /stripe/webhook`` verifies the signature on the raw body, then records the event by its
+unique Stripe id and queues its job (``billing.stripe_event``) in one short transaction, and
+answers 200 with no call to Stripe: a storm of renewals costs the web processes two INSERTs per
+event. A delivery of an event already recorded is answered 200 and does nothing, even when two
+deliveries race (the unique index decides). Events of a type we do not handle, and events that
+name no object, need no work: they are recorded as ignored, with the reason, and get no job.
+
+The job (run by a worker, see :mod:`supporters.jobs`) locks the event's row and runs its
+handler. Handlers never trust the payload's snapshot: they fetch the subscription, invoice,
+charge or dispute from Stripe and upsert what it says now, so the order in which events arrive
+does not matter: an invoice brings its subscription first, and a refund or a dispute whose
+payment is not recorded yet brings that payment first. The row is marked processed in the
+job's transaction, so a job run twice processes the event once.
 
 Stripe sends every event of the account. One about a customer, a Checkout Session or a product
-this installation did not make, or one that names no object, is recorded as ignored with the
-reason (``errors.Ignored``) and answered 200: no retry could change it. Only failures a retry
-can fix are answered 500.
+this installation did not make is recorded as ignored with the reason (``errors.Ignored``): no
+retry could change it. Any other failure is kept on the event (``error``, ``attempts``) and the
+job is retried with backoff; after its last attempt it is dead, and the staff's background-work
+page shows it with a retry button. ``flask billing replay-events`` processes what is left
+unprocessed in its own process, or queues it for the workers.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import functools
 import logging
@@ -27,23 +34,35 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Response, current_app, jsonify, request
 
+from supporters import audit, jobs
 from supporters.billing import checkout, disputes, errors, payments, subscriptions
 from supporters.billing import stripe_gateway as gateway
 from supporters.billing.models import StripeEvent
 from supporters.billing.provider import InvoiceInfo
 from supporters.db import insert_ignoring_conflicts, utcnow
 from supporters.extensions import db
+from supporters.jobs.models import Job, JobState
 
 log = logging.getLogger(__name__)
 
 
+#: The job that processes one recorded event; its payload names the event.
+EVENT_JOB = "billing.stripe_event"
+
+
 class Outcome(enum.StrEnum):
+    QUEUED = "queued"  # recorded with its job: a worker processes it
     PROCESSED = "processed"
     DUPLICATE = "duplicate"
     # Recorded, answered 200, not acted on: a type we do not handle, or an event of a handled
     # type that is not ours or cannot be (its reason is kept on the row).
     IGNORED = "ignored"
-    FAILED = "failed"  # stored for a retry or a replay: answered 500
+    FAILED = "failed"  # the error is stored on the event; its job tries again
+
+
+def event_job_key(stripe_event_id: str) -> str:
+    """The key of an event's job: one job per event, however often it is delivered."""
+    return f"stripe-event:{stripe_event_id}"
 
 
 def _on_subscription(event: gateway.EventInfo) -> None:
@@ -182,106 +201,114 @@ def _insert(
     )
 
 
-def _record(event: gateway.EventInfo) -> StripeEvent:
-    _insert(event)
-    # Lock the row: a concurrent delivery of the same event waits here until this one commits.
-    return db.session.scalars(
-        sa.select(StripeEvent)
-        .where(StripeEvent.stripe_event_id == event.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+def _unusable(event: gateway.EventInfo) -> str | None:
+    """Why no work can come of an event, known without asking Stripe; None when some may."""
+    if event.type not in HANDLERS:
+        return ""  # not a type we act on: recorded, with no reason to give
+    if not event.object_id:
+        return f"the event names no {event.object_type or 'object'}"
+    return None
 
 
-def _is_processed(event_id: str) -> bool:
-    """One indexed read, no lock: whether an event already recorded was processed."""
-    processed_at = db.session.scalar(
-        sa.select(StripeEvent.processed_at).where(StripeEvent.stripe_event_id == event_id)
-    )
-    return processed_at is not None
-
-
-def ingest(event: gateway.EventInfo) -> Outcome:
-    """Record and process one verified event as one unit of work, committing its outcome."""
-    handler = HANDLERS.get(event.type)
+def record(event: gateway.EventInfo) -> Outcome:
+    """Record a verified event and queue its job, committing both; no call to Stripe."""
     now = utcnow()
-    if handler is None and not db.session().in_transaction():
+    reason = _unusable(event)
+    if reason is not None and not db.session().in_transaction():
         # Nothing to do but keep it: one statement, which commits by itself (no BEGIN and no
         # COMMIT round trip), on a connection of its own. A duplicate inserts nothing.
         with db.engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
-            inserted = _insert(event, connection, received_at=now, processed_at=now, attempts=1)
+            inserted = _insert(
+                event, connection, processed_at=now, attempts=1, ignored_reason=reason
+            )
+        if inserted and reason:
+            log.info("Stripe event %s (%s) ignored: %s", event.id, event.type, reason)
         return Outcome.IGNORED if inserted else Outcome.DUPLICATE
-    # A new event is recorded as processed by one INSERT, which commits (or rolls back) with
-    # the handler's work. Until then the row is this transaction's: a concurrent delivery of
-    # the same id waits on the unique index, then finds it recorded.
-    if _insert(event, received_at=now, processed_at=now, attempts=1):
-        if handler is None:
-            db.session.commit()
-            return Outcome.IGNORED
-        return _process(event, handler, None)
-    if handler is None or _is_processed(event.id):
+    if reason is not None:
+        inserted = _insert(event, processed_at=now, attempts=1, ignored_reason=reason)
+        db.session.commit()
+        return Outcome.IGNORED if inserted else Outcome.DUPLICATE
+    # The event and its job, in one transaction: a concurrent delivery of the same id waits on
+    # the unique index, then finds it recorded and inserts nothing.
+    if not _insert(event):
         db.session.rollback()
         return Outcome.DUPLICATE
-    # Recorded but never processed (an earlier delivery failed): take the row's lock, look again.
-    row = _record(event)
-    if row.processed_at is not None:
-        db.session.commit()
+    jobs.enqueue(EVENT_JOB, {"event": event.id}, key=event_job_key(event.id))
+    db.session.commit()
+    return Outcome.QUEUED
+
+
+def _locked_row(stripe_event_id: str) -> StripeEvent | None:
+    # A replay and a worker (or two workers) wait here for each other; the second finds it done.
+    return db.session.scalars(
+        sa.select(StripeEvent)
+        .where(StripeEvent.stripe_event_id == stripe_event_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def process(stripe_event_id: str) -> Outcome:
+    """Process a recorded event in the current transaction, marking it processed; flushes.
+
+    An event processed already changes nothing (``DUPLICATE``): a job may run twice.
+
+    :raises Exception: the handler failed in a way a retry may fix (Stripe unreachable, a
+        conflict); nothing it did may be kept: the caller rolls back.
+    """
+    row = _locked_row(stripe_event_id)
+    if row is None or row.processed_at is not None:
         return Outcome.DUPLICATE
-    return _process(event, handler, row)
-
-
-def _process(
-    event: gateway.EventInfo,
-    handler: Callable[[gateway.EventInfo], None],
-    row: StripeEvent | None,
-) -> Outcome:
-    """Run the handler; ``row`` is the locked row of an event that failed before, else None."""
+    event = event_from_row(row)
+    row.attempts += 1
+    # Written before the savepoint: on SQLite it opens the transaction, so the savepoint is
+    # one inside it (pysqlite begins a transaction only before a write).
+    db.session.flush()
+    outcome = Outcome.PROCESSED
+    handler = HANDLERS.get(event.type)
     try:
-        handler(event)
+        with db.session.begin_nested():
+            if handler is not None:
+                handler(event)
     except errors.Ignored as exc:
         # Not ours, or unusable: a retry would not help. Nothing the handler did is kept.
-        db.session.rollback()
-        return _store_ignored(event, str(exc))
-    except Exception as exc:  # noqa: BLE001 - any failure is stored and retried by Stripe
-        db.session.rollback()
-        _store_failure(event, exc)
-        return Outcome.FAILED
-    if row is not None:
-        row.processed_at = utcnow()
-        row.attempts += 1
-        row.error = row.ignored_reason = ""
-    db.session.commit()
-    log.info("Stripe event %s (%s) processed", event.id, event.type)
-    return Outcome.PROCESSED
-
-
-def _store_ignored(event: gateway.EventInfo, reason: str) -> Outcome:
-    """Record the event as processed and not acted on, with the reason, and commit."""
-    log.info("Stripe event %s (%s) ignored: %s", event.id, event.type, reason)
-    now = utcnow()
-    reason = reason[:500]
-    if _insert(event, received_at=now, processed_at=now, attempts=1, ignored_reason=reason):
-        db.session.commit()
-        return Outcome.IGNORED
-    row = _record(event)  # recorded before: a failed delivery, replayed now
-    if row.processed_at is not None:  # a concurrent delivery got there first
-        db.session.commit()
-        return Outcome.DUPLICATE
-    row.processed_at = now
-    row.attempts += 1
+        log.info("Stripe event %s (%s) ignored: %s", event.id, event.type, exc)
+        row.ignored_reason = str(exc)[:500]
+        outcome = Outcome.IGNORED
+    else:
+        row.ignored_reason = ""
+        log.info("Stripe event %s (%s) processed", event.id, event.type)
+    row.processed_at = utcnow()
     row.error = ""
-    row.ignored_reason = reason
-    db.session.commit()
-    return Outcome.IGNORED
+    db.session.flush()
+    return outcome
 
 
-def _store_failure(event: gateway.EventInfo, exc: Exception) -> None:
-    log.exception("Stripe event %s (%s) failed", event.id, event.type, exc_info=exc)
-    row = _record(event)
-    row.attempts += 1
-    row.error = f"{type(exc).__name__}: {exc}"[:2000]
-    db.session.commit()
+def run_event_job(payload: dict[str, Any]) -> None:
+    """The job of one recorded event."""
+    process(str(payload["event"]))
+
+
+def store_job_failure(payload: dict[str, Any], error: str, is_dead: bool) -> None:
+    """Keep a failed attempt's error on its event (the attempt counts), beside the job's."""
+    stripe_event_id = str(payload["event"])
+    log.warning(
+        "Stripe event %s failed%s: %s",
+        stripe_event_id,
+        " for the last time" if is_dead else "; its job tries again",
+        error,
+    )
+    _store_error(stripe_event_id, error)
+
+
+def _store_error(stripe_event_id: str, error: str) -> None:
+    db.session.execute(
+        sa.update(StripeEvent)
+        .where(StripeEvent.stripe_event_id == stripe_event_id, StripeEvent.processed_at.is_(None))
+        .values(attempts=StripeEvent.attempts + 1, error=error[:2000])
+        .execution_options(synchronize_session=False)
+    )
 
 
 def event_from_row(row: StripeEvent) -> gateway.EventInfo:
@@ -298,8 +325,7 @@ def event_from_row(row: StripeEvent) -> gateway.EventInfo:
     )
 
 
-def replay_failed(limit: int = 1000) -> dict[Outcome, int]:
-    """Process again every recorded event that has not been processed (oldest first)."""
+def _unprocessed(limit: int) -> list[str]:
     ids = db.session.scalars(
         sa.select(StripeEvent.stripe_event_id)
         .where(StripeEvent.processed_at.is_(None))
@@ -307,18 +333,63 @@ def replay_failed(limit: int = 1000) -> dict[Outcome, int]:
         .limit(limit)
     ).all()
     db.session.commit()
+    return list(ids)
+
+
+def replay_failed(limit: int = 1000) -> dict[Outcome, int]:
+    """Process every unprocessed event here and now (oldest first), each committed on its own."""
     counts: dict[Outcome, int] = {}
-    for event_id in ids:
-        row = db.session.scalars(
-            sa.select(StripeEvent).where(StripeEvent.stripe_event_id == event_id)
-        ).one()
-        outcome = ingest(event_from_row(row))
+    for event_id in _unprocessed(limit):
+        try:
+            outcome = process(event_id)
+            db.session.commit()
+        except Exception as exc:  # noqa: BLE001 - stored on the event, as a worker would
+            db.session.rollback()
+            log.exception("Stripe event %s failed on replay", event_id)
+            _store_error(event_id, f"{type(exc).__name__}: {exc}")
+            db.session.commit()
+            outcome = Outcome.FAILED
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
 
+def queue_unprocessed(
+    actor: audit.Actor,
+    limit: int = 1000,
+    *,
+    dead_only: bool = False,
+    received_since: dt.datetime | None = None,
+) -> int:
+    """Queue unprocessed events for the workers: a failed or dead job is retried (only a dead
+    one with ``dead_only``), and an event with no job (recorded before jobs did this) gets
+    one. Flushes (the caller commits); how many jobs were queued."""
+    states = (JobState.DEAD,) if dead_only else (JobState.FAILED, JobState.DEAD)
+    query = (
+        sa.select(StripeEvent.stripe_event_id, Job.id)
+        .outerjoin(Job, Job.key == sa.literal(event_job_key("")) + StripeEvent.stripe_event_id)
+        .where(StripeEvent.processed_at.is_(None), sa.or_(Job.id.is_(None), Job.state.in_(states)))
+        .order_by(StripeEvent.received_at, StripeEvent.id)
+        .limit(limit)
+    )
+    if received_since is not None:
+        query = query.where(StripeEvent.received_at >= received_since)
+    found = db.session.execute(query).all()
+    queued = 0
+    for event_id, job_id in found:
+        if job_id is None:
+            job = jobs.enqueue(EVENT_JOB, {"event": event_id}, key=event_job_key(event_id))
+            queued += job is not None
+        else:
+            try:
+                jobs.retry(job_id, actor)
+                queued += 1
+            except jobs.NotRetryable:
+                pass  # taken by a worker meanwhile
+    return queued
+
+
 def receive() -> tuple[Response, int]:
-    """POST /stripe/webhook: verify the signature on the raw body, then ingest the event."""
+    """POST /stripe/webhook: verify the signature on the raw body, then record the event."""
     payload = request.get_data(cache=False)
     try:
         event = gateway.verify_event(
@@ -335,7 +406,5 @@ def receive() -> tuple[Response, int]:
             "Rejected webhook event %.80s: its id, type or API version is too long", event.id
         )
         return jsonify(error="the event's id, type or API version is too long"), 400
-    outcome = ingest(event)
-    if outcome is Outcome.FAILED:
-        return jsonify(received=True, outcome=outcome.value), 500
+    outcome = record(event)
     return jsonify(received=True, outcome=outcome.value), 200

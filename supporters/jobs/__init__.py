@@ -24,9 +24,16 @@ from supporters.db import utcnow
 from supporters.jobs.cli import worker_cli
 from supporters.jobs.development import is_development_server, start_worker_thread
 from supporters.jobs.queue import NotRetryable, QueueStats, enqueue, prune_jobs, retry, stats
-from supporters.jobs.registry import Handler, Periodic, register_handler, register_periodic
+from supporters.jobs.registry import (
+    FailureHandler,
+    Handler,
+    Periodic,
+    register_handler,
+    register_periodic,
+)
 
 __all__ = [
+    "FailureHandler",
     "Handler",
     "NotRetryable",
     "Periodic",

@@ -19,6 +19,12 @@ from flask import Flask
 #: (a worker can stop after the work and before the commit), so a handler must be idempotent.
 Handler = Callable[[dict[str, Any]], None]
 
+#: Told of a job's failed attempt in the transaction that stores the failure (the handler's own
+#: work is rolled back by then): the payload, the error, and whether the job is now dead. So a
+#: feature keeps the error on its own row (a webhook event's) as the job's is kept. It flushes,
+#: never commits.
+FailureHandler = Callable[[dict[str, Any], str, bool], None]
+
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EXTENSION = "supporters.jobs"
 
@@ -43,6 +49,7 @@ class Registry:
     """One app's job handlers by kind, and its periodic jobs by name."""
 
     handlers: dict[str, Handler] = dataclasses.field(default_factory=dict)
+    on_failure: dict[str, FailureHandler] = dataclasses.field(default_factory=dict)
     periodic: dict[str, Periodic] = dataclasses.field(default_factory=dict)
 
 
@@ -55,8 +62,11 @@ def registry(app: Flask) -> Registry:
     return found
 
 
-def register_handler(app: Flask, kind: str, handler: Handler) -> None:
-    """Let this app's workers run jobs of ``kind`` with ``handler``.
+def register_handler(
+    app: Flask, kind: str, handler: Handler, *, on_failure: FailureHandler | None = None
+) -> None:
+    """Let this app's workers run jobs of ``kind`` with ``handler``, and tell ``on_failure`` of
+    each failed attempt.
 
     :raises ValueError: another handler is registered for that kind already.
     """
@@ -65,6 +75,8 @@ def register_handler(app: Flask, kind: str, handler: Handler) -> None:
     handlers = registry(app).handlers
     if handlers.setdefault(kind, handler) != handler:
         raise ValueError(f"jobs of kind {kind!r} already have a handler")
+    if on_failure is not None:
+        registry(app).on_failure[kind] = on_failure
 
 
 def register_periodic(

@@ -191,7 +191,8 @@ class Worker:
         if job.attempt > self.backoff.max_attempts:
             # Its workers kept stopping mid-job (killed, out of memory): running it again would
             # likely stop this one too.
-            fail_job(job, LEASE_EXPIRED, now=self._clock(), retry_at=None)
+            if fail_job(job, LEASE_EXPIRED, now=self._clock(), retry_at=None):
+                self._tell_failure(job, LEASE_EXPIRED, is_dead=True)
             db.session.commit()
             log.error(
                 "job %d (%s) is dead: its workers stopped %d times",
@@ -234,9 +235,11 @@ class Worker:
     def _store_failure(self, job: Claimed, exc: Exception) -> None:
         now = self._clock()
         retry_at = self.backoff.retry_at(job.attempt, now, self._jitter)
-        if not fail_job(job, f"{type(exc).__name__}: {exc}", now=now, retry_at=retry_at):
+        error = f"{type(exc).__name__}: {exc}"
+        if not fail_job(job, error, now=now, retry_at=retry_at):
             db.session.rollback()
             return
+        self._tell_failure(job, error, is_dead=retry_at is None)
         db.session.commit()
         if retry_at is None:
             log.error(
@@ -251,3 +254,15 @@ class Worker:
                 retry_at.isoformat(timespec="seconds"),
                 exc_info=exc,
             )
+
+    def _tell_failure(self, job: Claimed, error: str, *, is_dead: bool) -> None:
+        """Run the kind's failure hook in a savepoint: should it fail, the job's failure is
+        stored all the same."""
+        hook = self._registry.on_failure.get(job.kind)
+        if hook is None:
+            return
+        try:
+            with db.session.begin_nested():
+                hook(job.payload, error, is_dead)
+        except Exception:
+            log.exception("job %d (%s): its failure hook failed", job.id, job.kind)

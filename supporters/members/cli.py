@@ -44,7 +44,7 @@ members_cli = AppGroup("members", help="Member accounts.")
 
 @members_cli.command("prune")
 def prune() -> None:
-    """Delete expired sign-in requests and ended sessions (run it daily from cron)."""
+    """Delete expired sign-in requests and ended sessions (the workers do it daily)."""
     requests, sessions = services.prune()
     db.session.commit()
     click.echo(f"Deleted {requests} expired sign-in request(s) and {sessions} ended session(s).")

@@ -320,3 +320,7 @@ class GrantForm(FlaskForm):
 
     def set_tiers(self, tiers: list[tuple[str, str]]) -> None:
         self.tier.choices = [SelectChoice(slug, name) for slug, name in tiers]
+
+
+class RetryJobForm(FlaskForm):
+    """A retry button: the job is in the address, the form carries the CSRF token alone."""

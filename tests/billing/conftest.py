@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from supporters.extensions import db
 from supporters.members.models import Member
 from tests.billing.fake_stripe import FakeStripe
+from tests.conftest import run_jobs
 from tests.factories import make_member, make_tier, signed_in_client
 
 WEBHOOK_SECRET = "whsec_test_secret"
@@ -39,19 +40,25 @@ def stripe_app(make_app: Any, fake_stripe: FakeStripe) -> Iterator[Flask]:
 
 
 class Webhooks:
-    """Delivers the fake's events to the app, signed as Stripe signs them."""
+    """Delivers the fake's events to the app, signed as Stripe signs them, then runs the jobs
+    they queued as a worker would (``drain=False`` leaves them queued)."""
 
     def __init__(self, app: Flask, fake: FakeStripe) -> None:
+        self.app = app
         self.client = app.test_client()
         self.fake = fake
 
-    def deliver(self, *events: dict[str, Any], secret: str = WEBHOOK_SECRET) -> list[int]:
+    def deliver(
+        self, *events: dict[str, Any], secret: str = WEBHOOK_SECRET, drain: bool = True
+    ) -> list[int]:
         statuses = []
         for event in events:
             body, headers = self.fake.webhook_request(event, secret)
             statuses.append(
                 self.client.post("/stripe/webhook", data=body, headers=headers).status_code
             )
+        if drain:
+            run_jobs(self.app)
         return statuses
 
 

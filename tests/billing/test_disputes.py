@@ -24,6 +24,7 @@ from supporters.staff.queries import monthly
 from tests.billing.conftest import WEBHOOK_SECRET, Webhooks
 from tests.billing.fake_stripe import FakeStripe
 from tests.billing.test_stripe import count, join
+from tests.conftest import run_jobs
 from tests.helpers import text
 from tests.staff.test_rollups import rebuilt_matches
 
@@ -222,6 +223,8 @@ def test_a_dispute_s_events_arriving_at_once_record_it_once(
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    # Workers take them all at once, as they arrived.
+    run_jobs(stripe_app, concurrency=len(events))
 
     assert statuses == [200] * len(events)
     assert count(Dispute) == 1

@@ -29,6 +29,7 @@ from supporters.members.models import Member, Role
 from tests.billing.conftest import WEBHOOK_SECRET, Webhooks
 from tests.billing.fake_stripe import FakeStripe
 from tests.billing.test_stripe import count, join, posts, the_subscription
+from tests.conftest import run_jobs
 from tests.factories import make_member, signed_in_client
 from tests.helpers import submit, text
 
@@ -191,6 +192,8 @@ def test_the_two_subscriptions_arriving_at_once_end_with_one(
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    # Workers take them all at once, as they arrived.
+    run_jobs(stripe_app, concurrency=len(paid))
 
     assert statuses == [200, 200]
     assert fake_stripe.get(kept)["status"] == "active"

@@ -1272,3 +1272,23 @@ def assert_declared_fields(obj: Any) -> None:
     missing = expected - set(obj.to_dict())
     assert not missing, f"{type(obj).__name__} lacks {sorted(missing)}"
     assert not set(obj.to_dict()) - declared, f"{type(obj).__name__} has undeclared fields"
+
+
+def test_a_latency_delays_every_call_and_calls_wait_side_by_side(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    fake.latency = 0.2
+    try:
+        started = time.perf_counter()
+        threads = [
+            threading.Thread(target=lambda: client.v1.customers.list(params={"limit": 1}))
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        elapsed = time.perf_counter() - started
+    finally:
+        fake.latency = 0.0
+    assert 0.2 <= elapsed < 0.6  # four calls of 200 ms each, at once

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from supporters.billing.models import Payment, Subscription, SubscriptionStatus
+from supporters.billing import payments
+from supporters.billing.models import Payment, StripeEvent, Subscription, SubscriptionStatus
+from supporters.db import utcnow
 from supporters.extensions import db
+from supporters.jobs.models import Job
+from supporters.jobs.worker import Worker
 from supporters.members.models import Member
+from tests.billing.conftest import WEBHOOK_SECRET, Webhooks
 from tests.billing.fake_stripe import FakeStripe
 from tests.billing.test_stripe import count, join, the_subscription
+from tests.conftest import run_jobs
+from tests.factories import make_member, make_tier, signed_in_client
 
 
 def _reconcile(app: Flask) -> Any:
@@ -97,3 +107,59 @@ def test_check_explains_what_is_missing(make_app: Any, fake_stripe: FakeStripe) 
     assert "not a live-mode key like the secret key" in result.output
     assert "A live-mode key in development" in result.output
     assert "Tiers without Stripe prices: reader" in result.output
+
+
+def test_workers_reconcile_every_hour_and_revive_dead_events(
+    make_app: Any, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The schedule: each customer compared with Stripe once an hour by the workers, and an
+    event whose job died while Stripe was down queued again."""
+    fake_stripe.reset()
+    app = make_app(
+        STRIPE_SECRET_KEY="sk_test_supporters",
+        STRIPE_WEBHOOK_SECRET=[WEBHOOK_SECRET],
+        STRIPE_API_BASE=fake_stripe.api_base,
+        RECONCILE_MINUTES=60,
+        JOBS_MAX_ATTEMPTS=1,
+    )
+    with app.app_context():
+        make_tier("reader", name="Reader", monthly=500, yearly=5000)
+        member = make_member("patron@example.org")
+        db.session.commit()
+        assert app.test_cli_runner().invoke(args=["billing", "sync-stripe"]).exit_code == 0
+        client = signed_in_client(app, member)
+        # The reader paid, and every webhook was lost.
+        fake_stripe.complete_checkout(join(client, tier="reader", interval="month"))
+        run_jobs(app)
+        assert (count(Subscription), count(Payment)) == (1, 1)
+        # Once per hour, however many workers run: a second run queues nothing.
+        run_jobs(app)
+        kinds = db.session.scalars(sa.select(Job.kind).where(Job.kind.startswith("billing.re")))
+        assert sorted(kinds) == [
+            "billing.reconcile",
+            "billing.reconcile_customer",
+            "billing.revive_events",
+        ]
+
+        # An event whose only attempt failed: dead, then queued again by the next hour's run.
+        with monkeypatch.context() as patch:
+            patch.setattr(payments, "record_invoice", _broken)
+            subscription_id = db.session.scalars(sa.select(Subscription.stripe_subscription_id))
+            renewal = fake_stripe.renew(str(subscription_id.one()))
+            Webhooks(app, fake_stripe).deliver(*renewal)
+        failed = db.session.scalars(
+            sa.select(StripeEvent).where(StripeEvent.processed_at.is_(None))
+        ).all()
+        assert failed and all(row.error == "RuntimeError: database hiccup" for row in failed)
+        next_hour = utcnow() + dt.timedelta(hours=1)
+        Worker(app, clock=lambda: next_hour).run(once=True)
+        db.session.expire_all()
+        assert (
+            db.session.scalar(sa.select(sa.func.count()).where(StripeEvent.processed_at.is_(None)))
+            == 0
+        )
+        assert count(Payment) == 2
+
+
+def _broken(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("database hiccup")

@@ -1,7 +1,9 @@
-"""POST /stripe/webhook: signatures, once-only recording, unknown types, failure and replay."""
+"""POST /stripe/webhook: signatures, once-only recording, answered before any call to Stripe,
+unknown types, failures kept and retried by the event's job, and replay."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 import threading
@@ -13,14 +15,25 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from supporters import jobs
 from supporters.billing import payments
 from supporters.billing.models import Payment, StripeEvent, Subscription
-from supporters.billing.webhooks import HANDLERS
+from supporters.billing.webhooks import EVENT_JOB, HANDLERS
+from supporters.db import utcnow
 from supporters.extensions import db
+from supporters.jobs.models import Job, JobState
+from supporters.jobs.worker import Worker
 from supporters.members.models import Member
 from tests.billing.conftest import WEBHOOK_SECRET, Webhooks
 from tests.billing.fake_stripe import FakeStripe, event_payload, sign_payload
 from tests.billing.test_stripe import count, join
+from tests.conftest import run_jobs
+
+
+def _event_jobs() -> list[Job]:
+    """The jobs of webhook events (not the app's mail or periodic jobs)."""
+    db.session.expire_all()
+    return list(db.session.scalars(sa.select(Job).where(Job.kind == EVENT_JOB)))
 
 
 def _paid_checkout(fake: FakeStripe, client: FlaskClient) -> list[dict[str, Any]]:
@@ -30,7 +43,7 @@ def _paid_checkout(fake: FakeStripe, client: FlaskClient) -> list[dict[str, Any]
 def _failed_delivery(
     fake: FakeStripe, client: FlaskClient, webhooks: Webhooks, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, Any]:
-    """A paid checkout's invoice.paid, delivered once while recording it fails (answered 500)."""
+    """A paid checkout's invoice.paid, delivered once (answered 200); its job fails."""
     invoice_paid = [e for e in _paid_checkout(fake, client) if e["type"] == "invoice.paid"][-1]
 
     def broken(*args: Any, **kwargs: Any) -> Any:
@@ -38,7 +51,7 @@ def _failed_delivery(
 
     with monkeypatch.context() as patch:
         patch.setattr(payments, "record_invoice", broken)
-        assert webhooks.deliver(invoice_paid) == [500]
+        assert webhooks.deliver(invoice_paid) == [200]
     return invoice_paid
 
 
@@ -176,7 +189,7 @@ def test_events_that_can_never_be_processed_are_not_failures(
     assert count(StripeEvent) == 1
 
 
-def test_a_failed_handler_is_stored_answered_500_and_replayed(
+def test_a_failed_event_keeps_its_error_and_is_replayed(
     stripe_app: Flask,
     fake_stripe: FakeStripe,
     webhooks: Webhooks,
@@ -211,6 +224,8 @@ def test_the_same_event_50_times_at_once_gives_one_payment(
     invoice_paid = [e for e in events if e["type"] == "invoice.paid"][-1]
     statuses = _deliver_at_once(stripe_app, fake_stripe, invoice_paid, 50)
     assert statuses == [200] * 50
+    assert len(_event_jobs()) == 1
+    run_jobs(stripe_app)
     assert (count(StripeEvent), count(Subscription), count(Payment)) == (1, 1, 1)
     outcomes = db.session.scalars(sa.select(StripeEvent.attempts)).one()
     assert outcomes == 1  # processed once; 49 deliveries found it done
@@ -244,7 +259,7 @@ def test_an_event_of_a_customer_no_member_has_is_kept_as_ignored(
 
 
 @pytest.mark.postgres_only
-def test_retries_of_a_failed_event_at_once_process_it_once(
+def test_redeliveries_of_a_failed_event_at_once_leave_it_to_its_job(
     stripe_app: Flask,
     fake_stripe: FakeStripe,
     webhooks: Webhooks,
@@ -253,9 +268,12 @@ def test_retries_of_a_failed_event_at_once_process_it_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     invoice_paid = _failed_delivery(fake_stripe, patron[1], webhooks, monkeypatch)
-    # The recorded, unprocessed row is locked by the first retry; the others wait, then see it.
+    # Deliveries of an event recorded already do nothing, however many race: no second job.
     statuses = _deliver_at_once(stripe_app, fake_stripe, invoice_paid, 20)
     assert statuses == [200] * 20
+    assert len(_event_jobs()) == 1
+    # The job's retry, when its backoff is over, processes it once.
+    Worker(stripe_app, clock=lambda: utcnow() + dt.timedelta(hours=2)).run(once=True)
     assert (count(StripeEvent), count(Subscription), count(Payment)) == (1, 1, 1)
     row = db.session.scalars(sa.select(StripeEvent)).one()
     assert row.processed_at is not None and row.attempts == 2 and row.error == ""
@@ -318,7 +336,7 @@ def _point_stripe_at(app: Flask, api_base: str) -> None:
     app.extensions.pop("stripe_client", None)
 
 
-def test_stripe_hanging_up_is_retried_then_the_event_fails_and_replays(
+def test_a_webhook_is_answered_while_stripe_is_unreachable_and_processed_once_it_is_back(
     stripe_app: Flask,
     fake_stripe: FakeStripe,
     webhooks: Webhooks,
@@ -331,14 +349,65 @@ def test_stripe_hanging_up_is_retried_then_the_event_fails_and_replays(
     api_base, accepted, server = _hanging_up_server(answers=3)
     _point_stripe_at(stripe_app, api_base)
 
-    assert webhooks.deliver(*invoice_paid) == [500]
+    # Answered at once: the request asks Stripe nothing.
+    assert webhooks.deliver(*invoice_paid, drain=False) == [200]
+    assert accepted == [] and len(_event_jobs()) == 1
+
+    run_jobs(stripe_app)  # the worker's attempt: Stripe hangs up
     server.join(timeout=10)
     assert len(accepted) == 3  # the first request and the SDK's two retries
     row = db.session.scalars(sa.select(StripeEvent)).one()
     assert row.processed_at is None and row.error.startswith("APIConnectionError")
-    assert count(Payment) == 0
+    assert row.attempts == 1 and count(Payment) == 0
+    [job] = _event_jobs()
+    assert job.state is JobState.FAILED and job.run_at > utcnow()
 
+    # Stripe is back; the job's retry processes the event once its backoff is over.
     _point_stripe_at(stripe_app, fake_stripe.api_base)
-    result = stripe_app.test_cli_runner().invoke(args=["billing", "replay-events"])
-    assert result.exit_code == 0 and "processed: 1" in result.output
+    Worker(stripe_app, clock=lambda: utcnow() + dt.timedelta(hours=2)).run(once=True)
+    db.session.expire_all()
+    assert row.processed_at is not None and row.error == "" and row.attempts == 2
+    assert count(Payment) == 1
+    assert [job.state for job in _event_jobs()] == [JobState.DONE]
+
+
+def test_an_event_whose_transaction_rolls_back_leaves_no_job(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    webhooks: Webhooks,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    invoice_paid = [
+        e for e in _paid_checkout(fake_stripe, patron[1]) if e["type"] == "invoice.paid"
+    ]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database hiccup")
+
+    with monkeypatch.context() as patch:
+        # The event is inserted, then its job's INSERT fails: the request rolls back.
+        patch.setattr(jobs, "enqueue", broken)
+        with pytest.raises(RuntimeError):
+            webhooks.deliver(*invoice_paid, drain=False)
+    assert (count(StripeEvent), len(_event_jobs())) == (0, 0)
+    # Stripe delivers it again (it had no 2xx): recorded, queued and processed.
+    assert webhooks.deliver(*invoice_paid) == [200]
+    assert (count(StripeEvent), len(_event_jobs()), count(Payment)) == (1, 1, 1)
+
+
+def test_replay_can_queue_the_failed_events_for_the_workers(
+    stripe_app: Flask,
+    fake_stripe: FakeStripe,
+    webhooks: Webhooks,
+    synced_tiers: None,
+    patron: tuple[Member, FlaskClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _failed_delivery(fake_stripe, patron[1], webhooks, monkeypatch)
+    result = stripe_app.test_cli_runner().invoke(args=["billing", "replay-events", "--enqueue"])
+    assert result.exit_code == 0 and "Queued 1 event(s) for the workers." in result.output
+    assert count(Payment) == 0
+    run_jobs(stripe_app)  # due at once: the retry reset its backoff
     assert count(Payment) == 1

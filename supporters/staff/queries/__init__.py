@@ -7,7 +7,8 @@
 * :mod:`.disputes`: disputes to answer and decided;
 * :mod:`.member_page`: one member's subscriptions, history, votes and proposals;
 * :mod:`.digest`: the day's figures of the staff's daily email;
-* :mod:`.admin_pages`: what the admin pages list (tiers, goals, staff accounts, the audit log).
+* :mod:`.admin_pages`: what the admin pages list (tiers, goals, staff accounts, the audit log);
+* :mod:`.background`: failed and dead jobs, and webhook events that failed.
 
 The members list, with its search and keyset pages, is :mod:`supporters.staff.member_list`.
 

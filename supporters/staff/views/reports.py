@@ -6,10 +6,11 @@ import datetime as dt
 from collections.abc import Callable
 
 from flask import abort, render_template, request
+from flask_babel import format_timedelta
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from supporters import downloads
+from supporters import downloads, jobs
 from supporters.db import utcnow
 from supporters.i18n import date as format_date
 from supporters.i18n import money
@@ -52,6 +53,7 @@ def overview() -> str:
     labels = [short_month(m.start) for m in patrons]
     complete = [m for m in patrons[:-1] if m.churn_rate is not None]
     failed_count, failed_amounts = at_risk.failed_payments_in(month_number(now))
+    job_queue = jobs.stats(now)
     chart = {
         "patrons": charts.line_chart(
             _("Active patrons at the end of each month"),
@@ -104,6 +106,8 @@ def overview() -> str:
         past_due=at_risk.past_due_count(),
         disputes=disputes.disputes_due(),
         turnout=headline.current_poll_turnout(figures, now),
+        job_queue=job_queue,
+        job_lag=format_timedelta(job_queue.lag(now), threshold=1),
         chart=chart,
         payment_form=PaymentExportForm(formdata=None),
     )
