@@ -111,6 +111,21 @@ class MailServer:
         assert len(found) >= count, f"expected {count} message(s) to {address}, got {len(found)}"
         return found
 
+    def wait_for_code(self, address: str, after: int = 0, timeout: float = 10) -> str:
+        """Block until a message to the address, past the first ``after``, holds a sign-in code;
+        other mail that the workers send meanwhile (receipts, notices) is passed over."""
+
+        def code() -> str | None:
+            for message in self.to_unlocked(address)[after:]:
+                if match := _CODE.search(body(message)):
+                    return match.group(1)
+            return None
+
+        with self._keeper.arrived:
+            found = self._keeper.arrived.wait_for(code, timeout)
+        assert found, f"no sign-in code reached {address}"
+        return found
+
     def to_unlocked(self, address: str) -> list[EmailMessage]:
         return [m for m in self._keeper.messages if address.lower() in str(m["To"]).lower()]
 
@@ -126,8 +141,11 @@ def body(message: EmailMessage) -> str:
     return str(part.get_content())
 
 
+_CODE = re.compile(r"^\s+(\d{6})\s*$", re.MULTILINE)
+
+
 def sign_in_code(message: EmailMessage) -> str:
-    match = re.search(r"^\s+(\d{6})\s*$", body(message), re.MULTILINE)
+    match = _CODE.search(body(message))
     assert match, "no 6-digit code in the message"
     return match.group(1)
 
