@@ -178,10 +178,11 @@ def test_one_patron_invited_from_the_page_moves_through_the_demo_checkout(app: F
     assert figures(admin)["moved"] == "1"
 
 
-def _remind_twice_on_two_workers(app: Flask) -> None:
+def _twice_on_two_workers(app: Flask, kind: str = invitations.REMINDERS) -> None:
+    """Two runs of the job queued at once, taken by two workers side by side."""
     clock = FakeClock()
     for _ in range(2):
-        jobs.enqueue(invitations.REMINDERS, {})
+        jobs.enqueue(kind, {})
     db.session.commit()
     clock.advance(seconds=5)
     run_side_by_side([Worker(app, clock=clock), Worker(app, clock=clock)])
@@ -198,16 +199,18 @@ def test_reminders_go_out_on_the_days_staff_set_once_each_and_stop(
     assert bad.status_code == 400
     saved = submit(admin, "/staff/patreon/", "/staff/patreon/reminders", reminder_days="21, 5")
     assert saved.status_code == 302
+    _twice_on_two_workers(app, invitations.INVITE)
     invite_everyone(app, admin)
     invitations_sent = {str(m["To"]): m for m in mail_server.messages}
-    assert len(invitations_sent) == 3
+    assert len(mail_server.messages) == len(invitations_sent) == 3
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Offer)) == 3
 
     def on_day(days: int) -> list[EmailMessage]:
         later = utcnow() + days * DAY + dt.timedelta(hours=1)
         monkeypatch.setattr(invitations, "utcnow", lambda: later)
         before = len(mail_server.messages)
-        _remind_twice_on_two_workers(app)
-        _remind_twice_on_two_workers(app)
+        _twice_on_two_workers(app)
+        _twice_on_two_workers(app)
         return mail_server.messages[before:]
 
     assert on_day(4) == []
