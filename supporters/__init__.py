@@ -133,6 +133,7 @@ def _register_mail(app: Flask) -> None:
     """The outbox's delivery, and what each feature emails about and when."""
     from supporters import mail
     from supporters.billing import emails as billing_emails
+    from supporters.patreon import invitations as patreon_invitations
     from supporters.staff import emails as staff_emails
     from supporters.voting import emails as voting_emails
 
@@ -140,6 +141,7 @@ def _register_mail(app: Flask) -> None:
     billing_emails.init_app(app)
     voting_emails.init_app(app)
     staff_emails.init_app(app)
+    patreon_invitations.init_app(app)
 
 
 def _register_jobs(app: Flask) -> None:

@@ -109,6 +109,13 @@ SETTINGS: tuple[Setting, ...] = (
         14,
         "Days before a yearly renewal that the patron is told its date and amount.",
     ),
+    Setting(
+        "PATREON_REMINDER_DAYS",
+        parse_days,
+        [7, 21],
+        "Days after the invitation to move from Patreon on which a patron who has not moved "
+        "yet is reminded, with a fresh link (empty: no reminders).",
+    ),
     Setting("STRIPE_SECRET_KEY", str, "", "Stripe secret key (sk_test_… or sk_live_…)."),
     Setting("STRIPE_PUBLISHABLE_KEY", str, "", "Stripe publishable key."),
     Setting(
@@ -286,6 +293,14 @@ def problems_with(values: Mapping[str, Any], *, production: bool | None = None) 
         problems.append(f"{ENV_PREFIX}DUNNING_DAYS may name at most {MAX_DUNNING_DAYS} days.")
     if not 1 <= values["RENEWAL_NOTICE_DAYS"] <= MAX_NOTICE_DAYS:
         problems.append(f"{ENV_PREFIX}RENEWAL_NOTICE_DAYS must be from 1 to {MAX_NOTICE_DAYS}.")
+    if any(not 1 <= day <= MAX_NOTICE_DAYS for day in values["PATREON_REMINDER_DAYS"]):
+        problems.append(
+            f"{ENV_PREFIX}PATREON_REMINDER_DAYS must be days from 1 to {MAX_NOTICE_DAYS}."
+        )
+    if len(values["PATREON_REMINDER_DAYS"]) > MAX_DUNNING_DAYS:
+        problems.append(
+            f"{ENV_PREFIX}PATREON_REMINDER_DAYS may name at most {MAX_DUNNING_DAYS} days."
+        )
     # A notice is known to have been sent while its message is kept: past that, it could go again.
     longest_notice = max([*values["DUNNING_DAYS"], values["RENEWAL_NOTICE_DAYS"]]) + 1
     if values["MAIL_KEEP_DAYS"] < longest_notice:

@@ -21,7 +21,7 @@ from supporters.db import utcnow
 from supporters.extensions import Model, db
 
 #: The settings an admin may change on a page (their configuration keys).
-EDITABLE = frozenset({"DUNNING_DAYS", "RENEWAL_NOTICE_DAYS"})
+EDITABLE = frozenset({"DUNNING_DAYS", "RENEWAL_NOTICE_DAYS", "PATREON_REMINDER_DAYS"})
 
 
 class SiteSetting(Model):

@@ -112,6 +112,8 @@ ACCESS: dict[str, Access | dict[str, Access]] = {
     "patreon.new_import": ADMIN,
     "patreon.upload": ADMIN,
     "patreon.confirm_import": ADMIN,
+    "patreon.invite": ADMIN,
+    "patreon.save_reminder_days": ADMIN,
     "staff.list_tiers": ADMIN,
     "staff.create_tier": ADMIN,
     "staff.edit_tier": ADMIN,

@@ -8,6 +8,9 @@ with the app's secret key, and compares it in constant time. Following the link 
 member in once (``members.auth.sign_in_by_link``) and marks the offer opened; a checkout
 completed through it marks it used (``checkout``, whichever of the success page, the webhook or
 the demo checkout records it first). Services flush; the caller commits.
+
+A feature above billing that wants to know when one of its offers is first opened (the Patreon
+invitation) registers a hook with :func:`on_first_opened` from ``create_app``.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
-from flask import current_app
+from flask import Flask, current_app
 from flask_babel import gettext as _
 
 from supporters import web
@@ -35,6 +38,16 @@ from supporters.members.models import Member
 
 #: How long an offer's link works unless the caller says otherwise.
 DEFAULT_VALIDITY = dt.timedelta(days=30)
+
+_OPENED_HOOKS = "supporters.offer_opened"
+
+OpenedHook = Callable[[Offer], None]
+
+
+def on_first_opened(app: Flask, hook: OpenedHook) -> None:
+    """Call ``hook`` with an offer, in the same unit of work, the first time its link is
+    followed (a feature above billing marks its own records opened)."""
+    app.extensions.setdefault(_OPENED_HOOKS, []).append(hook)
 
 
 class OfferRefused(BillingError):
@@ -177,6 +190,7 @@ def redeem_link(token: str) -> Offer:
     :raises OfferRefused: see :func:`check_link`, also when another tab followed it first.
     """
     offer = check_link(token, lock=True)
+    was_opened = offer.opened_at is not None
     now = utcnow()
     used = db.session.execute(
         sa.update(Offer)
@@ -195,6 +209,9 @@ def redeem_link(token: str) -> Offer:
             offer=offer,
         )
     db.session.refresh(offer)
+    if not was_opened:
+        for hook in current_app.extensions.get(_OPENED_HOOKS, []):
+            hook(offer)
     return offer
 
 

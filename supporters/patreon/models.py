@@ -3,7 +3,8 @@
 One row per member: the same person twice in an export (their address in two spellings) is one
 member and one row. Amounts are integers in the minor unit of the pledge's own currency.
 ``invited_at`` and ``opened_at`` are set by the invitation to move over, when it is sent and
-when its link is first opened.
+when its link is first opened; ``offer_id`` is the invitation's offer (its link, and whether it
+was taken up), ``reminder_day`` the latest reminder day whose reminder was sent.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from flask_babel import gettext as _
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from supporters.billing.grant_models import Grant
-from supporters.billing.models import Tier
+from supporters.billing.models import Offer, Tier
 from supporters.db import enum_column, utcnow
 from supporters.extensions import Model
 from supporters.members.models import Member
@@ -61,6 +62,7 @@ class ImportedPatron(Model):
     __table_args__ = (
         sa.CheckConstraint("pledge_amount >= 0", name="pledge_amount_non_negative"),
         sa.CheckConstraint("lifetime_amount >= 0", name="lifetime_amount_non_negative"),
+        sa.CheckConstraint("reminder_day > 0", name="reminder_day_positive"),
         _currency_check(),
     )
 
@@ -91,6 +93,11 @@ class ImportedPatron(Model):
         sa.ForeignKey("grants.id", ondelete="SET NULL"), unique=True
     )
     invited_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    # The invitation's offer (SET NULL: an offer deleted with its member goes with the row).
+    offer_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("offers.id", ondelete="SET NULL"), unique=True
+    )
+    reminder_day: Mapped[int | None]
     opened_at: Mapped[dt.datetime | None] = mapped_column(index=True)
     imported_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -98,6 +105,7 @@ class ImportedPatron(Model):
     member: Mapped[Member] = relationship()
     tier: Mapped[Tier | None] = relationship()
     grant: Mapped[Grant | None] = relationship()
+    offer: Mapped[Offer | None] = relationship()
 
     @property
     def monthly_pledge(self) -> int:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from supporters.billing.grant_models import Grant
 from supporters.billing.grants import entitling
 from supporters.billing.membership import COUNTED_STATUSES, current_subscription_id
-from supporters.billing.models import Interval, Subscription, Tier
+from supporters.billing.models import Interval, Offer, Subscription, Tier
 from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.models import Member
@@ -69,6 +69,19 @@ def _current() -> Any:
         # Correlated on the subscription's own row: it works inside EXISTS and in a join.
         Subscription.id == current_subscription_id(Subscription.member_id),
         Subscription.status.in_(COUNTED_STATUSES),
+    )
+
+
+def has_moved() -> sa.ColumnElement[bool]:
+    """SQL: the imported patron moved over: their invitation offer was taken up, or they have a
+    subscription here that counts as paying."""
+    return sa.or_(
+        sa.exists(
+            sa.select(Offer.id).where(
+                Offer.id == ImportedPatron.offer_id, Offer.used_at.is_not(None)
+            )
+        ),
+        sa.exists(sa.select(Subscription.id).where(_current())),
     )
 
 

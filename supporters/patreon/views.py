@@ -21,15 +21,15 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from supporters import downloads, web
+from supporters import audit, downloads, jobs, site_settings, web
 from supporters.db import utcnow
 from supporters.extensions import db
 from supporters.members.auth import admin_required, current_actor, staff_required
+from supporters.patreon import invitations, services
 from supporters.patreon import progress as progress_queries
-from supporters.patreon import services
 from supporters.patreon.cli import read_file
 from supporters.patreon.export import Export, ExportError
-from supporters.patreon.forms import ConfirmForm, UploadForm
+from supporters.patreon.forms import ConfirmForm, InviteForm, ReminderDaysForm, UploadForm
 
 bp = Blueprint("patreon", __name__, url_prefix="/staff/patreon")
 
@@ -62,7 +62,81 @@ def _forget_old_uploads(folder: Path) -> None:
 @staff_required
 def show_progress() -> str:
     """How the move from Patreon is going: imported, invited, opened, moved over, lapsed."""
-    return render_template("patreon/progress.html", progress=progress_queries.progress())
+    reminder_form = ReminderDaysForm()
+    reminder_form.reminder_days.data = ", ".join(map(str, invitations.reminder_days()))
+    return _render_progress(InviteForm(), reminder_form)
+
+
+def _render_progress(invite_form: InviteForm, reminder_form: ReminderDaysForm) -> str:
+    return render_template(
+        "patreon/progress.html",
+        progress=progress_queries.progress(),
+        invitable=invitations.invitable_count(),
+        invite_form=invite_form,
+        reminder_form=reminder_form,
+    )
+
+
+@bp.post("/invite")
+@admin_required
+def invite() -> Response | tuple[str, int]:
+    """Invite every imported patron not invited yet (a job writes the messages in batches), or
+    the one patron named; audited."""
+    form = InviteForm()
+    if not form.validate_on_submit():
+        return _render_progress(form, ReminderDaysForm(formdata=None)), 400
+    actor = current_actor()
+    email = (form.email.data or "").strip()
+    if email:
+        try:
+            offer = invitations.invite_one(email)
+        except invitations.InvitationError as exc:
+            db.session.rollback()
+            form.email.errors = [exc.message]
+            return _render_progress(form, ReminderDaysForm(formdata=None)), 409
+        audit.record_action(
+            "patreon.invited",
+            actor_id=actor.member_id,
+            target_type="member",
+            target_id=offer.member_id,
+            details={"offer": offer.id},
+            ip_address=actor.ip_address,
+        )
+        db.session.commit()
+        flash(_("The invitation to %(email)s is on its way.", email=email.lower()), "success")
+        return redirect(url_for("patreon.show_progress"))
+    count = invitations.invitable_count()
+    jobs.enqueue(invitations.INVITE, {})
+    audit.record_action(
+        "patreon.invitations_requested",
+        actor_id=actor.member_id,
+        target_type="patreon",
+        details={"patrons": count},
+        ip_address=actor.ip_address,
+    )
+    db.session.commit()
+    flash(
+        _(
+            "Invitations are being sent to the %(count)d patrons not invited yet, in the "
+            "background: refresh this page to follow them.",
+            count=count,
+        ),
+        "success",
+    )
+    return redirect(url_for("patreon.show_progress"))
+
+
+@bp.post("/reminders")
+@admin_required
+def save_reminder_days() -> Response | tuple[str, int]:
+    """Save the days after the invitation on which reminders go out; audited."""
+    form = ReminderDaysForm()
+    if not form.validate_on_submit():
+        return _render_progress(InviteForm(formdata=None), form), 400
+    changed = site_settings.store({"PATREON_REMINDER_DAYS": form.days}, current_actor())
+    db.session.commit()
+    flash(_("The reminder days are saved.") if changed else _("Nothing changed."), "success")
+    return redirect(url_for("patreon.show_progress") + "#reminders")
 
 
 @bp.get("/not-moved.csv")

@@ -8,6 +8,12 @@ from pathlib import Path
 import pytest
 
 from supporters.patreon import services
+from tests.billing.conftest import (  # noqa: F401  (the fake Stripe, for the invitation)
+    fake_stripe,
+    stripe_app,
+    synced_tiers,
+    webhooks,
+)
 from tests.voting.conftest import clock  # noqa: F401  (the voting clock, frozen by hand)
 from tests.voting.factories import make_tier
 

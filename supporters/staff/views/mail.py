@@ -33,6 +33,8 @@ KINDS = {
     "voting.proposal_decided": _l("Proposal decided"),
     "voting.topic_published": _l("Story published"),
     "staff.digest": _l("Staff digest"),
+    "patreon.invitation": _l("Invitation to move from Patreon"),
+    "patreon.reminder": _l("Reminder to move from Patreon"),
 }
 
 
