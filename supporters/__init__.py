@@ -121,6 +121,15 @@ def _init_extensions(app: Flask) -> None:
     # Every payment and subscription write also updates the staff report tables, in the same
     # transaction: the listeners go on the session here, not as a side effect of an import.
     report_listeners.install(db)
+    _register_figures(app)
+
+
+def _register_figures(app: Flask) -> None:
+    """Readers' figures (the support page's funding goals) come from the staff report tables."""
+    from supporters.billing import figures
+    from supporters.staff.queries import headline
+
+    figures.use_totals(app, headline.totals)
 
 
 def _register_mail(app: Flask) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from fractions import Fraction
+from typing import Any
 
 import sqlalchemy as sa
 
+from supporters.billing.figures import Totals
 from supporters.billing.models import FundingGoal, GoalMeasure, Tier
 from supporters.db import utcnow
 from supporters.extensions import db
@@ -40,6 +43,25 @@ class Now:
         """MRR ÷ paying subscriptions in the currency (a member has at most one live one)."""
         count = self.subscriptions.get(currency, 0)
         return Fraction(self.mrr.get(currency, 0), count) if count else None
+
+
+@functools.cache
+def _totals_query() -> sa.Select[Any]:
+    t = SubscriptionMonth.__table__.c
+    return sa.select(t.currency, sa.func.sum(t.mrr), sa.func.sum(t.patrons)).group_by(t.currency)
+
+
+def totals() -> Totals:
+    """Patrons and MRR per currency now, as the overview shows them: one read of the rollups.
+
+    What the support page's funding goals and the public embeds show (registered with billing
+    from ``create_app``); its cost grows with months, currencies and tiers, never with members.
+    """
+    rows = db.session.execute(_totals_query()).all()
+    return Totals(
+        patrons=sum(int(patrons) for _, _, patrons in rows),
+        mrr={currency: int(mrr) for currency, mrr, _ in rows if mrr},
+    )
 
 
 def now_figures(now: dt.datetime | None = None) -> Now:

@@ -1,0 +1,64 @@
+"""The support page's funding goals read the report tables, and show what billing counts."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+
+from supporters.billing import figures as billing_figures
+from supporters.billing.models import FundingGoal, GoalMeasure
+from supporters.extensions import db
+from supporters.i18n import money
+from tests.helpers import text
+
+
+@contextlib.contextmanager
+def statements() -> Iterator[list[str]]:
+    """The SQL sent to the database inside the block."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    engine = db.engines[None]
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def test_goals_show_the_counted_figures_without_reading_subscriptions(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(args=["seed-demo", "--members", "120"])
+    assert result.exit_code == 0, result.output
+    db.session.execute(sa.update(FundingGoal).values(is_active=False))
+    db.session.add_all(
+        [
+            FundingGoal(title="Heads", measure=GoalMeasure.PATRONS, target=1000, position=1),
+            FundingGoal(
+                title="Euros",
+                measure=GoalMeasure.MONTHLY_REVENUE,
+                target=10_000_000,
+                currency="EUR",
+                position=2,
+            ),
+        ]
+    )
+    db.session.commit()
+    patrons, revenue = billing_figures.patron_count(), billing_figures.monthly_revenue("EUR")
+    assert patrons > 10 and revenue > 0
+
+    with app.test_request_context():
+        shown_revenue = money(revenue, "EUR")
+    with statements() as seen:
+        page = text(app.test_client().get("/"))
+
+    assert f"{patrons} of 1000 patrons" in page
+    assert f"{shown_revenue} of" in page
+    reads = [s for s in seen if re.search(r"\bFROM subscriptions\b", s)]
+    assert reads == [], "the support page counted subscriptions"
