@@ -115,6 +115,7 @@ def _init_extensions(app: Flask) -> None:
     import supporters.jobs.models
     import supporters.mail.models
     import supporters.members.models
+    import supporters.public.models
     import supporters.voting.models  # noqa: F401
     from supporters.staff import listeners as report_listeners
 
@@ -148,6 +149,7 @@ def _register_mail(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from supporters.billing.views import bp as billing_bp
     from supporters.members.views import bp as members_bp
+    from supporters.public.views import bp as public_bp
     from supporters.staff.views import bp as staff_bp
     from supporters.voting.views import bp as voting_bp
 
@@ -155,3 +157,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(billing_bp)
     app.register_blueprint(voting_bp)
     app.register_blueprint(staff_bp)
+    app.register_blueprint(public_bp)

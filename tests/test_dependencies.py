@@ -40,6 +40,7 @@ LAYERS = {
     "billing": 2,
     "voting": 3,
     "staff": 4,
+    "public": 5,
     # On top, importing anything: what puts the application together.
     "doctor": 9,
     "demo": 9,
