@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -16,7 +17,7 @@ from supporters.members.models import Role
 from supporters.public.models import EmbedOrigin
 from supporters.voting.models import Poll
 from tests.factories import make_member, make_tier, signed_in_client
-from tests.helpers import csrf_token, submit, text
+from tests.helpers import csrf_token, statements, submit, text
 from tests.site import build_site, furnish, urls
 from tests.voting.factories import make_patron, make_poll, option_ids, sign_in
 
@@ -39,7 +40,7 @@ def _allow(*origins: str) -> None:
 def test_only_embeds_may_be_framed_and_only_by_the_allowed_sites(
     make_app: Callable[..., Flask],
 ) -> None:
-    app = make_app(BENCH_ROUTES=True)
+    app = make_app(BENCH_ROUTES=True, PUBLIC_CACHE_SECONDS=0)
     with app.app_context():
         site = build_site(app)
         arguments = furnish(site, utcnow())
@@ -148,3 +149,28 @@ def test_etags_change_after_a_payment_and_a_ballot_and_not_otherwise(app: Flask)
     assert after_payment["/embed/poll"] != after_ballot["/embed/poll"]
     stale = client.get("/embed/goals", headers={"If-None-Match": before["/embed/goals"]})
     assert stale.status_code == 200 and "2 of 100 patrons" in text(stale)
+
+
+def test_each_worker_serves_its_answers_again_for_a_second_without_the_database(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app()  # PUBLIC_CACHE_SECONDS: one second by default
+    clock = [1000.0]
+    monkeypatch.setattr("supporters.public.answers.monotonic", lambda: clock[0])
+    with app.app_context():
+        _goal_and_poll()
+        client = app.test_client()
+        first = client.get("/embed/goals")
+        make_patron()
+        db.session.commit()
+        with statements() as seen:
+            again = client.get("/embed/goals")
+            not_modified = client.get(
+                "/embed/goals", headers={"If-None-Match": first.headers["ETag"]}
+            )
+        assert seen == []
+        assert again.get_data() == first.get_data() and not_modified.status_code == 304
+        assert _frame_ancestors(again) == "'self'"
+        clock[0] += 1.01
+        later = client.get("/embed/goals")
+        assert "1 of 100 patrons" in text(later) and later.headers["ETag"] != first.headers["ETag"]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
@@ -14,23 +11,7 @@ from supporters.billing import figures as billing_figures
 from supporters.billing.models import FundingGoal, GoalMeasure
 from supporters.extensions import db
 from supporters.i18n import money
-from tests.helpers import text
-
-
-@contextlib.contextmanager
-def statements() -> Iterator[list[str]]:
-    """The SQL sent to the database inside the block."""
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(str(args[2]))
-
-    engine = db.engines[None]
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
+from tests.helpers import statements, text
 
 
 def test_goals_show_the_counted_figures_without_reading_subscriptions(app: Flask) -> None:

@@ -7,9 +7,11 @@ is cacheable (see :mod:`supporters.public.answers`). ``/api/v1/openapi.json`` de
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, request
 
 from supporters import web
 from supporters.billing import figures as billing_figures
@@ -19,8 +21,16 @@ from supporters.public.views.blueprint import bp, served_alike
 PREFIX = "/api/v1"
 
 
-def _json(name: str, shown: dict[str, Any]) -> Response:
-    return answers.cacheable(f"api.{name}", shown, lambda: jsonify(shown))
+def _json(name: str, read: Callable[[], dict[str, Any]]) -> Response:
+    def make() -> answers.Answer:
+        shown = read()
+        return answers.Answer(
+            etag=answers.etag_for(f"api.{name}", shown),
+            body=json.dumps(shown, sort_keys=True, separators=(",", ":")).encode(),
+            mimetype="application/json",
+        )
+
+    return answers.serve(f"api.{name}", make)
 
 
 @bp.after_request
@@ -30,7 +40,7 @@ def _cross_origin(response: Response) -> Response:
         return response
     response.vary.add("Origin")
     origin = request.headers.get("Origin", "")
-    if origin and origin.lower() in origins.allowed_origins():
+    if origin and origin.lower() in answers.kept(("origins",), origins.allowed_origins):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = "ETag"
         if request.method == "OPTIONS":
@@ -46,7 +56,7 @@ def list_tiers() -> Response:
     """The tiers offered, with their monthly and yearly prices in minor units."""
     return _json(
         "tiers",
-        {"tiers": figures.tiers(), "support_url": web.external_url("billing.support")},
+        lambda: {"tiers": figures.tiers(), "support_url": web.external_url("billing.support")},
     )
 
 
@@ -56,7 +66,7 @@ def list_goals() -> Response:
     """Active funding goals with their progress."""
     return _json(
         "goals",
-        {
+        lambda: {
             "goals": figures.goals(billing_figures.totals()),
             "support_url": web.external_url("billing.support"),
         },
@@ -67,26 +77,25 @@ def list_goals() -> Response:
 @served_alike
 def count_patrons() -> Response:
     """The number of patrons, as the staff overview counts them."""
-    return _json("patrons", figures.patrons(billing_figures.totals()))
+    return _json("patrons", lambda: figures.patrons(billing_figures.totals()))
 
 
 @bp.get(PREFIX + "/polls")
 @served_alike
 def list_polls() -> Response:
     """Open and closed polls with their options, turnout and (where shown) results."""
-    return _json("polls", {"polls": figures.polls(billing_figures.totals())})
+    return _json("polls", lambda: {"polls": figures.polls(billing_figures.totals())})
 
 
 @bp.get(PREFIX + "/stories")
 @served_alike
 def list_stories() -> Response:
     """Topics patrons asked for that became articles ("you asked, we reported")."""
-    return _json("stories", {"stories": figures.stories()})
+    return _json("stories", lambda: {"stories": figures.stories()})
 
 
 @bp.get(PREFIX + "/openapi.json")
 @served_alike
 def describe_api() -> Response:
     """This API's OpenAPI 3.1 description."""
-    document = openapi.document(web.base_url() + PREFIX)
-    return _json("openapi", document)
+    return _json("openapi", lambda: openapi.document(web.base_url() + PREFIX))

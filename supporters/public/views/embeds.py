@@ -3,6 +3,7 @@ patron count), and the scripts that let a host page size its frame to them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,37 +24,45 @@ EMBEDS = (
 )
 
 
-def _embed(name: str, shown: dict[str, Any]) -> Response:
+def _embed(name: str, read: Callable[[], dict[str, Any]]) -> Response:
     """An embed page, framable by the allowed sites (and this one, for the admin's preview)."""
-    allowed = origins.allowed_origins()
-    web.allow_framing(*allowed)
-    support_url = web.external_url("billing.support", _anchor="join")
-    return answers.cacheable(
-        name,
-        {"shown": shown, "origins": allowed, "support_url": support_url},
-        lambda: render_template(f"public/embed_{name}.html", support_url=support_url, **shown),
-    )
+
+    def make() -> answers.Answer:
+        shown = read()
+        allowed = origins.allowed_origins()
+        support_url = web.external_url("billing.support", _anchor="join")
+        page = render_template(f"public/embed_{name}.html", support_url=support_url, **shown)
+        return answers.Answer(
+            etag=answers.etag_for(
+                f"embed.{name}", {"shown": shown, "origins": allowed, "support_url": support_url}
+            ),
+            body=page.encode(),
+            mimetype="text/html",
+            frame_ancestors=tuple(allowed),
+        )
+
+    return answers.serve(f"embed.{name}", make)
 
 
 @bp.get("/embed/goals")
 @served_alike
 def embed_goals() -> Response:
     """The funding goals with their progress, and a "support us" button."""
-    return _embed("goals", {"goals": figures.goals(billing_figures.totals())})
+    return _embed("goals", lambda: {"goals": figures.goals(billing_figures.totals())})
 
 
 @bp.get("/embed/poll")
 @served_alike
 def embed_poll() -> Response:
     """The open poll: its question, options and turnout, and a "vote" button."""
-    return _embed("poll", {"poll": figures.open_poll(billing_figures.totals())})
+    return _embed("poll", lambda: {"poll": figures.open_poll(billing_figures.totals())})
 
 
 @bp.get("/embed/patrons")
 @served_alike
 def embed_patrons() -> Response:
     """How many patrons support the newsroom, and a "support us" button."""
-    return _embed("patrons", figures.patrons(billing_figures.totals()))
+    return _embed("patrons", lambda: figures.patrons(billing_figures.totals()))
 
 
 def _script(name: str) -> Response:
