@@ -158,6 +158,7 @@ def measure(size: int, args: argparse.Namespace) -> dict[str, Any]:
                             f"{name}: {target['errors']} errors (hello {hello['errors']}): void run"
                         )
                     ratio = target["rate"] / hello["rate"]
+                    target["cpu_ratio"] = hello["cpu_ms"] / max(target["cpu_ms"], 1e-6)
                     results[name].append((ratio, target))
                     print(
                         f"  {size} rep {rep} {name}: {target['rate']:.0f}/s, hello "
@@ -191,7 +192,8 @@ def _etag(client: Client, path: str) -> str:
 def report(runs: list[dict[str, Any]]) -> bool:
     """Print the table of figures and goals; True when every goal is met."""
     print("\nUnder gunicorn -w 2 -k sync on PostgreSQL, ratio = target rate / hello rate just")
-    print("before it (median of the repetitions); latencies p50/p99 in ms.\n")
+    print("before it (median of the repetitions); cpu = the workers' CPU time per hello request /")
+    print("per target request (steadier on a shared machine); latencies p50/p99 in ms.\n")
     for run in runs:
         data = run["data"]
         print(
@@ -200,7 +202,7 @@ def report(runs: list[dict[str, Any]]) -> bool:
             f"{data['ballots']} ballots; seeded in {run['seeded']:.0f} s"
         )
     header = f"{'figure':<22}" + "".join(
-        f"{'ratio @' + str(r['size']):>16}{'p50/p99':>14}" for r in runs
+        f"{'ratio @' + str(r['size']):>16}{'cpu':>6}{'p50/p99':>14}" for r in runs
     )
     print("\n" + header + f"{'goal':>8}{'growth':>9}  verdict")
     all_met = True
@@ -212,7 +214,9 @@ def report(runs: list[dict[str, Any]]) -> bool:
             latencies = [v for _, burst in run["results"][name] for v in burst["latencies"]]
             median = statistics.median(ratios)
             medians.append(median)
-            cells += f"{median:>16.2f}{percentile(latencies, 0.5):>7.1f}/{percentile(latencies, 0.99):<6.1f}"
+            cpu = statistics.median(burst["cpu_ratio"] for _, burst in run["results"][name])
+            p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+            cells += f"{median:>16.2f}{cpu:>6.2f}{p50:>7.1f}/{p99:<6.1f}"
         met = all(m >= goal for m in medians)
         growth = ""
         if len(medians) == 2:
