@@ -57,9 +57,9 @@ def allow_csp(directive: str, *sources: str) -> None:
 def serve_everyone_alike() -> None:
     """This response is the same for every visitor, signed in or not (an embed, the public API).
 
-    Nothing about the visitor is read: not the signed-in member, nor their language (the page
+    Nothing about the visitor is used: not the signed-in member, nor their language (the page
     speaks the site's default one, or the ``lang`` its address asks for). The session cookie
-    is neither read nor refreshed, so the response sets no cookie and a shared cache may keep it.
+    is not refreshed, so the response sets no cookie and a shared cache may keep it.
     """
     g.is_served_alike = True
 
