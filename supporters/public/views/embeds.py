@@ -18,7 +18,7 @@ SCRIPTS = Path(__file__).resolve().parent.parent.parent / "static" / "js"
 
 #: The embeds: endpoint, title for the admin page, height before the frame sizes itself.
 EMBEDS = (
-    ("public.embed_goals", "goals", 360),
+    ("public.embed_goals", "goals", 420),
     ("public.embed_poll", "poll", 420),
     ("public.embed_patrons", "patrons", 200),
 )
