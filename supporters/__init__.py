@@ -120,6 +120,7 @@ def _init_extensions(app: Flask) -> None:
     import supporters.mail.models
     import supporters.members.models
     import supporters.patreon.models
+    import supporters.public.models
     import supporters.site_settings
     import supporters.voting.models  # noqa: F401
     from supporters.staff import listeners as report_listeners
@@ -127,6 +128,15 @@ def _init_extensions(app: Flask) -> None:
     # Every payment and subscription write also updates the staff report tables, in the same
     # transaction: the listeners go on the session here, not as a side effect of an import.
     report_listeners.install(db)
+    _register_figures(app)
+
+
+def _register_figures(app: Flask) -> None:
+    """Readers' figures (the support page's funding goals) come from the staff report tables."""
+    from supporters.billing import figures
+    from supporters.staff.queries import headline
+
+    figures.use_totals(app, headline.totals)
 
 
 def _register_mail(app: Flask) -> None:
@@ -157,6 +167,7 @@ def _register_blueprints(app: Flask) -> None:
     from supporters.billing import offer_views  # noqa: F401  (adds the offer pages to billing's)
     from supporters.billing.views import bp as billing_bp
     from supporters.members.views import bp as members_bp
+    from supporters.public.views import bp as public_bp
     from supporters.staff.views import bp as staff_bp
     from supporters.voting.views import bp as voting_bp
 
@@ -168,3 +179,4 @@ def _register_blueprints(app: Flask) -> None:
     from supporters.patreon import views as patreon_views
 
     patreon_views.init_app(app)
+    app.register_blueprint(public_bp)

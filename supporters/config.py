@@ -137,6 +137,13 @@ SETTINGS: tuple[Setting, ...] = (
         "GRACE_PERIOD_DAYS", int, 7, "Days a past-due patron keeps benefits while Stripe retries."
     ),
     Setting(
+        "PUBLIC_CACHE_SECONDS",
+        float,
+        1.0,
+        "Seconds each worker serves an embed or API answer again before reading the figures anew "
+        "(0: every request reads them).",
+    ),
+    Setting(
         "BENCH_ROUTES", _bool, False, "Adds /bench/hello for bench/ scripts; never in production."
     ),
     Setting(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import current_app, has_request_context, request
+from flask import current_app, g, has_request_context, request
 from flask_babel import format_date, format_datetime, get_locale
 from flask_login import current_user
 
@@ -16,6 +16,9 @@ def select_locale() -> str | None:
     languages: list[str] = current_app.config["LANGUAGES"]
     if not has_request_context():  # commands and emails sent outside a request
         return str(current_app.config["DEFAULT_LOCALE"])
+    if g.get("is_served_alike"):  # the same for every visitor: the address decides
+        asked = request.args.get("lang", "")
+        return asked if asked in languages else str(current_app.config["DEFAULT_LOCALE"])
     if current_user and current_user.is_authenticated and current_user.locale in languages:
         return str(current_user.locale)
     return request.accept_languages.best_match(languages) or current_app.config["DEFAULT_LOCALE"]

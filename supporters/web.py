@@ -20,6 +20,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -51,6 +52,39 @@ def allow_csp(directive: str, *sources: str) -> None:
     """Let this response load from more sources (Stripe's pages need ``https://*.stripe.com``)."""
     extra: dict[str, list[str]] = g.setdefault("csp_extra", {})
     extra.setdefault(directive, []).extend(sources)
+
+
+def serve_everyone_alike() -> None:
+    """This response is the same for every visitor, signed in or not (an embed, the public API).
+
+    Nothing about the visitor is used: not the signed-in member, nor their language (the page
+    speaks the site's default one, or the ``lang`` its address asks for). The session cookie
+    is not refreshed, so the response sets no cookie and a shared cache may keep it.
+    """
+    g.is_served_alike = True
+
+
+def allow_framing(*origins: str) -> None:
+    """Let this page be framed by the site itself and by ``origins``; every other page refuses."""
+    g.frame_ancestors = ["'self'", *origins]
+
+
+def is_served_alike() -> bool:
+    """Was :func:`serve_everyone_alike` called for this response?"""
+    return has_request_context() and bool(g.get("is_served_alike"))
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, left alone by responses served to everyone alike.
+
+    A signed-in member's session is permanent, so Flask would otherwise send its cookie again
+    with every response to refresh it (and ``Vary: Cookie``).
+    """
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if is_served_alike():
+            return
+        super().save_session(app, session, response)
 
 
 def base_url() -> str:
@@ -128,6 +162,8 @@ def _content_security_policy() -> str:
     policy = {key: list(values) for key, values in _BASE_CSP.items()}
     for directive, sources in g.get("csp_extra", {}).items():
         policy.setdefault(directive, []).extend(sources)
+    if "frame_ancestors" in g:
+        policy["frame-ancestors"] = list(g.frame_ancestors)
     return "; ".join(f"{key} {' '.join(values)}" for key, values in policy.items())
 
 
@@ -135,14 +171,17 @@ def _secure_headers(response: Response) -> Response:
     headers = response.headers
     headers.setdefault("Content-Security-Policy", _content_security_policy())
     headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
+    if "frame_ancestors" not in g:  # X-Frame-Options knows no list of sites: CSP says it
+        headers.setdefault("X-Frame-Options", "DENY")
     # Sign-in links carry a token in the path: never hand it to another site.
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     if current_app.config["IS_PRODUCTION"]:
         headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-    if g.get("no_store") or (current_user and current_user.is_authenticated):
+    if g.get("no_store") or (
+        not g.get("is_served_alike") and current_user and current_user.is_authenticated
+    ):
         headers["Cache-Control"] = "no-store"
         headers.add_header("Vary", "Cookie")
     return response
@@ -285,6 +324,7 @@ def _raise_body_limit() -> None:
 def init_app(app: Flask) -> None:
     """Install headers, error handlers and template helpers on the app."""
     app.register_blueprint(bp)
+    app.session_interface = _SessionInterface()
     if app.config["BENCH_ROUTES"]:
         app.add_url_rule("/bench/hello", "bench_hello", limiter.exempt(_bench_hello))
         app.add_url_rule(

@@ -1,12 +1,18 @@
-"""Small helpers for driving forms through the test client as a browser would."""
+"""Small helpers for driving forms through the test client as a browser would, and for
+watching the SQL a request sends."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
+import sqlalchemy as sa
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
+
+from supporters.extensions import db
 
 # Settings a production start-up accepts, for ``make_app(**PRODUCTION)`` (every test app has
 # the tests' SMTP server).
@@ -40,3 +46,19 @@ def submit(
 
 def text(response: TestResponse) -> str:
     return response.get_data(as_text=True)
+
+
+@contextlib.contextmanager
+def statements() -> Iterator[list[str]]:
+    """The SQL sent to the database inside the block."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    engine = db.engines[None]
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)

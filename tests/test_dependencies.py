@@ -42,6 +42,7 @@ LAYERS = {
     "voting": 3,
     "staff": 4,
     "patreon": 5,
+    "public": 5,
     # On top, importing anything: what puts the application together.
     "doctor": 9,
     "demo": 9,

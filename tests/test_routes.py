@@ -124,6 +124,21 @@ ACCESS: dict[str, Access | dict[str, Access]] = {
     "staff.list_audit": ADMIN,
     "staff.list_background": ADMIN,
     "staff.retry_job": ADMIN,
+    # public: embeds and the API
+    "public.embed_goals": PUBLIC,
+    "public.embed_poll": PUBLIC,
+    "public.embed_patrons": PUBLIC,
+    "public.frame_script": PUBLIC,
+    "public.resize_script": PUBLIC,
+    "public.list_tiers": PUBLIC,
+    "public.list_goals": PUBLIC,
+    "public.count_patrons": PUBLIC,
+    "public.list_polls": PUBLIC,
+    "public.list_stories": PUBLIC,
+    "public.describe_api": PUBLIC,
+    "public.manage_embeds": ADMIN,
+    "public.add_origin": ADMIN,
+    "public.remove_origin": ADMIN,
 }
 #: Routes that exist only where the benchmarks run (SUPPORTERS_BENCH_ROUTES).
 BENCH_ONLY = {"bench_hello", "bench_signed_in"}

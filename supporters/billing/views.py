@@ -92,7 +92,8 @@ def _allow_stripe_redirects() -> None:
 
 def _render_support(form: SupportForm, tiers: list[Tier], status: int = 200) -> tuple[str, int]:
     goals = figures.active_goals()
-    progress = {goal.id: figures.goal_progress(goal) for goal in goals}
+    now = figures.totals() if goals else None
+    progress = {goal.id: figures.goal_value(goal, now) for goal in goals if now}
     _allow_stripe_redirects()
     # A member already supporting is told where their support is managed, before choosing.
     supporting = (

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from fractions import Fraction
+from typing import Any
 
 import sqlalchemy as sa
 
+from supporters.billing.figures import Totals
 from supporters.billing.grant_models import GrantSource
 from supporters.billing.grants import granted_patrons
 from supporters.billing.models import FundingGoal, GoalMeasure, Tier
@@ -44,6 +47,28 @@ class Now:
         """MRR ÷ paying subscriptions in the currency (a member has at most one live one)."""
         count = self.subscriptions.get(currency, 0)
         return Fraction(self.mrr.get(currency, 0), count) if count else None
+
+
+@functools.cache
+def _totals_query() -> sa.Select[Any]:
+    t = SubscriptionMonth.__table__.c
+    return sa.select(t.currency, sa.func.sum(t.mrr), sa.func.sum(t.patrons)).group_by(t.currency)
+
+
+def totals() -> Totals:
+    """Patrons and MRR per currency now, as the overview shows them: one read of the rollups.
+
+    What the support page's funding goals and the public embeds show (registered with billing
+    from ``create_app``). The rollups' cost grows with months, currencies and tiers, never with
+    members; the patrons entitled by a grant alone are added as the overview adds them, read
+    from the grants (few, but for the weeks of a move from Patreon).
+    """
+    rows = db.session.execute(_totals_query()).all()
+    return Totals(
+        patrons=sum(int(patrons) for _, _, patrons in rows)
+        + sum(granted_patrons(utcnow()).values()),
+        mrr={currency: int(mrr) for currency, mrr, _ in rows if mrr},
+    )
 
 
 def now_figures(now: dt.datetime | None = None) -> Now:
