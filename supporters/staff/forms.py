@@ -291,11 +291,12 @@ class EmailScheduleForm(FlaskForm):
         # A notice is known to be sent while its message is kept; past that it could go again.
         longest = max([*self.days, self.renewal_notice_days.data or 0]) + 1
         if longest > self.keep_days:
+            keep = f"{self.keep_days:g}"
             self.dunning_days.errors.append(
                 _l(
                     "Sent messages are kept %(keep)s days: keep every day below that, "
                     "or messages could be sent twice.",
-                    keep=f"{self.keep_days:g}",
+                    keep=keep,
                 )
             )
             return False
