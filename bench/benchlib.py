@@ -220,3 +220,24 @@ def peak_rss_kib(parent_pid: int) -> int:
         if "VmHWM" in fields:
             peak = max(peak, int(fields["VmHWM"].split()[0]))
     return peak
+
+
+def fake_stripe_selling(seed: int, name: str) -> tuple[Any, Any, str, str]:
+    """The tests' fake Stripe, started, with a product and its €5 monthly price: (the fake, an
+    SDK client of it, the product's id, the price's id). For the child process of a bench."""
+    import stripe
+
+    from tests.billing.fake_stripe import FakeStripe
+
+    fake = FakeStripe(seed=seed).start()
+    client = stripe.StripeClient("sk_test_bench", base_addresses={"api": fake.api_base})
+    product = client.v1.products.create(params={"name": name})
+    price = client.v1.prices.create(
+        params={
+            "product": product.id,
+            "unit_amount": 500,
+            "currency": "eur",
+            "recurring": {"interval": "month"},
+        }
+    )
+    return fake, client, product.id, price.id

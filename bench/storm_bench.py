@@ -52,11 +52,12 @@ import psycopg  # noqa: E402
 from bench.benchlib import (  # noqa: E402
     ROOT,
     Client,
+    fake_stripe_selling,
     gunicorn,
     percentile,
     throwaway_database,
 )
-from tests.billing.fake_stripe import FakeStripe, event_payload, sign_payload  # noqa: E402
+from tests.billing.fake_stripe import event_payload, sign_payload  # noqa: E402
 
 SECRET = "whsec_storm"
 RENEWAL_EVENTS = (
@@ -107,19 +108,7 @@ def serve_fake_stripe(conn: Connection, patrons: int) -> None:
     """Child process: the fake Stripe with ``patrons`` paying patrons; then renews them all on
     request and sends back each renewal's events. Apart from the senders, so that the two do
     not share one interpreter lock."""
-    import stripe
-
-    fake = FakeStripe(seed=14).start()
-    client = stripe.StripeClient("sk_test_storm", base_addresses={"api": fake.api_base})
-    product = client.v1.products.create(params={"name": "Storm support"})
-    price = client.v1.prices.create(
-        params={
-            "product": product.id,
-            "unit_amount": 500,
-            "currency": "eur",
-            "recurring": {"interval": "month"},
-        }
-    )
+    fake, client, product_id, price_id = fake_stripe_selling(14, "Storm support")
     customers: list[tuple[str, str]] = []
     subscriptions: list[str] = []
     for number in range(1, patrons + 1):
@@ -129,14 +118,14 @@ def serve_fake_stripe(conn: Connection, patrons: int) -> None:
             params={
                 "mode": "subscription",
                 "customer": customer.id,
-                "line_items": [{"price": price.id, "quantity": 1}],
+                "line_items": [{"price": price_id, "quantity": 1}],
                 "success_url": "http://127.0.0.1/done",
             }
         )
         fake.complete_checkout(session.id)
         customers.append((email, customer.id))
         subscriptions.append(fake.get(session.id)["subscription"])
-    conn.send((fake.api_base, customers, (product.id, price.id)))
+    conn.send((fake.api_base, customers, (product_id, price_id)))
     while True:
         command, value = conn.recv()
         if command == "stop":

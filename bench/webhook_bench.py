@@ -31,11 +31,12 @@ from bench.benchlib import (  # noqa: E402
     HELLO,
     Client,
     Request,
+    fake_stripe_selling,
     gunicorn,
     percentile,
     throwaway_database,
 )
-from tests.billing.fake_stripe import FakeStripe, event_payload, sign_payload  # noqa: E402
+from tests.billing.fake_stripe import event_payload, sign_payload  # noqa: E402
 
 SECRET = "whsec_bench"
 GOAL = 0.25
@@ -48,19 +49,7 @@ def serve_fake_stripe(conn: Connection, wanted: int) -> None:
 
     It runs apart from the load generator so that the two do not share one interpreter lock.
     """
-    import stripe
-
-    fake = FakeStripe(seed=1).start()
-    client = stripe.StripeClient("sk_test_bench", base_addresses={"api": fake.api_base})
-    product = client.v1.products.create(params={"name": "Bench support"})
-    price = client.v1.prices.create(
-        params={
-            "product": product.id,
-            "unit_amount": 500,
-            "currency": "eur",
-            "recurring": {"interval": "month"},
-        }
-    )
+    fake, client, product_id, price_id = fake_stripe_selling(1, "Bench support")
     events: list[dict[str, Any]] = []
     customers: list[tuple[str, str]] = []
     while len(events) < wanted:
@@ -71,12 +60,12 @@ def serve_fake_stripe(conn: Connection, wanted: int) -> None:
             params={
                 "mode": "subscription",
                 "customer": customer.id,
-                "line_items": [{"price": price.id, "quantity": 1}],
+                "line_items": [{"price": price_id, "quantity": 1}],
                 "success_url": "http://127.0.0.1/done",
             }
         )
         events.extend(fake.complete_checkout(session.id))
-    conn.send((fake.api_base, customers, events[:wanted], (product.id, price.id)))
+    conn.send((fake.api_base, customers, events[:wanted], (product_id, price_id)))
     conn.recv()  # serve until the parent says stop
     fake.stop()
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import EmailField, HiddenField, StringField
-from wtforms.validators import DataRequired, Length, Regexp, ValidationError
+from wtforms import EmailField, HiddenField
+from wtforms.validators import DataRequired, Length, Regexp
 
-from supporters.config import MAX_DUNNING_DAYS, MAX_NOTICE_DAYS, parse_days
+from supporters.staff.forms import DaysField
 
 #: An upload's key: a random token, nothing that could name another file.
 UPLOAD_KEY = r"^[A-Za-z0-9_-]{32,64}$"
@@ -48,25 +46,11 @@ class InviteForm(FlaskForm):
 class ReminderDaysForm(FlaskForm):
     """On which days after the invitation a patron who has not moved is reminded."""
 
-    reminder_days = StringField(
+    reminder_days = DaysField(
         _l("Reminders: days after the invitation"),
+        first=1,
+        example="7, 21",
         description=_l(
             "Whole numbers separated by commas, like 7, 21. Leave empty to send no reminders."
         ),
-        validators=[Length(max=200)],
     )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.days: list[int] = []
-
-    def validate_reminder_days(self, field: StringField) -> None:
-        try:
-            days = parse_days(field.data or "")
-        except ValueError as exc:
-            raise ValidationError(_l("Write whole numbers of days, like 7, 21.")) from exc
-        if any(not 1 <= day <= MAX_NOTICE_DAYS for day in days):
-            raise ValidationError(_l("Each day is from 1 to %(most)s.", most=MAX_NOTICE_DAYS))
-        if len(days) > MAX_DUNNING_DAYS:
-            raise ValidationError(_l("At most %(most)s days.", most=MAX_DUNNING_DAYS))
-        self.days = days

@@ -63,7 +63,7 @@ def _forget_old_uploads(folder: Path) -> None:
 def show_progress() -> str:
     """How the move from Patreon is going: imported, invited, opened, moved over, lapsed."""
     reminder_form = ReminderDaysForm()
-    reminder_form.reminder_days.data = ", ".join(map(str, invitations.reminder_days()))
+    reminder_form.reminder_days.show(invitations.reminder_days())
     return _render_progress(InviteForm(), reminder_form)
 
 
@@ -133,7 +133,9 @@ def save_reminder_days() -> Response | tuple[str, int]:
     form = ReminderDaysForm()
     if not form.validate_on_submit():
         return _render_progress(InviteForm(formdata=None), form), 400
-    changed = site_settings.store({"PATREON_REMINDER_DAYS": form.days}, current_actor())
+    changed = site_settings.store(
+        {"PATREON_REMINDER_DAYS": form.reminder_days.days}, current_actor()
+    )
     db.session.commit()
     flash(_("The reminder days are saved.") if changed else _("Nothing changed."), "success")
     return redirect(url_for("patreon.show_progress") + "#reminders")

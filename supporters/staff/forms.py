@@ -250,16 +250,54 @@ class ForgetBounceForm(FlaskForm):
     email = HiddenField(validators=[DataRequired(), Length(max=EMAIL_MAX_LENGTH)])
 
 
+class DaysField(StringField):
+    """The days of a schedule, typed as whole numbers separated by commas ("0, 3, 7").
+
+    ``days`` holds them once valid: sorted, once each, from ``first`` to ``MAX_NOTICE_DAYS``,
+    at most ``MAX_DUNNING_DAYS`` of them; empty text is no days.
+    """
+
+    def __init__(self, label: Any, *, first: int, example: str, **kwargs: Any) -> None:
+        kwargs.setdefault("validators", [Length(max=200)])
+        super().__init__(label, **kwargs)
+        self.first = first
+        self.example = example
+        self.days: list[int] = []
+
+    def show(self, days: list[int]) -> None:
+        self.data = ", ".join(map(str, days))
+
+    def pre_validate(self, form: Any) -> None:
+        try:
+            days = parse_days(self.data or "")
+        except ValueError as exc:
+            raise ValidationError(
+                _l("Write whole numbers of days, like %(example)s.", example=self.example)
+            ) from exc
+        if any(not self.first <= day <= MAX_NOTICE_DAYS for day in days):
+            raise ValidationError(
+                _l(
+                    "Each day is from %(first)s to %(most)s.",
+                    first=self.first,
+                    most=MAX_NOTICE_DAYS,
+                )
+            )
+        if len(days) > MAX_DUNNING_DAYS:
+            raise ValidationError(_l("At most %(most)s days.", most=MAX_DUNNING_DAYS))
+        self.days = days
+
+
 class EmailScheduleForm(FlaskForm):
     """When time-based messages go out: the dunning days and the yearly renewal notice."""
 
-    dunning_days = StringField(
+    dunning_days = DaysField(
         _l("Payment failed: days of the grace period to write on"),
+        first=0,
+        example="0, 3, 7",
         description=_l(
             "Whole numbers separated by commas; 0 is the day the payment fails. "
             "Leave empty to send no reminders."
         ),
-        validators=[Length(max=200)],
     )
     renewal_notice_days = IntegerField(
         _l("Yearly renewal: days of notice"),
@@ -272,24 +310,12 @@ class EmailScheduleForm(FlaskForm):
     def __init__(self, *args: Any, keep_days: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.keep_days = keep_days
-        self.days: list[int] = []
-
-    def validate_dunning_days(self, field: StringField) -> None:
-        try:
-            days = parse_days(field.data or "")
-        except ValueError as exc:
-            raise ValidationError(_l("Write whole numbers of days, like 0, 3, 7.")) from exc
-        if any(not 0 <= day <= MAX_NOTICE_DAYS for day in days):
-            raise ValidationError(_l("Each day is from 0 to %(most)s.", most=MAX_NOTICE_DAYS))
-        if len(days) > MAX_DUNNING_DAYS:
-            raise ValidationError(_l("At most %(most)s days.", most=MAX_DUNNING_DAYS))
-        self.days = days
 
     def validate(self, extra_validators: Any = None) -> bool:
         if not super().validate(extra_validators):
             return False
         # A notice is known to be sent while its message is kept; past that it could go again.
-        longest = max([*self.days, self.renewal_notice_days.data or 0]) + 1
+        longest = max([*self.dunning_days.days, self.renewal_notice_days.data or 0]) + 1
         if longest > self.keep_days:
             keep = f"{self.keep_days:g}"
             self.dunning_days.errors.append(

@@ -77,11 +77,14 @@ def email_schedule() -> str | Response | tuple[str, int]:
     keep_days = float(current_app.config["MAIL_KEEP_DAYS"])
     form = EmailScheduleForm(keep_days=keep_days)
     if request.method == "GET":
-        form.dunning_days.data = ", ".join(map(str, site_settings.value("DUNNING_DAYS")))
+        form.dunning_days.show(site_settings.value("DUNNING_DAYS"))
         form.renewal_notice_days.data = site_settings.value("RENEWAL_NOTICE_DAYS")
     elif form.validate_on_submit():
         changed = site_settings.store(
-            {"DUNNING_DAYS": form.days, "RENEWAL_NOTICE_DAYS": form.renewal_notice_days.data},
+            {
+                "DUNNING_DAYS": form.dunning_days.days,
+                "RENEWAL_NOTICE_DAYS": form.renewal_notice_days.data,
+            },
             current_actor(),
         )
         db.session.commit()
