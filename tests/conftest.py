@@ -87,6 +87,8 @@ def app_config(tmp_path: Path, mail_server: MailServer, **overrides: Any) -> dic
         "RATELIMIT_STORAGE_URL": "memory://",
         # Tests that drain the jobs expect no hourly reconciliation calling Stripe meanwhile.
         "RECONCILE_MINUTES": 0,
+        # Tests read at once what they just wrote; what workers keep has tests of its own.
+        "PUBLIC_CACHE_SECONDS": 0,
     }
     config.update(overrides)
     return config

@@ -34,6 +34,7 @@ LAYERS = {
             "web",
             "jobs",
             "site_settings",
+            "kept",
         ),
         CORE,
     ),

@@ -14,11 +14,14 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from flask_wtf.csrf import generate_csrf
 from werkzeug.wrappers import Response
 
 from supporters import web
@@ -40,6 +43,7 @@ from supporters.billing.forms import CancelForm, ChangeForm, ChoiceForm, Support
 from supporters.billing.models import Tier
 from supporters.extensions import csrf, db, limiter
 from supporters.i18n import money
+from supporters.kept import kept
 from supporters.members import auth
 from supporters.members import emails as member_emails
 from supporters.members import services as member_services
@@ -118,12 +122,42 @@ def _render_support(form: SupportForm, tiers: list[Tier], status: int = 200) -> 
 
 @bp.get("/")
 def support() -> tuple[str, int]:
-    """Show what supporting the newsroom costs and what it pays for, with the join form."""
-    form = SupportForm(attempt=secrets.token_urlsafe(16))
+    """Show what supporting the newsroom costs and what it pays for, with the join form.
+
+    Every reader lands here. A reader not signed in, with no message waiting, gets the page
+    each worker drew within the last ``PUBLIC_CACHE_SECONDS`` (``supporters.kept``), with their
+    own form tokens written in: the figures show a payment within that second.
+    """
+    if current_user.is_authenticated or session.get("_flashes"):
+        return _render_support(*_support_form())
+    page = kept(("billing.support", str(get_locale()), web.base_url()), _page_for_anyone)
+    _allow_stripe_redirects()
+    own = page.replace(_CSRF_MARK, generate_csrf()).replace(_ATTEMPT_MARK, _new_attempt())
+    return own, 200
+
+
+#: Where the page kept for everyone holds each reader's own form tokens (no token has a space).
+_CSRF_MARK = "{ csrf token }"
+_ATTEMPT_MARK = "{ attempt }"
+
+
+def _new_attempt() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def _support_form() -> tuple[SupportForm, list[Tier]]:
+    form = SupportForm(attempt=_new_attempt())
     tiers = _prepare(form)
     if tiers and not form.tier.data:
         form.tier.data = tiers[min(1, len(tiers) - 1)].slug
-    return _render_support(form, tiers)
+    return form, tiers
+
+
+def _page_for_anyone() -> str:
+    """The support page as a reader not signed in sees it, their form tokens marked."""
+    form, tiers = _support_form()
+    page, _status = _render_support(form, tiers)
+    return page.replace(generate_csrf(), _CSRF_MARK).replace(form.attempt.data, _ATTEMPT_MARK)
 
 
 def _go_to_checkout(choice: choices.Choice, attempt: str) -> Response:

@@ -5,11 +5,9 @@ frame it), of its language, and of the code and templates that draw it: it chang
 payment or a ballot changes a figure, and not otherwise. A request whose ``If-None-Match``
 names it is answered ``304 Not Modified``.
 
-Each worker also keeps every answer it drew for ``PUBLIC_CACHE_SECONDS`` (a second by default)
-and serves it again without asking the database: under article traffic most requests then
-cost what a trivial endpoint costs, and a payment or a ballot shows within that second (which
-browsers and CDNs may add ``max-age`` to anyway). A database round trip costs a request more
-than all the rest of its work (see ``bench/embed_bench.py``).
+Each worker also keeps every answer it drew for ``PUBLIC_CACHE_SECONDS`` (``supporters.kept``)
+and serves it again without asking the database; a payment or a ballot shows within that second
+(which browsers and CDNs may add ``max-age`` to anyway).
 """
 
 from __future__ import annotations
@@ -20,13 +18,13 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from time import monotonic
 from typing import Any, TypeVar
 
 from flask import Response, current_app, request
 from flask_babel import get_locale
 
 from supporters import web
+from supporters.kept import kept
 
 T = TypeVar("T")
 
@@ -38,9 +36,6 @@ CACHE_CONTROL = (
     f"public, max-age={MAX_AGE}, stale-while-revalidate={STALE_WHILE_REVALIDATE}, "
     f"stale-if-error={STALE_IF_ERROR}"
 )
-#: A worker keeps at most this many answers (one per answer, language and site address).
-_KEPT_MAX = 64
-_KEPT = "supporters.public.kept"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,23 +69,6 @@ def etag_for(name: str, shown: Any) -> str:
         separators=(",", ":"),
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:40]
-
-
-def kept(key: tuple[str, ...], make: Callable[[], T]) -> T:
-    """``make()``, or what it gave within the last ``PUBLIC_CACHE_SECONDS`` in this worker."""
-    seconds = float(current_app.config["PUBLIC_CACHE_SECONDS"])
-    if seconds <= 0:
-        return make()
-    store: dict[tuple[str, ...], tuple[float, Any]] = current_app.extensions.setdefault(_KEPT, {})
-    now = monotonic()
-    entry = store.get(key)
-    if entry is not None and entry[0] > now:
-        return entry[1]  # type: ignore[no-any-return]
-    value = make()
-    if len(store) >= _KEPT_MAX:
-        store.clear()
-    store[key] = (now + seconds, value)
-    return value
 
 
 def serve(name: str, make: Callable[[], Answer]) -> Response:

@@ -15,6 +15,7 @@ from flask import Response, request
 
 from supporters import web
 from supporters.billing import figures as billing_figures
+from supporters.kept import kept
 from supporters.public import answers, figures, openapi, origins
 from supporters.public.views.blueprint import bp, served_alike
 
@@ -40,7 +41,7 @@ def _cross_origin(response: Response) -> Response:
         return response
     response.vary.add("Origin")
     origin = request.headers.get("Origin", "")
-    if origin and origin.lower() in answers.kept(("origins",), origins.allowed_origins):
+    if origin and origin.lower() in kept(("origins",), origins.allowed_origins):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = "ETag"
         if request.method == "OPTIONS":
