@@ -140,8 +140,8 @@ SETTINGS: tuple[Setting, ...] = (
         "PUBLIC_CACHE_SECONDS",
         float,
         1.0,
-        "Seconds each worker serves an embed or API answer again before reading the figures anew "
-        "(0: every request reads them).",
+        "Seconds each worker serves an embed, an API answer or the support page (to readers not "
+        "signed in) again before reading the figures anew (0: every request reads them).",
     ),
     Setting(
         "BENCH_ROUTES", _bool, False, "Adds /bench/hello for bench/ scripts; never in production."
