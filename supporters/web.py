@@ -51,7 +51,8 @@ _BASE_CSP: dict[str, list[str]] = {
 def allow_csp(directive: str, *sources: str) -> None:
     """Let this response load from more sources (Stripe's pages need ``https://*.stripe.com``)."""
     extra: dict[str, list[str]] = g.setdefault("csp_extra", {})
-    extra.setdefault(directive, []).extend(sources)
+    allowed = extra.setdefault(directive, [])
+    allowed.extend(source for source in sources if source not in allowed)
 
 
 def serve_everyone_alike() -> None:
