@@ -257,3 +257,11 @@ def render_migration_item(type_: str, obj: Any, autogen_context: Any) -> str | b
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
     return False
+
+
+def currency_check() -> sa.CheckConstraint:
+    """A table's ``currency`` column holds an ISO 4217 code in capitals (named ``currency_iso``
+    by the naming convention, in every table that has one)."""
+    return sa.CheckConstraint(
+        "length(currency) = 3 AND currency = upper(currency)", name="currency_iso"
+    )

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from supporters.db import enum_column, utcnow
+from supporters.db import currency_check, enum_column, utcnow
 from supporters.extensions import Model
 from supporters.members.models import Member
 
@@ -127,12 +127,6 @@ class GoalMeasure(enum.StrEnum):
     PATRONS = "patrons"
 
 
-def _currency_check() -> sa.CheckConstraint:
-    return sa.CheckConstraint(
-        "length(currency) = 3 AND currency = upper(currency)", name="currency_iso"
-    )
-
-
 class Tier(Model):
     """A level of support staff define: a name, what it gives, and its monthly and yearly price."""
 
@@ -140,7 +134,7 @@ class Tier(Model):
     __table_args__ = (
         sa.CheckConstraint("monthly_amount > 0", name="monthly_amount_positive"),
         sa.CheckConstraint("yearly_amount > 0", name="yearly_amount_positive"),
-        _currency_check(),
+        currency_check(),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -211,7 +205,7 @@ class Subscription(Model):
     __tablename__ = "subscriptions"
     __table_args__ = (
         sa.CheckConstraint("amount > 0", name="amount_positive"),
-        _currency_check(),
+        currency_check(),
         sa.Index("ix_subscriptions_status_tier", "status", "tier_id"),
     )
 
@@ -269,7 +263,7 @@ class Payment(Model):
             " OR stripe_payment_intent_id IS NOT NULL",
             name="has_stripe_id",
         ),
-        _currency_check(),
+        currency_check(),
         sa.Index("ix_payments_status_paid_at", "status", "paid_at"),
     )
 
@@ -321,7 +315,7 @@ class Dispute(Model):
         sa.CheckConstraint(
             "withdrawn_amount >= 0 AND withdrawn_amount <= amount", name="withdrawn_within_amount"
         ),
-        _currency_check(),
+        currency_check(),
         # Open disputes, the soonest deadline first.
         sa.Index("ix_disputes_status_evidence_due_at", "status", "evidence_due_at"),
     )

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from supporters.billing.grant_models import Grant
 from supporters.billing.models import Offer, Tier
-from supporters.db import enum_column, utcnow
+from supporters.db import currency_check, enum_column, utcnow
 from supporters.extensions import Model
 from supporters.members.models import Member
 
@@ -49,12 +49,6 @@ class ChargeFrequency(enum.StrEnum):
     ANNUAL = "annual"
 
 
-def _currency_check() -> sa.CheckConstraint:
-    return sa.CheckConstraint(
-        "length(currency) = 3 AND currency = upper(currency)", name="currency_iso"
-    )
-
-
 class ImportedPatron(Model):
     """A member as Patreon knew them: their pledge and its history, and what the import gave."""
 
@@ -63,7 +57,7 @@ class ImportedPatron(Model):
         sa.CheckConstraint("pledge_amount >= 0", name="pledge_amount_non_negative"),
         sa.CheckConstraint("lifetime_amount >= 0", name="lifetime_amount_non_negative"),
         sa.CheckConstraint("reminder_day > 0", name="reminder_day_positive"),
-        _currency_check(),
+        currency_check(),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

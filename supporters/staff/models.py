@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from supporters.billing.models import PaymentKind, Subscription
-from supporters.db import enum_column, utcnow
+from supporters.db import currency_check, enum_column, utcnow
 from supporters.extensions import Model
 from supporters.members.models import Member
 
@@ -61,12 +61,6 @@ class MovementKind(enum.StrEnum):
     FAILED_CHURN = "failed_churn"  # stopped being a patron: renewals kept failing
 
 
-def _currency_check() -> sa.CheckConstraint:
-    return sa.CheckConstraint(
-        "length(currency) = 3 AND currency = upper(currency)", name="currency_iso"
-    )
-
-
 class Movement(Model):
     """One change of one subscription's contribution to recurring revenue and patron counts.
 
@@ -80,7 +74,7 @@ class Movement(Model):
         sa.CheckConstraint("subscriptions IN (-1, 0, 1)", name="subscriptions_unit"),
         sa.CheckConstraint("patrons IN (-1, 0, 1)", name="patrons_unit"),
         sa.CheckConstraint("patrons = 0 OR cohort_month IS NOT NULL", name="patrons_have_cohort"),
-        _currency_check(),
+        currency_check(),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -103,7 +97,7 @@ class SubscriptionMonth(Model):
     """Sums of the ledger by month, currency, tier and kind of movement."""
 
     __tablename__ = "report_subscription_months"
-    __table_args__ = (_currency_check(),)
+    __table_args__ = (currency_check(),)
 
     month: Mapped[int] = mapped_column(primary_key=True)
     currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
@@ -120,7 +114,7 @@ class DayTotal(Model):
     """Sums of the ledger by day and currency: "against 30 days ago" without a ledger scan."""
 
     __tablename__ = "report_days"
-    __table_args__ = (_currency_check(),)
+    __table_args__ = (currency_check(),)
 
     day: Mapped[dt.date] = mapped_column(primary_key=True)
     currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
@@ -147,7 +141,7 @@ class PaymentMonth(Model):
     """
 
     __tablename__ = "report_payment_months"
-    __table_args__ = (_currency_check(),)
+    __table_args__ = (currency_check(),)
 
     month: Mapped[int] = mapped_column(primary_key=True)
     currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
