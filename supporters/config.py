@@ -156,7 +156,8 @@ SETTINGS: tuple[Setting, ...] = (
         "JOBS_RETRY_BASE_SECONDS",
         float,
         10.0,
-        "A failed job's first retry comes within this many seconds; the wait doubles each time.",
+        "A failed job's first retry comes after half to all of this many seconds; the wait "
+        "doubles each time.",
     ),
     Setting("JOBS_RETRY_CAP_SECONDS", float, 3600.0, "Longest wait before a job's next try."),
     Setting(

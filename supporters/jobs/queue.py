@@ -50,11 +50,13 @@ class Claimed:
 
 @dataclasses.dataclass(frozen=True)
 class Backoff:
-    """When a failed job is tried again: exponential backoff with full jitter, capped.
+    """When a failed job is tried again: exponential backoff with equal jitter, capped.
 
-    The n-th retry waits a random time up to ``base * 2**(n-1)`` seconds, never more than
-    ``cap``: a storm of jobs failing together (Stripe down for a minute) comes back spread out,
-    not all at once. After ``max_attempts`` attempts a job is dead.
+    The n-th retry waits a random time between half and all of ``base * 2**(n-1)`` seconds,
+    never more than ``cap``: a storm of jobs failing together (Stripe down for a minute) comes
+    back spread out, not all at once, and no retry follows its failure at once (full jitter
+    may draw a wait near zero, which is no backoff). After ``max_attempts`` attempts a job is
+    dead.
     """
 
     base: float
@@ -73,7 +75,7 @@ class Backoff:
     def delay(self, attempt: int, jitter: Callable[[], float] = random.random) -> dt.timedelta:
         """How long to wait after failed attempt number ``attempt`` (1 for the first)."""
         ceiling = min(self.cap, self.base * 2 ** min(attempt - 1, 64))
-        return dt.timedelta(seconds=ceiling * jitter())
+        return dt.timedelta(seconds=ceiling * (1 + jitter()) / 2)
 
     def retry_at(
         self, attempt: int, now: dt.datetime, jitter: Callable[[], float] = random.random
